@@ -1,0 +1,1 @@
+//! wasmesh-headers: request and response header transforms.
