@@ -1,2 +1,30 @@
 //! wasmesh-sdk: the guest-side library every wasmesh filter is written with.
 //! Typed config, rule matching, panic-free host access and a stage pipeline on proxy-wasm.
+//!
+//! A filter is a [`Stage`]: a config type, a `build` that validates it once, and phase
+//! handlers that read a view ([`Request`], [`Response`]) and return a [`Decision`].
+//! `export_stage!(MyStage)` turns it into a Proxy-Wasm module.
+
+pub mod config;
+pub mod headers;
+pub mod host;
+pub mod log;
+pub mod matcher;
+pub mod metrics;
+pub mod net;
+pub mod path;
+pub mod props;
+pub mod request;
+pub mod shell;
+pub mod stage;
+
+pub use config::ConfigError;
+pub use headers::HeaderMap;
+pub use matcher::{MatchConfig, Matcher, Rules};
+pub use path::PathOptions;
+pub use props::{Properties, PropertySource, StaticProperties};
+pub use request::Request;
+pub use stage::{Callout, CalloutResult, Decision, LocalReply, Response, Stage};
+
+/// Re-exported so `export_stage!` works without a direct dependency.
+pub use proxy_wasm;

@@ -1,0 +1,194 @@
+//! Plugin configuration: JSON parsed with serde, errors that name the field.
+//!
+//! Every filter parses its raw configuration bytes once, in `on_configure`, into its
+//! own serde type and then validates that into a runtime object. Both steps report a
+//! [`ConfigError`] whose `path` is the dotted/indexed path of the offending field
+//! (`rules[2].match.path.regex`), so the log line Envoy prints says exactly what to fix.
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// A configuration problem at one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path such as `rules[2].match.path`; empty for the document root.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `path`.
+    pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes this error's path with `parent` (a field name or `name[i]`), so nested
+    /// validators can report paths relative to themselves and callers add the rest.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.path = join_path(parent, &self.path);
+        self
+    }
+}
+
+/// Joins two field-path fragments: `a` + `b` → `a.b`, `a` + `[1].b` → `a[1].b`.
+pub fn join_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_string(),
+        (false, true) => parent.to_string(),
+        (false, false) if child.starts_with('[') => format!("{parent}{child}"),
+        (false, false) => format!("{parent}.{child}"),
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "config: {}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses a plugin configuration. Empty input (no `configuration` in Envoy) parses as
+/// `{}` so that filters whose fields all have defaults need no config at all.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = render_path(err.path());
+        let inner = err.into_inner();
+        ConfigError::at(path, strip_position(&inner))
+    })?;
+    de.end()
+        .map_err(|e| ConfigError::at("", format!("trailing data after the JSON document: {e}")))?;
+    Ok(value)
+}
+
+/// serde_path_to_error renders the root as `.`; we want an empty path there and
+/// `a.b[0]` elsewhere.
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    let rendered = path.to_string();
+    if rendered == "." {
+        String::new()
+    } else {
+        rendered
+    }
+}
+
+/// serde_json appends ` at line L column C`; the path already says where, and the
+/// config is usually a one-line string inside Envoy's YAML, so the position only confuses.
+fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// Validation helper: a list of items, each validated with its index in the path.
+pub fn validate_list<T, U>(
+    field: &str,
+    items: &[T],
+    mut validate: impl FnMut(&T) -> Result<U, ConfigError>,
+) -> Result<Vec<U>, ConfigError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| validate(item).map_err(|e| e.within(&format!("{field}[{i}]"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Root {
+        #[serde(default)]
+        rules: Vec<Rule>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        name: String,
+        #[serde(default)]
+        limit: u32,
+    }
+
+    #[test]
+    fn empty_config_is_an_empty_object() {
+        let root: Root = parse(b"  ").unwrap();
+        assert!(root.rules.is_empty());
+    }
+
+    #[test]
+    fn type_error_names_the_indexed_field() {
+        let err =
+            parse::<Root>(br#"{"rules":[{"name":"a"},{"name":"b","limit":"x"}]}"#).unwrap_err();
+        assert_eq!(err.path, "rules[1].limit");
+        assert!(err.message.contains("invalid type"), "{err}");
+        assert!(!err.message.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_location() {
+        let err = parse::<Root>(br#"{"rules":[{"name":"a","limt":3}]}"#).unwrap_err();
+        assert_eq!(err.path, "rules[0].limt");
+        assert!(err.message.contains("unknown field `limt`"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_names_the_parent() {
+        let err = parse::<Root>(br#"{"rules":[{}]}"#).unwrap_err();
+        assert_eq!(err.path, "rules[0]");
+        assert!(err.message.contains("missing field `name`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_is_reported() {
+        let err = parse::<Root>(b"{\"rules\": [").unwrap_err();
+        assert!(err.message.contains("EOF"), "{err}");
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(parse::<Root>(b"{} x").is_err());
+    }
+
+    #[test]
+    fn nested_validation_errors_compose_paths() {
+        let items = vec![1, 2, 3];
+        let err = validate_list("limits", &items, |n| {
+            if *n == 3 {
+                Err(ConfigError::at("value", "too big"))
+            } else {
+                Ok(*n)
+            }
+        })
+        .unwrap_err()
+        .within("rules[4]");
+        assert_eq!(err.to_string(), "rules[4].limits[2].value: too big");
+    }
+
+    #[test]
+    fn join_path_handles_roots_and_indices() {
+        assert_eq!(join_path("", "a"), "a");
+        assert_eq!(join_path("a", ""), "a");
+        assert_eq!(join_path("a", "[0].b"), "a[0].b");
+        assert_eq!(join_path("a", "b"), "a.b");
+    }
+}

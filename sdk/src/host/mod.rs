@@ -1,0 +1,183 @@
+//! Panic-free access to the Proxy-Wasm host.
+//!
+//! The `proxy-wasm` crate's `hostcalls` panic on any status they do not expect and on
+//! header values that are not UTF-8 (Envoy allows obs-text bytes in values), which traps
+//! the VM and, under FAIL_CLOSED, fails every later request. This module talks to the
+//! host through the raw ABI instead: every call returns a `Result`, and bytes that are
+//! not UTF-8 are converted lossily rather than trusted. It is the only place in the SDK
+//! that calls the host, so a native build (unit tests) swaps it for a stub.
+
+mod codec;
+#[cfg(target_arch = "wasm32")]
+mod sys;
+
+pub use codec::{decode_pairs, encode_pairs};
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// A host call that did not succeed. `Unavailable` is the native-build stub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    NotFound,
+    BadArgument,
+    CasMismatch,
+    Unimplemented,
+    Other(u32),
+    Unavailable,
+}
+
+impl HostError {
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    fn from_status(status: u32) -> Result<(), HostError> {
+        match status {
+            0 => Ok(()),
+            1 => Err(HostError::NotFound),
+            2 => Err(HostError::BadArgument),
+            8 => Err(HostError::CasMismatch),
+            12 => Err(HostError::Unimplemented),
+            other => Err(HostError::Other(other)),
+        }
+    }
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "host call failed: {self:?}")
+    }
+}
+
+/// Which header map a call refers to (ABI `MapType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MapType {
+    RequestHeaders = 0,
+    RequestTrailers = 1,
+    ResponseHeaders = 2,
+    ResponseTrailers = 3,
+    HttpCallResponseHeaders = 6,
+}
+
+/// Which buffer a call refers to (ABI `BufferType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum BufferType {
+    RequestBody = 0,
+    ResponseBody = 1,
+    VmConfiguration = 6,
+    PluginConfiguration = 7,
+    HttpCallResponseBody = 4,
+}
+
+/// Log levels as the ABI numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// Metric kinds as the ABI numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+    Histogram = 2,
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use sys::*;
+
+/// Native stand-ins: stage logic is tested natively and never reaches the host, but
+/// the shell compiles on every target so that `cargo test --workspace` links.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::*;
+
+    pub fn header_pairs(_map: MapType) -> Result<Vec<(String, String)>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn header_value(_map: MapType, _name: &str) -> Result<Option<String>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn add_header(_map: MapType, _name: &str, _value: &str) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn replace_header(_map: MapType, _name: &str, _value: &str) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn remove_header(_map: MapType, _name: &str) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn property(_path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn buffer(_kind: BufferType, _start: usize, _max: usize) -> Result<Vec<u8>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn send_local_response(
+        _status: u32,
+        _details: &str,
+        _body: &[u8],
+        _headers: &[(&str, &str)],
+    ) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn log(_level: LogLevel, _message: &str) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn log_level() -> Result<LogLevel, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn foreign_function(_name: &str, _arg: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn define_metric(_kind: MetricKind, _name: &str) -> Result<u32, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn increment_metric(_id: u32, _offset: i64) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn record_metric(_id: u32, _value: u64) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn shared_data(_key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn set_shared_data(_key: &str, _value: &[u8], _cas: u32) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn now() -> Result<SystemTime, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn set_tick_period(_period: std::time::Duration) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn set_effective_context(_id: u32) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn continue_stream(_response: bool) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
+}
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::*;
+
+/// Current time, or the Unix epoch if the host cannot say (it always can in Envoy).
+pub fn now_or_epoch() -> SystemTime {
+    now().unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// Milliseconds since the Unix epoch of `t` (0 before the epoch).
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
+}

@@ -1,0 +1,240 @@
+//! Labelled metrics over the host's flat metric names, and the Envoy `stats_tags`
+//! that turn the labels back into Prometheus labels.
+//!
+//! The ABI has no labels: a metric is a name. So labels are encoded into the name by
+//! one scheme, `NAME;label1=value1;label2=value2`, and Envoy's tag extractors, one per
+//! label name with the regex `(;LABEL=([^;]*))`, cut each `;label=value` back out of
+//! the name into a tag. `/stats/prometheus` then prints `NAME{label1="value1",...}`.
+//! Values have `;` replaced by `_` (they could otherwise end a label early); `:` is
+//! turned into `_` by Envoy itself.
+//!
+//! Defining a metric is a host call, so each (name, label values) pair is defined once
+//! per VM and its id cached.
+
+use crate::host::{self, MetricKind};
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// An Envoy bootstrap `stats_config.stats_tags` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsTag {
+    pub tag_name: String,
+    pub regex: String,
+}
+
+/// Encodes a metric name with its labels, in the documented scheme.
+pub fn encode_name(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(
+        name.len()
+            + labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>(),
+    );
+    out.push_str(name);
+    for (k, v) in labels {
+        out.push(';');
+        out.push_str(k);
+        out.push('=');
+        out.extend(v.chars().map(|c| if c == ';' { '_' } else { c }));
+    }
+    out
+}
+
+/// The tag extractor for one label name.
+pub fn stats_tag(label: &str) -> StatsTag {
+    StatsTag {
+        tag_name: label.to_string(),
+        regex: format!("(;{}=([^;]*))", regex::escape(label)),
+    }
+}
+
+/// Tag extractors for a set of label names (sorted, deduplicated, so that generated
+/// bootstraps are reproducible).
+pub fn stats_tags<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<StatsTag> {
+    let mut names: Vec<&str> = labels.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(stats_tag).collect()
+}
+
+/// A metric family: a name, a kind and label names; values are given per use.
+pub struct Family {
+    name: String,
+    kind: MetricKind,
+    labels: Vec<String>,
+    ids: RefCell<HashMap<Vec<String>, u32>>,
+}
+
+impl Family {
+    fn new(kind: MetricKind, name: &str, labels: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            ids: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn label_names(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The full encoded name for these label values (missing values are empty).
+    pub fn encoded(&self, values: &[&str]) -> String {
+        let pairs: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), values.get(i).copied().unwrap_or("")))
+            .collect();
+        encode_name(&self.name, &pairs)
+    }
+
+    /// The host id for these label values, defined on first use. `None` if the host
+    /// refused (the metric is then silently not recorded: telemetry never fails a request).
+    pub fn id(&self, values: &[&str]) -> Option<u32> {
+        let key: Vec<String> = values.iter().map(|s| s.to_string()).collect();
+        if let Some(id) = self.ids.borrow().get(&key) {
+            return Some(*id);
+        }
+        let id = host::define_metric(self.kind, &self.encoded(values)).ok()?;
+        self.ids.borrow_mut().insert(key, id);
+        Some(id)
+    }
+}
+
+/// A counter family.
+pub struct Counter(Family);
+/// A gauge family.
+pub struct Gauge(Family);
+/// A histogram family (values in the metric's unit; Envoy picks the buckets).
+pub struct Histogram(Family);
+
+impl Counter {
+    pub fn new(name: &str, labels: &[&str]) -> Self {
+        Self(Family::new(MetricKind::Counter, name, labels))
+    }
+    pub fn inc(&self, values: &[&str]) {
+        self.add(values, 1);
+    }
+    pub fn add(&self, values: &[&str], n: u64) {
+        if let Some(id) = self.0.id(values) {
+            let _ = host::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+    pub fn family(&self) -> &Family {
+        &self.0
+    }
+}
+
+impl Gauge {
+    pub fn new(name: &str, labels: &[&str]) -> Self {
+        Self(Family::new(MetricKind::Gauge, name, labels))
+    }
+    pub fn set(&self, values: &[&str], v: u64) {
+        if let Some(id) = self.0.id(values) {
+            let _ = host::record_metric(id, v);
+        }
+    }
+    pub fn add(&self, values: &[&str], delta: i64) {
+        if let Some(id) = self.0.id(values) {
+            let _ = host::increment_metric(id, delta);
+        }
+    }
+    pub fn family(&self) -> &Family {
+        &self.0
+    }
+}
+
+impl Histogram {
+    pub fn new(name: &str, labels: &[&str]) -> Self {
+        Self(Family::new(MetricKind::Histogram, name, labels))
+    }
+    pub fn record(&self, values: &[&str], v: u64) {
+        if let Some(id) = self.0.id(values) {
+            let _ = host::record_metric(id, v);
+        }
+    }
+    pub fn family(&self) -> &Family {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+
+    /// Applies tag extraction the way Envoy does: for each regex, remove the first
+    /// capture group from the name and take the second as the tag value.
+    fn extract(name: &str, tags: &[StatsTag]) -> (String, Vec<(String, String)>) {
+        let mut name = name.to_string();
+        let mut out = Vec::new();
+        for tag in tags {
+            let re = Regex::new(&tag.regex).unwrap();
+            let (range, value) = match re.captures(&name) {
+                Some(c) => (
+                    c.get(1).unwrap().range(),
+                    c.get(2).unwrap().as_str().to_string(),
+                ),
+                None => continue,
+            };
+            name.replace_range(range, "");
+            out.push((tag.tag_name.clone(), value));
+        }
+        (name, out)
+    }
+
+    #[test]
+    fn encoding_round_trips_through_tag_extraction() {
+        let name = encode_name("wasmesh_rl_total", &[("rule", "api.v1"), ("code", "429")]);
+        assert_eq!(name, "wasmesh_rl_total;rule=api.v1;code=429");
+        let (base, tags) = extract(&name, &stats_tags(["rule", "code"]));
+        assert_eq!(base, "wasmesh_rl_total");
+        assert_eq!(
+            tags,
+            [
+                ("code".into(), "429".into()),
+                ("rule".into(), "api.v1".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_label_name_inside_another_is_not_confused() {
+        let name = encode_name("m", &[("response_code", "200"), ("code", "x")]);
+        let (base, tags) = extract(&name, &stats_tags(["code", "response_code"]));
+        assert_eq!(base, "m");
+        assert!(tags.contains(&("code".into(), "x".into())));
+        assert!(tags.contains(&("response_code".into(), "200".into())));
+    }
+
+    #[test]
+    fn semicolons_in_values_cannot_inject_labels() {
+        let name = encode_name("m", &[("rule", "a;code=999")]);
+        let (_, tags) = extract(&name, &stats_tags(["rule", "code"]));
+        assert_eq!(tags, [("rule".into(), "a_code=999".into())]);
+    }
+
+    #[test]
+    fn stats_tags_are_sorted_and_unique() {
+        let tags = stats_tags(["b", "a", "b"]);
+        assert_eq!(
+            tags.iter().map(|t| t.tag_name.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(tags[0].regex, "(;a=([^;]*))");
+    }
+
+    #[test]
+    fn family_fills_missing_values_with_empty() {
+        let c = Counter::new("m", &["a", "b"]);
+        assert_eq!(c.family().encoded(&["1"]), "m;a=1;b=");
+    }
+}

@@ -1,0 +1,381 @@
+//! The wasm shell: wires a [`Stage`] to proxy-wasm's callbacks and carries out its
+//! decisions. This is the one place where the SDK changes the host's state.
+//!
+//! Per phase it fetches the header map once, hands the stage a view, replays the
+//! view's recorded edits, and then continues, replies, pauses for a delay (resumed
+//! from the root context's tick, which all paused streams share) or pauses for a
+//! callout (resumed from the callout's response).
+
+use crate::config;
+use crate::headers::{HeaderMap, HeaderOp};
+use crate::host::{self, BufferType, MapType};
+use crate::props::HostProperties;
+use crate::request::Request;
+use crate::stage::{Callout, CalloutResult, Decision, LocalReply, Response, Stage};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, SystemTime};
+
+/// How often the root context ticks while any stream waits on a delay. Delays end on
+/// the first tick at or after their deadline, so they overshoot by at most this much.
+const DELAY_TICK: Duration = Duration::from_millis(5);
+
+/// Registers `S` as this module's filter. Use once, at the crate root:
+/// `wasmesh_sdk::export_stage!(MyStage);`
+#[macro_export]
+macro_rules! export_stage {
+    ($stage:ty) => {
+        $crate::proxy_wasm::main! {{
+            $crate::proxy_wasm::set_root_context(|_| -> Box<dyn $crate::proxy_wasm::traits::RootContext> {
+                Box::new($crate::shell::Root::<$stage>::new())
+            });
+        }}
+    };
+}
+
+/// The root context: parses and validates the config, owns the shared timer list.
+pub struct Root<S: Stage> {
+    stage: Option<Rc<S>>,
+    timers: Rc<RefCell<Timers>>,
+}
+
+impl<S: Stage> Default for Root<S> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S: Stage> Root<S> {
+    pub fn new() -> Self {
+        Self {
+            stage: None,
+            timers: Rc::new(RefCell::new(Timers::default())),
+        }
+    }
+}
+
+impl<S: Stage> Context for Root<S> {}
+
+impl<S: Stage> RootContext for Root<S> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        crate::log::set_prefix(S::NAME);
+        let bytes = match host::buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(b) => b,
+            Err(e) => {
+                crate::error!("cannot read the plugin configuration: {e}");
+                return false;
+            }
+        };
+        match config::parse::<S::Config>(&bytes).and_then(S::build) {
+            Ok(stage) => {
+                self.stage = Some(Rc::new(stage));
+                true
+            }
+            Err(e) => {
+                crate::error!("invalid configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let stage = self.stage.clone()?;
+        Some(Box::new(Http {
+            shared: Rc::new(StreamShared {
+                id: context_id,
+                stage,
+                state: RefCell::new(StreamState::default()),
+                timers: Rc::downgrade(&self.timers),
+            }),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn on_tick(&mut self) {
+        let now = host::now_or_epoch();
+        let due = self.timers.borrow_mut().take_due(now);
+        for stream in due {
+            if host::set_effective_context(stream.id()).is_ok() {
+                stream.resume_after_delay();
+            }
+        }
+        let timers = self.timers.borrow();
+        if timers.is_empty() {
+            let _ = host::set_tick_period(Duration::ZERO);
+        }
+    }
+}
+
+/// Streams waiting on a delay, with their deadlines. Weak, so a stream the client
+/// abandoned is simply dropped when its turn comes.
+#[derive(Default)]
+struct Timers {
+    waiting: Vec<(SystemTime, Weak<dyn Resumable>)>,
+}
+
+impl Timers {
+    fn add(&mut self, deadline: SystemTime, stream: Weak<dyn Resumable>) {
+        if self.waiting.is_empty() {
+            let _ = host::set_tick_period(DELAY_TICK);
+        }
+        self.waiting.push((deadline, stream));
+    }
+
+    fn take_due(&mut self, now: SystemTime) -> Vec<Rc<dyn Resumable>> {
+        let mut due = Vec::new();
+        self.waiting.retain(|(deadline, weak)| {
+            if *deadline > now {
+                return weak.strong_count() > 0;
+            }
+            if let Some(stream) = weak.upgrade() {
+                due.push(stream);
+            }
+            false
+        });
+        due
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+trait Resumable {
+    fn id(&self) -> u32;
+    fn resume_after_delay(self: Rc<Self>);
+}
+
+impl<S: Stage> Resumable for StreamShared<S> {
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn resume_after_delay(self: Rc<Self>) {
+        self.resume_request(|stage, req, stream| stage.on_request_resumed(req, stream));
+    }
+}
+
+#[derive(Default)]
+struct StreamState<T> {
+    stream: T,
+    /// A local reply was sent: Envoy refuses a second one.
+    replied: bool,
+}
+
+/// What a stream's context shares with the root's timer list.
+struct StreamShared<S: Stage> {
+    id: u32,
+    stage: Rc<S>,
+    state: RefCell<StreamState<S::Stream>>,
+    timers: Weak<RefCell<Timers>>,
+}
+
+/// Whether the request may go on now (`Continue`) or stays paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Continue,
+    Paused,
+}
+
+impl<S: Stage> StreamShared<S> {
+    fn request_view(&self) -> Request<'static> {
+        static PROPS: HostProperties = HostProperties;
+        let pairs = host::header_pairs(MapType::RequestHeaders).unwrap_or_default();
+        Request::new(
+            HeaderMap::from_pairs(pairs),
+            &PROPS,
+            self.stage.path_options(),
+        )
+    }
+
+    /// Runs one request-phase step of the stage and carries out its decision.
+    fn run_request(
+        self: &Rc<Self>,
+        step: impl FnOnce(&S, &mut Request<'_>, &mut S::Stream) -> Decision,
+    ) -> Next {
+        let mut req = self.request_view();
+        let decision = {
+            let mut state = self.state.borrow_mut();
+            step(&self.stage, &mut req, &mut state.stream)
+        };
+        apply_ops(MapType::RequestHeaders, req.headers.take_ops());
+        self.carry_out(decision)
+    }
+
+    fn carry_out(self: &Rc<Self>, decision: Decision) -> Next {
+        match decision {
+            Decision::Continue => Next::Continue,
+            Decision::Reply(reply) => {
+                self.reply(reply);
+                Next::Paused
+            }
+            Decision::Delay(delay) => {
+                let deadline = host::now_or_epoch() + delay;
+                match self.timers.upgrade() {
+                    Some(timers) => {
+                        let weak: Weak<dyn Resumable> = {
+                            let strong: Rc<dyn Resumable> = self.clone();
+                            Rc::downgrade(&strong)
+                        };
+                        timers.borrow_mut().add(deadline, weak);
+                        Next::Paused
+                    }
+                    None => Next::Continue,
+                }
+            }
+            Decision::Callout(callout) => match dispatch(&callout) {
+                Ok(()) => Next::Paused,
+                Err(()) => self.run_request(|stage, req, stream| {
+                    stage.on_callout_response(req, stream, CalloutResult::Failed)
+                }),
+            },
+        }
+    }
+
+    /// Resumes a paused request after a delay or callout.
+    fn resume_request(
+        self: &Rc<Self>,
+        step: impl FnOnce(&S, &mut Request<'_>, &mut S::Stream) -> Decision,
+    ) {
+        if self.run_request(step) == Next::Continue {
+            let _ = host::continue_stream(false);
+        }
+    }
+
+    fn reply(&self, reply: LocalReply) {
+        let mut state = self.state.borrow_mut();
+        if state.replied {
+            crate::warn!("a second local reply ({}) was dropped", reply.status);
+            return;
+        }
+        state.replied = true;
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Err(e) = host::send_local_response(
+            u32::from(reply.status),
+            &reply.details,
+            &reply.body,
+            &headers,
+        ) {
+            crate::error!("local reply {} failed: {e}", reply.status);
+        }
+    }
+}
+
+/// Dispatches through proxy-wasm so that its dispatcher routes the response back to
+/// this stream's context.
+fn dispatch(callout: &Callout) -> Result<(), ()> {
+    let headers: Vec<(&str, &str)> = callout
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    proxy_wasm::hostcalls::dispatch_http_call(
+        &callout.cluster,
+        headers,
+        callout.body.as_deref(),
+        Vec::new(),
+        callout.timeout,
+    )
+    .map(|_token| ())
+    .map_err(|status| {
+        crate::warn!(
+            "callout to cluster `{}` not dispatched: {status:?}",
+            callout.cluster
+        )
+    })
+}
+
+/// Replays a view's edits against the host, in order.
+fn apply_ops(map: MapType, ops: Vec<HeaderOp>) {
+    for op in ops {
+        let result = match &op {
+            HeaderOp::Set(k, v) => host::replace_header(map, k, v),
+            HeaderOp::Add(k, v) => host::add_header(map, k, v),
+            HeaderOp::Remove(k) => host::remove_header(map, k),
+        };
+        if let Err(e) = result {
+            crate::warn!("header edit {op:?} failed: {e}");
+        }
+    }
+}
+
+/// One HTTP stream's context.
+struct Http<S: Stage> {
+    shared: Rc<StreamShared<S>>,
+}
+
+impl<S: Stage> Context for Http<S> {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let result = callout_result(num_headers, body_size);
+        self.shared
+            .resume_request(|stage, req, stream| stage.on_callout_response(req, stream, result));
+    }
+}
+
+fn callout_result(num_headers: usize, body_size: usize) -> CalloutResult {
+    // Envoy delivers a failed call (timeout, reset, no upstream) as zero headers.
+    if num_headers == 0 {
+        return CalloutResult::Failed;
+    }
+    let headers = host::header_pairs(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let status = headers
+        .iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse().ok());
+    let Some(status) = status else {
+        return CalloutResult::Failed;
+    };
+    let body = host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
+    CalloutResult::Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl<S: Stage> HttpContext for Http<S> {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self
+            .shared
+            .run_request(|stage, req, stream| stage.on_request(req, stream))
+        {
+            Next::Continue => Action::Continue,
+            Next::Paused => Action::Pause,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        static PROPS: HostProperties = HostProperties;
+        let pairs = host::header_pairs(MapType::ResponseHeaders).unwrap_or_default();
+        let mut resp = Response::new(HeaderMap::from_pairs(pairs), &PROPS);
+        let decision = {
+            let mut state = self.shared.state.borrow_mut();
+            self.shared.stage.on_response(&mut resp, &mut state.stream)
+        };
+        apply_ops(MapType::ResponseHeaders, resp.headers.take_ops());
+        match decision {
+            Decision::Reply(reply) => {
+                self.shared.reply(reply);
+                Action::Pause
+            }
+            // Delays and callouts are request-phase tools; in the response phase they
+            // are ignored rather than stalling a response that is already under way.
+            _ => Action::Continue,
+        }
+    }
+}

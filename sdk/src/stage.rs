@@ -1,0 +1,146 @@
+//! Stages: host-agnostic filter logic. A stage reads a request or response view and
+//! returns a [`Decision`]; it never calls the host, so it is unit-tested natively with
+//! plain structs, and the SDK's shell ([`crate::shell`]) carries the decision out.
+
+use crate::config::ConfigError;
+use crate::headers::HeaderMap;
+use crate::path::PathOptions;
+use crate::props::{Properties, PropertySource};
+use crate::request::Request;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// What the stream should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on to the next filter (with any header edits made to the view).
+    Continue,
+    /// Answer locally and stop the request here.
+    Reply(LocalReply),
+    /// Pause, then resume through [`Stage::on_request_resumed`] after the delay.
+    Delay(Duration),
+    /// Pause, call out, and resume through [`Stage::on_callout_response`].
+    Callout(Callout),
+}
+
+/// A response the filter answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Envoy's `response_code_details` (shows in access logs), e.g. `wasmesh_ratelimited`.
+    pub details: String,
+}
+
+impl LocalReply {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            details: String::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn details(mut self, details: &str) -> Self {
+        self.details = details.to_string();
+        self
+    }
+
+    /// A 400 answer for a request the filter cannot interpret (e.g. a refused path).
+    pub fn bad_request(reason: &str) -> Self {
+        Self::new(400, format!("bad request: {reason}\n"))
+            .header("content-type", "text/plain")
+            .details("wasmesh_bad_request")
+    }
+}
+
+/// An HTTP call to an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    /// Envoy cluster name (not a URL).
+    pub cluster: String,
+    /// Must include `:method`, `:path` and `:authority`.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// How a callout ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutResult {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Timeout, reset, no healthy upstream, or the call could not be dispatched.
+    Failed,
+}
+
+/// The response view a stage reads in the response phase.
+pub struct Response<'a> {
+    pub headers: HeaderMap,
+    pub props: Properties<'a>,
+}
+
+impl<'a> Response<'a> {
+    pub fn new(headers: HeaderMap, props: &'a dyn PropertySource) -> Self {
+        Self {
+            headers,
+            props: Properties::new(props),
+        }
+    }
+
+    /// The `:status` code.
+    pub fn status(&self) -> Option<u16> {
+        self.headers.get(":status")?.parse().ok()
+    }
+}
+
+/// A filter's logic. `Stream` is per-request state carried between phases.
+pub trait Stage: Sized + 'static {
+    /// Name used in logs (`wasmesh-headers: ...`).
+    const NAME: &'static str;
+    /// The configuration as written (serde); see [`crate::config`].
+    type Config: DeserializeOwned;
+    /// Per-request state.
+    type Stream: Default + 'static;
+
+    /// Validates the configuration into the runtime object, once, in `on_configure`.
+    fn build(config: Self::Config) -> Result<Self, ConfigError>;
+
+    /// How this stage's requests normalise their path.
+    fn path_options(&self) -> PathOptions {
+        PathOptions::default()
+    }
+
+    fn on_request(&self, _req: &mut Request<'_>, _stream: &mut Self::Stream) -> Decision {
+        Decision::Continue
+    }
+
+    /// Called when a [`Decision::Delay`] has elapsed.
+    fn on_request_resumed(&self, _req: &mut Request<'_>, _stream: &mut Self::Stream) -> Decision {
+        Decision::Continue
+    }
+
+    /// Called with the outcome of a [`Decision::Callout`].
+    fn on_callout_response(
+        &self,
+        _req: &mut Request<'_>,
+        _stream: &mut Self::Stream,
+        _result: CalloutResult,
+    ) -> Decision {
+        Decision::Continue
+    }
+
+    fn on_response(&self, _resp: &mut Response<'_>, _stream: &mut Self::Stream) -> Decision {
+        Decision::Continue
+    }
+}
