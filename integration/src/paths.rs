@@ -22,7 +22,13 @@ pub fn workspace_root() -> PathBuf {
 /// A missing Envoy is an error, never a skip: a test suite that silently skips its
 /// real-Envoy tests would report green while testing nothing.
 pub fn envoy_bin() -> Result<PathBuf> {
-    if let Some(value) = std::env::var_os(ENVOY_BIN_VAR) {
+    find_envoy(std::env::var_os(ENVOY_BIN_VAR), &workspace_root())
+}
+
+/// [`envoy_bin`] with its inputs explicit (tests cannot set env vars safely while other
+/// tests run in parallel).
+fn find_envoy(env_value: Option<std::ffi::OsString>, root: &Path) -> Result<PathBuf> {
+    if let Some(value) = env_value {
         let path = PathBuf::from(value);
         if !path.is_file() {
             bail!(
@@ -33,7 +39,7 @@ pub fn envoy_bin() -> Result<PathBuf> {
         }
         return Ok(path);
     }
-    let venv = workspace_root().join(".venv/bin/envoy");
+    let venv = root.join(".venv/bin/envoy");
     if venv.is_file() {
         return Ok(venv);
     }
@@ -92,5 +98,39 @@ impl Drop for TempDir {
             // Best effort: a leftover scratch directory is not worth failing a test over.
             let _ = std::fs::remove_dir_all(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_envoy_is_a_loud_error() {
+        let nowhere = Path::new("/nonexistent-wasmesh-root");
+        let err = find_envoy(None, nowhere).unwrap_err().to_string();
+        assert!(err.contains("./scripts/setup.sh"), "{err}");
+        let err = find_envoy(Some("/nonexistent/envoy".into()), nowhere)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ENVOY_BIN") && err.contains("/nonexistent/envoy"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_var_wins_over_venv() {
+        let dir = TempDir::new("paths-test").unwrap();
+        let fake = dir.join("envoy");
+        std::fs::write(&fake, "").unwrap();
+        assert_eq!(
+            find_envoy(Some(fake.clone().into()), nowhere()).unwrap(),
+            fake
+        );
+    }
+
+    fn nowhere() -> &'static Path {
+        Path::new("/nonexistent-wasmesh-root")
     }
 }

@@ -4,28 +4,39 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
+use wasmesh_integration::bootstrap::{self, FailurePolicy, WasmFilter, INGRESS};
 use wasmesh_integration::echo::{Echo, EchoServer};
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
 use wasmesh_integration::paths::TempDir;
 
-/// A minimal Proxy-Wasm 0.2.1 plugin in WAT: passes every request through, and its
-/// `on_configure` returns `configure_ok`. Enough to exercise Envoy's Wasm loading
-/// without building a filter crate.
+/// A minimal Proxy-Wasm 0.2.1 plugin in WAT: passes every request through. When
+/// `configure_ok` is false its `on_configure` logs `REFUSAL` at error level and returns
+/// false. Enough to exercise Envoy's Wasm loading without building a filter crate.
 fn tiny_plugin(dir: &TempDir, configure_ok: bool) -> anyhow::Result<PathBuf> {
     let wat = format!(
         r#"(module
+          (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
           (memory (export "memory") 1)
+          (data (i32.const 16) "{REFUSAL}")
           (func (export "proxy_abi_version_0_2_1"))
           (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
           (func (export "proxy_on_context_create") (param i32 i32))
           (func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 1)
-          (func (export "proxy_on_configure") (param i32 i32) (result i32) i32.const {})
+          (func (export "proxy_on_configure") (param i32 i32) (result i32)
+            {configure})
           (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) i32.const 0)
           (func (export "proxy_on_done") (param i32) (result i32) i32.const 1)
           (func (export "proxy_on_delete") (param i32)))"#,
-        u8::from(configure_ok)
+        configure = if configure_ok {
+            "i32.const 1".to_string()
+        } else {
+            // Log level 4 = error.
+            format!(
+                "(drop (call $log (i32.const 4) (i32.const 16) (i32.const {}))) i32.const 0",
+                REFUSAL.len()
+            )
+        },
     );
     let path = dir.join(if configure_ok {
         "ok.wasm"
@@ -35,6 +46,8 @@ fn tiny_plugin(dir: &TempDir, configure_ok: bool) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, wat::parse_str(wat)?)?;
     Ok(path)
 }
+
+const REFUSAL: &str = "bad config: field x is wrong";
 
 fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -146,13 +159,19 @@ fn admin_stats_count_requests() {
 #[test]
 fn wasm_filter_passes_requests_through() {
     let dir = TempDir::new("rig-test").unwrap();
-    let filter = WasmFilter::new("tiny", tiny_plugin(&dir, true).unwrap()).config(json!({"a": 1}));
+    let filter = WasmFilter::new("tiny", tiny_plugin(&dir, true).unwrap())
+        .config(json!({"a": 1}))
+        .failure_policy(FailurePolicy::FailOpen);
     let echo = EchoServer::start().unwrap();
     let config = bootstrap::proxy_to(echo.port(), &[filter]);
     Envoy::validate(&config).unwrap();
     let envoy = Envoy::start(&config).unwrap();
     let response = http::get(&envoy.listener_url(INGRESS).unwrap()).unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
+    // The JSON builder's fields reached Envoy's typed config.
+    let dump = envoy.config_dump().unwrap().to_string();
+    assert!(dump.contains("FAIL_OPEN"), "{dump}");
+    assert!(dump.contains(r#"{\"a\":1}"#), "{dump}");
 }
 
 #[test]
@@ -187,18 +206,39 @@ fn failed_start_reports_envoy_log() {
 #[test]
 fn plugin_refusing_its_config_stops_envoy_starting() {
     let dir = TempDir::new("rig-test").unwrap();
-    let filter =
-        WasmFilter::new("refuser", tiny_plugin(&dir, false).unwrap()).config(json!({"x": 1}));
-    let config = bootstrap::direct_response(200, "ok", &[filter]);
+    let filter = WasmFilter::new("refuser", tiny_plugin(&dir, false).unwrap());
+    let config = bootstrap::direct_response(200, "ok", &[filter.clone()]);
     let err = Envoy::start(&config).unwrap_err().to_string();
     assert!(err.contains("before becoming ready"), "{err}");
-    // Envoy 1.40 logs, in order: "Wasm VM failed Failed to configure base Wasm plugin",
-    // "Plugin refuser failed to load", "Plugin configured to fail closed failed to load",
-    // then "error `Unable to create Wasm plugin refuser` initializing config ...".
+    // Envoy 1.40 logs, in order:
+    //   [error][wasm] wasm log refuser refuser: <the plugin's own message>
+    //   [error][wasm] Wasm VM failed Failed to configure base Wasm plugin
+    //   [critical][wasm] Plugin refuser failed to load
+    //   [critical][wasm] Plugin configured to fail closed failed to load
+    //   [critical][main] error `Unable to create Wasm plugin refuser` initializing config ..
+    assert!(
+        err.contains(&format!("wasm log refuser refuser: {REFUSAL}")),
+        "{err}"
+    );
     assert!(
         err.contains("Failed to configure base Wasm plugin"),
         "{err}"
     );
+    assert!(
+        err.contains("Unable to create Wasm plugin refuser"),
+        "{err}"
+    );
+
+    // Validation runs on_configure too, so it catches the same refusal more cheaply.
+    let err = Envoy::validate(&config).unwrap_err().to_string();
+    assert!(err.contains(REFUSAL), "{err}");
+
+    // failure_policy does not soften a refusal at start-up: FAIL_OPEN still stops Envoy
+    // (and the log still says "configured to fail closed", read from the legacy bool).
+    let open = filter.failure_policy(FailurePolicy::FailOpen);
+    let err = Envoy::start(&bootstrap::direct_response(200, "ok", &[open]))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("Unable to create Wasm plugin refuser"),
         "{err}"
