@@ -123,6 +123,7 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // fields exist to be parsed, not read
     struct Rule {
         name: String,
         #[serde(default)]

@@ -425,7 +425,7 @@ impl Matcher {
         }
         if !self.route_names.is_empty() {
             match req.props.route_name() {
-                Some(r) if self.route_names.iter().any(|n| *n == r) => {}
+                Some(r) if self.route_names.contains(&r) => {}
                 _ => return false,
             }
         }
@@ -475,6 +475,10 @@ impl<T> Rules<T> {
 
     pub fn from_compiled(rules: Vec<(Matcher, T)>) -> Self {
         Self { rules }
+    }
+
+    pub fn into_compiled(self) -> Vec<(Matcher, T)> {
+        self.rules
     }
 
     /// The first rule whose match holds, with its index.

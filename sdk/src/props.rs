@@ -52,10 +52,13 @@ impl PropertySource for StaticProperties {
     }
 }
 
+/// A fetched property: its path and value (None when the host has none).
+type Memo = (&'static [&'static str], Option<Vec<u8>>);
+
 /// Memoised, typed access to properties for one phase of one stream.
 pub struct Properties<'a> {
     source: &'a dyn PropertySource,
-    memo: RefCell<Vec<(&'static [&'static str], Option<Vec<u8>>)>>,
+    memo: RefCell<Vec<Memo>>,
 }
 
 impl<'a> Properties<'a> {
@@ -120,6 +123,11 @@ impl<'a> Properties<'a> {
 
     pub fn route_name(&self) -> Option<String> {
         self.string(&["route_name"])
+    }
+
+    /// When the request started (`request.time`), in nanoseconds since the Unix epoch.
+    pub fn request_time_nanos(&self) -> Option<i64> {
+        self.int(&["request", "time"])
     }
 
     pub fn request_id(&self) -> Option<String> {

@@ -11,6 +11,9 @@ use std::cell::OnceCell;
 pub struct Request<'a> {
     pub headers: HeaderMap,
     pub props: Properties<'a>,
+    /// Set by a stage that changed what routing depends on (path, host, headers), so
+    /// the shell asks Envoy to pick the route again (`clear_route_cache`).
+    pub clear_route_cache: bool,
     path_options: PathOptions,
     normalized: OnceCell<Result<String, PathError>>,
 }
@@ -24,6 +27,7 @@ impl<'a> Request<'a> {
         Self {
             headers,
             props: Properties::new(props),
+            clear_route_cache: false,
             path_options,
             normalized: OnceCell::new(),
         }

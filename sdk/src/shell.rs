@@ -204,6 +204,11 @@ impl<S: Stage> StreamShared<S> {
             step(&self.stage, &mut req, &mut state.stream)
         };
         apply_ops(MapType::RequestHeaders, req.headers.take_ops());
+        if req.clear_route_cache {
+            if let Err(e) = host::foreign_function("clear_route_cache", &[]) {
+                crate::warn!("clear_route_cache failed: {e}");
+            }
+        }
         self.carry_out(decision)
     }
 
