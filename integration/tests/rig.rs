@@ -207,7 +207,7 @@ fn failed_start_reports_envoy_log() {
 fn plugin_refusing_its_config_stops_envoy_starting() {
     let dir = TempDir::new("rig-test").unwrap();
     let filter = WasmFilter::new("refuser", tiny_plugin(&dir, false).unwrap());
-    let config = bootstrap::direct_response(200, "ok", &[filter.clone()]);
+    let config = bootstrap::direct_response(200, "ok", std::slice::from_ref(&filter));
     let err = Envoy::start(&config).unwrap_err().to_string();
     assert!(err.contains("before becoming ready"), "{err}");
     // Envoy 1.40 logs, in order:
