@@ -29,7 +29,8 @@ pub struct Echo {
     pub method: String,
     /// Path and query as received (after Envoy's rewriting, if any).
     pub path: String,
-    /// In order, repeats kept, names lower-case.
+    /// Names lower-case, repeats kept; hyper groups a repeated name's values together
+    /// at its first position, so order across different names is first-seen order.
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
