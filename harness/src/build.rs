@@ -1,0 +1,78 @@
+//! Builds guest crates of this workspace to wasm for tests.
+//!
+//! Runs `cargo build --target wasm32-wasip1 --profile wasm` into `<workspace>/target/wasm`,
+//! a target directory of its own so it never waits on the lock of the `cargo test` that
+//! runs us. Each package is built once per process; later calls return the cached path.
+
+use crate::error::HarnessError;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Slot = Arc<OnceLock<Result<PathBuf, HarnessError>>>;
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Builds `package` for wasm32-wasip1 (profile `wasm`) once per process and returns the
+/// path of its `.wasm`.
+pub fn try_wasm_module(package: &str) -> Result<PathBuf, HarnessError> {
+    static BUILDS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    let slot = {
+        let mut map = BUILDS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.entry(package.to_string()).or_default().clone()
+    };
+    slot.get_or_init(|| build(package)).clone()
+}
+
+/// Like [`try_wasm_module`], for tests: a failed build panics with cargo's stderr.
+#[allow(clippy::panic)] // Test support: failing loudly with cargo's output is the point.
+pub fn wasm_module(package: &str) -> PathBuf {
+    match try_wasm_module(package) {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build(package: &str) -> Result<PathBuf, HarnessError> {
+    let root = workspace_root();
+    let target_dir = root.join("target").join("wasm");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let fail = |message: String| HarnessError::Build {
+        package: package.to_string(),
+        message,
+    };
+    let output = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip1", "--profile", "wasm"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .args(["-p", package])
+        // The outer cargo's settings (e.g. RUSTFLAGS for coverage) must not leak in.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
+    if !output.status.success() {
+        return Err(fail(String::from_utf8_lossy(&output.stderr).into_owned()));
+    }
+    let path = target_dir
+        .join("wasm32-wasip1")
+        .join("wasm")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    if !path.exists() {
+        return Err(fail(format!(
+            "cargo succeeded but {} is missing",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
