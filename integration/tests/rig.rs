@@ -103,8 +103,7 @@ fn echo_honours_control_headers() {
     let failed = http::get_with(&url, &[("x-echo-status", "503")]).unwrap();
     assert_eq!(failed.status, 503);
 
-    // Big enough that Envoy streams it chunked? No: the echo sets content-length; this
-    // checks the body size survives the proxy.
+    // Larger than one read buffer: the client must collect the whole body.
     let sized = http::get_with(&url, &[("x-echo-body-size", "100000")]).unwrap();
     assert_eq!(sized.body.len(), 100_000);
 
