@@ -164,11 +164,21 @@ fn logs_carry_level_worker_and_message_and_respect_log_level() {
 
 #[test]
 fn request_headers_are_gone_after_the_phase_continued() {
-    // Envoy drops its request-header pointer once decodeHeaders continues: a later read
-    // is a BadArgument. The harness reports it as an incident.
+    // Envoy drops its request-header pointer once decodeHeaders continues: a read in the
+    // response phase is a BadArgument, which the Rust SDK turns into a panic (a trap).
     let host = host();
     let mut s = host.stream();
-    s.request_headers(&request("GET", "/", "a"), true);
-    s.response_headers(&response(200), true);
-    assert!(host.incidents().is_empty());
+    assert_eq!(
+        s.request_headers(&op("late-read", &[]), true),
+        Action::Continue
+    );
+    assert_eq!(s.response_headers(&response(200), true), Action::Pause);
+    assert!(s
+        .failure()
+        .unwrap()
+        .contains("proxy_on_response_headers trapped"));
+    assert!(host
+        .incidents()
+        .iter()
+        .any(|i| i.message.contains("request headers not available now")));
 }

@@ -283,7 +283,9 @@ impl Probe {
                 Action::Continue
             }
             "trap" => trap(),
-            "body-buffer" | "trailers" | "trap-response" | "response-body" => Action::Continue,
+            "body-buffer" | "trailers" | "trap-response" | "response-body" | "late-read" => {
+                Action::Continue
+            }
             "ticks" => {
                 let (value, _) = self.get_shared_data(TICKS_KEY);
                 self.local(200, parse_u64(value.as_deref()).to_string().as_bytes());
@@ -493,6 +495,12 @@ impl HttpContext for Probe {
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
         if self.op == "trap-response" {
             trap();
+        }
+        if self.op == "late-read" {
+            // Envoy no longer holds the request headers once they continued: the host call
+            // fails with BadArgument and the SDK panics, trapping the VM. Shows that pitfall.
+            let path = self.get_http_request_header(":path").unwrap_or_default();
+            self.report("x-probe-late-path", path);
         }
         if self.op == "shared-cas-split" {
             let (mut value, mut cas) = self.split.take().unwrap_or((0, None));
