@@ -1,7 +1,7 @@
 //! Metrics, shared data, shared queues and properties.
 
 mod common;
-use common::{builder, host, op};
+use common::{builder, host, op, property};
 use wasmesh_harness::{response, Action, MetricKind, PropertyValue};
 
 #[test]
@@ -141,13 +141,6 @@ fn resolving_an_unregistered_queue_is_not_found() {
         Some("NotFound")
     );
     assert!(host.enqueue("nope", "x").is_err());
-}
-
-fn property(host: &wasmesh_harness::Host, path: &str) -> (u32, Vec<u8>) {
-    let mut s = host.stream();
-    s.request_headers(&op("property", &[("x-probe-property", path)]), true);
-    let lr = s.local_response().unwrap();
-    (lr.status, lr.body)
 }
 
 #[test]

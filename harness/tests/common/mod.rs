@@ -25,3 +25,11 @@ pub fn op(name: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     }
     h
 }
+
+/// Reads a property through the probe: (status, body) of its local response.
+pub fn property(host: &Host, path: &str) -> (u32, Vec<u8>) {
+    let mut s = host.stream();
+    s.request_headers(&op("property", &[("x-probe-property", path)]), true);
+    let lr = s.local_response().expect("property op answers locally");
+    (lr.status, lr.body)
+}
