@@ -13,8 +13,11 @@ pub mod matcher;
 pub mod metrics;
 pub mod net;
 pub mod path;
+pub mod pipeline;
 pub mod props;
+pub mod rand;
 pub mod request;
+pub mod shared;
 pub mod shell;
 pub mod stage;
 
@@ -24,7 +27,7 @@ pub use matcher::{MatchConfig, Matcher, Rules};
 pub use path::PathOptions;
 pub use props::{Properties, PropertySource, StaticProperties};
 pub use request::Request;
-pub use stage::{Callout, CalloutResult, Decision, LocalReply, Response, Stage};
+pub use stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
 
 /// Re-exported so `export_stage!` works without a direct dependency.
 pub use proxy_wasm;

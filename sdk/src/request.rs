@@ -33,6 +33,15 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Changes how the path is normalised (a pipeline's stages may differ); the
+    /// cached result is dropped only when the options really change.
+    pub fn set_path_options(&mut self, options: PathOptions) {
+        if options != self.path_options {
+            self.path_options = options;
+            self.normalized = OnceCell::new();
+        }
+    }
+
     pub fn method(&self) -> &str {
         self.headers.get(":method").unwrap_or("")
     }

@@ -11,10 +11,11 @@ use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
 use crate::props::HostProperties;
 use crate::request::Request;
-use crate::stage::{Callout, CalloutResult, Decision, LocalReply, Response, Stage};
+use crate::stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +40,10 @@ macro_rules! export_stage {
 pub struct Root<S: Stage> {
     stage: Option<Rc<S>>,
     timers: Rc<RefCell<Timers>>,
+    /// The stage's own tick period and when it last ran.
+    stage_tick: Option<(Duration, SystemTime)>,
+    /// Background callouts in flight: token → index in the list `on_tick` returned.
+    background: HashMap<u32, usize>,
 }
 
 impl<S: Stage> Default for Root<S> {
@@ -52,11 +57,55 @@ impl<S: Stage> Root<S> {
         Self {
             stage: None,
             timers: Rc::new(RefCell::new(Timers::default())),
+            stage_tick: None,
+            background: HashMap::new(),
+        }
+    }
+
+    /// The tick period to run at: fast while delays are pending, else the stage's.
+    fn wanted_tick_period(&self) -> Duration {
+        let stage = self.stage_tick.map(|(p, _)| p);
+        if self.timers.borrow().is_empty() {
+            stage.unwrap_or(Duration::ZERO)
+        } else {
+            stage.map_or(DELAY_TICK, |p| p.min(DELAY_TICK))
+        }
+    }
+
+    fn run_stage_tick(&mut self, now: SystemTime) {
+        let (Some(stage), Some((period, last))) = (self.stage.clone(), self.stage_tick) else {
+            return;
+        };
+        if now.duration_since(last).unwrap_or(Duration::ZERO) < period {
+            return;
+        }
+        self.stage_tick = Some((period, now));
+        for (index, callout) in stage.on_tick().into_iter().enumerate() {
+            match dispatch(&callout) {
+                Ok(token) => {
+                    self.background.insert(token, index);
+                }
+                Err(()) => stage.on_background_response(index, CalloutResult::Failed),
+            }
         }
     }
 }
 
-impl<S: Stage> Context for Root<S> {}
+impl<S: Stage> Context for Root<S> {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let (Some(stage), Some(index)) = (self.stage.clone(), self.background.remove(&token))
+        else {
+            return;
+        };
+        stage.on_background_response(index, callout_result(num_headers, body_size));
+    }
+}
 
 impl<S: Stage> RootContext for Root<S> {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -70,6 +119,11 @@ impl<S: Stage> RootContext for Root<S> {
         };
         match config::parse::<S::Config>(&bytes).and_then(S::build) {
             Ok(stage) => {
+                if let Some(period) = stage.tick_period() {
+                    // The epoch as "last run" makes the first tick run the stage at once.
+                    self.stage_tick = Some((period, SystemTime::UNIX_EPOCH));
+                    let _ = host::set_tick_period(period);
+                }
                 self.stage = Some(Rc::new(stage));
                 true
             }
@@ -104,10 +158,8 @@ impl<S: Stage> RootContext for Root<S> {
                 stream.resume_after_delay();
             }
         }
-        let timers = self.timers.borrow();
-        if timers.is_empty() {
-            let _ = host::set_tick_period(Duration::ZERO);
-        }
+        self.run_stage_tick(now);
+        let _ = host::set_tick_period(self.wanted_tick_period());
     }
 }
 
@@ -234,7 +286,7 @@ impl<S: Stage> StreamShared<S> {
                 }
             }
             Decision::Callout(callout) => match dispatch(&callout) {
-                Ok(()) => Next::Paused,
+                Ok(_token) => Next::Paused,
                 Err(()) => self.run_request(|stage, req, stream| {
                     stage.on_callout_response(req, stream, CalloutResult::Failed)
                 }),
@@ -277,7 +329,7 @@ impl<S: Stage> StreamShared<S> {
 
 /// Dispatches through proxy-wasm so that its dispatcher routes the response back to
 /// this stream's context.
-fn dispatch(callout: &Callout) -> Result<(), ()> {
+fn dispatch(callout: &Callout) -> Result<u32, ()> {
     let headers: Vec<(&str, &str)> = callout
         .headers
         .iter()
@@ -290,7 +342,6 @@ fn dispatch(callout: &Callout) -> Result<(), ()> {
         Vec::new(),
         callout.timeout,
     )
-    .map(|_token| ())
     .map_err(|status| {
         crate::warn!(
             "callout to cluster `{}` not dispatched: {status:?}",
@@ -373,9 +424,28 @@ impl<S: Stage> HttpContext for Http<S> {
             self.shared.stage.on_response(&mut resp, &mut state.stream)
         };
         apply_ops(MapType::ResponseHeaders, resp.headers.take_ops());
+        self.shared.after_response(decision)
+    }
+
+    fn on_log(&mut self) {
+        static PROPS: HostProperties = HostProperties;
+        let request = host::header_pairs(MapType::RequestHeaders).unwrap_or_default();
+        let response = host::header_pairs(MapType::ResponseHeaders).unwrap_or_default();
+        let view = LogView::new(
+            HeaderMap::from_pairs(request),
+            HeaderMap::from_pairs(response),
+            &PROPS,
+        );
+        let mut state = self.shared.state.borrow_mut();
+        self.shared.stage.on_log(&view, &mut state.stream);
+    }
+}
+
+impl<S: Stage> StreamShared<S> {
+    fn after_response(&self, decision: Decision) -> Action {
         match decision {
             Decision::Reply(reply) => {
-                self.shared.reply(reply);
+                self.reply(reply);
                 Action::Pause
             }
             // Delays and callouts are request-phase tools; in the response phase they

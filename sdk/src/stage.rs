@@ -104,6 +104,32 @@ impl<'a> Response<'a> {
     }
 }
 
+/// The finished stream, as `on_log` sees it: both header maps and the properties
+/// Envoy fills in at the end (`response.code`, `response.flags`, sizes, durations).
+pub struct LogView<'a> {
+    pub request: HeaderMap,
+    pub response: HeaderMap,
+    pub props: Properties<'a>,
+}
+
+impl<'a> LogView<'a> {
+    pub fn new(request: HeaderMap, response: HeaderMap, props: &'a dyn PropertySource) -> Self {
+        Self {
+            request,
+            response,
+            props: Properties::new(props),
+        }
+    }
+
+    /// `response.code`, else the `:status` header.
+    pub fn status(&self) -> Option<u16> {
+        self.props
+            .int(&["response", "code"])
+            .and_then(|c| u16::try_from(c).ok())
+            .or_else(|| self.response.get(":status")?.parse().ok())
+    }
+}
+
 /// A filter's logic. `Stream` is per-request state carried between phases.
 pub trait Stage: Sized + 'static {
     /// Name used in logs (`wasmesh-headers: ...`).
@@ -143,4 +169,21 @@ pub trait Stage: Sized + 'static {
     fn on_response(&self, _resp: &mut Response<'_>, _stream: &mut Self::Stream) -> Decision {
         Decision::Continue
     }
+
+    /// Called once when the stream ends (also for local replies and resets).
+    fn on_log(&self, _log: &LogView<'_>, _stream: &mut Self::Stream) {}
+
+    /// How often [`Stage::on_tick`] runs (per worker), if at all.
+    fn tick_period(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Background work: the callouts returned are dispatched from the root context
+    /// and their results delivered to [`Stage::on_background_response`] with the index
+    /// of the callout in the returned list.
+    fn on_tick(&self) -> Vec<Callout> {
+        Vec::new()
+    }
+
+    fn on_background_response(&self, _index: usize, _result: CalloutResult) {}
 }
