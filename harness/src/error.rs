@@ -43,12 +43,3 @@ pub enum HarnessError {
     #[error("build of {package} failed: {message}")]
     Build { package: String, message: String },
 }
-
-impl From<String> for LoadError {
-    fn from(message: String) -> Self {
-        LoadError::Compile {
-            name: "<bytes>".into(),
-            message,
-        }
-    }
-}

@@ -14,7 +14,7 @@
 //! The API is state-based: a test drives callbacks, answers callouts, moves the clock, then
 //! asserts on state. Nothing is expected in advance.
 //!
-//! ```no_run
+//! ```
 //! use wasmesh_harness::{build, request, response, Action, Host, Module};
 //! let module = Module::load(build::wasm_module("wasmesh-probe")).unwrap();
 //! let host = Host::builder(&module).workers(2).build().unwrap();
