@@ -172,3 +172,92 @@ fn bad_guest_pointers_are_invalid_memory_access_not_a_crash() {
     assert!(host.configured());
     assert!(host.logs().is_empty());
 }
+
+#[test]
+fn every_abi_0_2_1_host_function_is_provided_with_its_signature() {
+    // (name, params); every proxy_* function returns an i32 status.
+    let env: &[(&str, &str)] = &[
+        ("proxy_log", "i32 i32 i32"),
+        ("proxy_get_log_level", "i32"),
+        ("proxy_set_effective_context", "i32"),
+        ("proxy_done", ""),
+        ("proxy_get_current_time_nanoseconds", "i32"),
+        ("proxy_set_tick_period_milliseconds", "i32"),
+        ("proxy_get_buffer_bytes", "i32 i32 i32 i32 i32"),
+        ("proxy_get_buffer_status", "i32 i32 i32"),
+        ("proxy_set_buffer_bytes", "i32 i32 i32 i32 i32"),
+        ("proxy_get_header_map_size", "i32 i32"),
+        ("proxy_get_header_map_pairs", "i32 i32 i32"),
+        ("proxy_set_header_map_pairs", "i32 i32 i32"),
+        ("proxy_get_header_map_value", "i32 i32 i32 i32 i32"),
+        ("proxy_add_header_map_value", "i32 i32 i32 i32 i32"),
+        ("proxy_replace_header_map_value", "i32 i32 i32 i32 i32"),
+        ("proxy_remove_header_map_value", "i32 i32 i32"),
+        ("proxy_continue_stream", "i32"),
+        ("proxy_close_stream", "i32"),
+        ("proxy_continue_request", ""),
+        ("proxy_continue_response", ""),
+        ("proxy_clear_route_cache", ""),
+        (
+            "proxy_send_local_response",
+            "i32 i32 i32 i32 i32 i32 i32 i32",
+        ),
+        ("proxy_http_call", "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"),
+        (
+            "proxy_grpc_call",
+            "i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32",
+        ),
+        ("proxy_grpc_stream", "i32 i32 i32 i32 i32 i32 i32 i32 i32"),
+        ("proxy_grpc_send", "i32 i32 i32 i32"),
+        ("proxy_grpc_cancel", "i32"),
+        ("proxy_grpc_close", "i32"),
+        ("proxy_get_status", "i32 i32 i32"),
+        ("proxy_get_shared_data", "i32 i32 i32 i32 i32"),
+        ("proxy_set_shared_data", "i32 i32 i32 i32 i32"),
+        ("proxy_register_shared_queue", "i32 i32 i32"),
+        ("proxy_resolve_shared_queue", "i32 i32 i32 i32 i32"),
+        ("proxy_enqueue_shared_queue", "i32 i32 i32"),
+        ("proxy_dequeue_shared_queue", "i32 i32 i32"),
+        ("proxy_define_metric", "i32 i32 i32 i32"),
+        ("proxy_increment_metric", "i32 i64"),
+        ("proxy_record_metric", "i32 i64"),
+        ("proxy_get_metric", "i32 i32"),
+        ("proxy_get_property", "i32 i32 i32 i32"),
+        ("proxy_set_property", "i32 i32 i32 i32"),
+        ("proxy_call_foreign_function", "i32 i32 i32 i32 i32 i32"),
+    ];
+    let mut imports = String::new();
+    for (name, params) in env {
+        imports.push_str(&format!(
+            r#"(import "env" "{name}" (func (param {params}) (result i32)))"#
+        ));
+    }
+    let wasi: &[(&str, &str, &str)] = &[
+        ("fd_write", "i32 i32 i32 i32", "(result i32)"),
+        ("fd_read", "i32 i32 i32 i32", "(result i32)"),
+        ("fd_close", "i32", "(result i32)"),
+        ("fd_seek", "i32 i64 i32 i32", "(result i32)"),
+        ("fd_fdstat_get", "i32 i32", "(result i32)"),
+        ("fd_prestat_get", "i32 i32", "(result i32)"),
+        ("environ_get", "i32 i32", "(result i32)"),
+        ("environ_sizes_get", "i32 i32", "(result i32)"),
+        ("args_get", "i32 i32", "(result i32)"),
+        ("args_sizes_get", "i32 i32", "(result i32)"),
+        ("clock_time_get", "i32 i64 i32", "(result i32)"),
+        ("random_get", "i32 i32", "(result i32)"),
+        ("sched_yield", "", "(result i32)"),
+        ("proc_exit", "i32", ""),
+    ];
+    for (name, params, result) in wasi {
+        imports.push_str(&format!(
+            r#"(import "wasi_snapshot_preview1" "{name}" (func (param {params}) {result}))"#
+        ));
+    }
+    let wat = format!(
+        r#"(module {imports} (memory (export "memory") 1) {ALLOC}
+            (func (export "proxy_abi_version_0_2_1")))"#
+    );
+    let module = Module::from_bytes(wat).unwrap();
+    assert_eq!(module.imports().len(), env.len() + wasi.len());
+    assert!(Host::builder(&module).build().unwrap().configured());
+}
