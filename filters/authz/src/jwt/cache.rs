@@ -1,0 +1,149 @@
+//! Verified tokens, so that a client repeating its token pays a SHA-256 and a hash
+//! lookup instead of an RSA verification.
+//!
+//! Only tokens that passed every check are stored (an attacker cannot fill the cache
+//! with garbage), keyed by the token's SHA-256 (memory stays bounded whatever the token
+//! size), for at most the token's own lifetime: an entry is dropped once `exp` (plus the
+//! allowed skew) has passed. When full, the oldest entry goes. Key rotation clears it.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+type Key = [u8; 32];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Index of the jwtRule that verified the token.
+    pub rule: usize,
+    pub claims: Rc<Map<String, Value>>,
+    pub principal: String,
+    /// Unix seconds after which (plus skew) the token is no longer valid.
+    pub exp: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<Key, Entry>,
+    /// Insertion order, for eviction; may hold keys already removed.
+    order: VecDeque<Key>,
+}
+
+fn key(token: &str) -> Key {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry for `token` if it is still valid at `now` (seconds).
+    pub fn get(&mut self, token: &str, now: i64, skew: i64) -> Option<Entry> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let k = key(token);
+        let entry = self.entries.get(&k)?;
+        if now > entry.exp.saturating_add(skew) {
+            self.entries.remove(&k);
+            return None;
+        }
+        Some(entry.clone())
+    }
+
+    pub fn insert(&mut self, token: &str, entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        let k = key(token);
+        while self.entries.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+        if self.entries.insert(k, entry).is_none() {
+            self.order.push_back(k);
+        }
+        // Keys removed on expiry linger in `order`; compact before it grows past bound.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let entries = &self.entries;
+            self.order.retain(|k| entries.contains_key(k));
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(exp: i64) -> Entry {
+        Entry {
+            rule: 0,
+            claims: Rc::new(Map::new()),
+            principal: "iss/sub".into(),
+            exp,
+        }
+    }
+
+    #[test]
+    fn hit_until_exp_plus_skew_then_gone() {
+        let mut c = TokenCache::new(4);
+        c.insert("t", entry(100));
+        assert!(c.get("t", 100, 0).is_some());
+        assert!(c.get("t", 150, 60).is_some());
+        assert!(c.get("t", 161, 60).is_none());
+        assert!(c.is_empty(), "an expired entry is dropped");
+    }
+
+    #[test]
+    fn bounded_evicting_the_oldest() {
+        let mut c = TokenCache::new(2);
+        c.insert("a", entry(100));
+        c.insert("b", entry(100));
+        c.insert("c", entry(100));
+        assert_eq!(c.len(), 2);
+        assert!(c.get("a", 0, 0).is_none());
+        assert!(c.get("b", 0, 0).is_some() && c.get("c", 0, 0).is_some());
+    }
+
+    #[test]
+    fn order_stays_bounded_when_entries_expire() {
+        let mut c = TokenCache::new(2);
+        for i in 0..100 {
+            let t = format!("t{i}");
+            c.insert(&t, entry(i));
+            assert!(c.get(&t, i + 1, 0).is_none());
+        }
+        assert!(c.order.len() <= 4);
+    }
+
+    #[test]
+    fn zero_capacity_disables() {
+        let mut c = TokenCache::new(0);
+        c.insert("a", entry(100));
+        assert!(c.get("a", 0, 0).is_none());
+    }
+}

@@ -1,0 +1,331 @@
+//! The access log: one JSON object per request, with Istio's keys (its default JSON
+//! access-log format) plus the peer workloads and the trace id.
+//!
+//! Lines go through the SDK's log at `info`, so Envoy prints them as
+//! `... wasm log <plugin> <vm>: wasmesh-telemetry: access_log {"start_time":...}`.
+//! A shipper picks them with the marker `wasmesh-telemetry: access_log ` and takes
+//! the rest of the line as JSON. Missing values are `null`; numbers are numbers.
+//!
+//! Only the fields printed or tested by the filter are fetched from the host, and
+//! the filter runs before anything is formatted.
+
+use crate::config::AccessLogConfig;
+use crate::expr::{Expr, Value};
+use crate::labels::{Facts, Label};
+use crate::series::Measures;
+use std::borrow::Cow;
+use wasmesh_sdk::ConfigError;
+
+/// What precedes the JSON on each line (after the SDK's `wasmesh-telemetry: `).
+pub const MARKER: &str = "access_log ";
+
+macro_rules! fields {
+    ($($variant:ident = $name:literal),* $(,)?) => {
+        /// An access-log key.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Field { $($variant),* }
+        impl Field {
+            /// Every key, in the default order.
+            pub const ALL: &'static [Field] = &[$(Field::$variant),*];
+            pub fn name(self) -> &'static str {
+                match self { $(Field::$variant => $name),* }
+            }
+            pub fn from_name(name: &str) -> Option<Field> {
+                match name { $($name => Some(Field::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+fields! {
+    StartTime = "start_time",
+    Method = "method",
+    Path = "path",
+    Protocol = "protocol",
+    ResponseCode = "response_code",
+    ResponseFlags = "response_flags",
+    ResponseCodeDetails = "response_code_details",
+    BytesReceived = "bytes_received",
+    BytesSent = "bytes_sent",
+    Duration = "duration",
+    UpstreamServiceTime = "upstream_service_time",
+    XForwardedFor = "x_forwarded_for",
+    UserAgent = "user_agent",
+    RequestId = "request_id",
+    Authority = "authority",
+    UpstreamHost = "upstream_host",
+    UpstreamCluster = "upstream_cluster",
+    DownstreamRemoteAddress = "downstream_remote_address",
+    RouteName = "route_name",
+    TraceId = "trace_id",
+    Reporter = "reporter",
+    SourceWorkload = "source_workload",
+    SourceNamespace = "source_namespace",
+    SourcePrincipal = "source_principal",
+    DestinationWorkload = "destination_workload",
+    DestinationNamespace = "destination_namespace",
+    DestinationService = "destination_service",
+    ConnectionSecurityPolicy = "connection_security_policy",
+}
+
+/// The validated access-log settings.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub fields: Vec<Field>,
+    pub filter: Option<Expr<Field>>,
+}
+
+impl AccessLog {
+    pub fn new(c: &AccessLogConfig) -> Result<Self, ConfigError> {
+        let fields = match &c.fields {
+            None => Field::ALL.to_vec(),
+            Some(names) => wasmesh_sdk::config::validate_list("fields", names, |n| {
+                Field::from_name(n)
+                    .ok_or_else(|| ConfigError::at("", format!("unknown field `{n}`")))
+            })?,
+        };
+        if fields.is_empty() {
+            return Err(ConfigError::at("fields", "list at least one field"));
+        }
+        let filter = match &c.filter {
+            None => None,
+            Some(text) => Some(
+                Expr::parse(text, &Field::from_name).map_err(|m| ConfigError::at("filter", m))?,
+            ),
+        };
+        Ok(Self { fields, filter })
+    }
+
+    /// The JSON line for this request, or None when the filter excludes it.
+    pub fn render(&self, record: &Record<'_, '_>) -> Option<String> {
+        if let Some(filter) = &self.filter {
+            if !filter.eval(&|f| record.value(f)) {
+                return None;
+            }
+        }
+        let mut out = String::with_capacity(64 * self.fields.len());
+        out.push('{');
+        for (i, f) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(f.name());
+            out.push_str("\":");
+            match record.value(*f) {
+                Value::Null => out.push_str("null"),
+                Value::Num(n) => out.push_str(&format!("{n}")),
+                Value::Str(s) => json_string(&s, &mut out),
+            }
+        }
+        out.push('}');
+        Some(out)
+    }
+}
+
+/// One request, as the access log reads it.
+pub struct Record<'r, 'a> {
+    pub facts: &'r Facts<'a>,
+    pub measures: &'r Measures,
+    pub trace_id: Option<&'r str>,
+}
+
+impl Record<'_, '_> {
+    pub fn value(&self, f: Field) -> Value<'_> {
+        let log = self.facts.log;
+        let props = &log.props;
+        let req = |h: &str| {
+            log.request
+                .get(h)
+                .map_or(Value::Null, |v| Value::Str(Cow::Borrowed(v)))
+        };
+        let prop = |p: &'static [&'static str]| {
+            props
+                .string(p)
+                .filter(|s| !s.is_empty())
+                .map_or(Value::Null, |s| Value::Str(Cow::Owned(s)))
+        };
+        let int =
+            |p: &'static [&'static str]| props.int(p).map_or(Value::Null, |n| Value::Num(n as f64));
+        let label = |l: Label| Value::Str(Cow::Borrowed(self.facts.label(l)));
+        match f {
+            Field::StartTime => props
+                .int(&["request", "time"])
+                .map_or(Value::Null, |ns| Value::Str(Cow::Owned(rfc3339_millis(ns)))),
+            Field::Method => req(":method"),
+            Field::Path => match log.request.get("x-envoy-original-path") {
+                Some(p) => Value::Str(Cow::Borrowed(p)),
+                None => req(":path"),
+            },
+            Field::Protocol => prop(&["request", "protocol"]),
+            Field::ResponseCode => Value::Num(f64::from(self.facts.status.unwrap_or(0))),
+            Field::ResponseFlags => label(Label::ResponseFlags),
+            Field::ResponseCodeDetails => prop(&["response", "code_details"]),
+            Field::BytesReceived => int(&["request", "size"]),
+            Field::BytesSent => int(&["response", "size"]),
+            Field::Duration => Value::Num(self.measures.duration_ms as f64),
+            Field::UpstreamServiceTime => log
+                .response
+                .get("x-envoy-upstream-service-time")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(Value::Null, Value::Num),
+            Field::XForwardedFor => req("x-forwarded-for"),
+            Field::UserAgent => req("user-agent"),
+            Field::RequestId => req("x-request-id"),
+            Field::Authority => req(":authority"),
+            Field::UpstreamHost => prop(&["upstream", "address"]),
+            Field::UpstreamCluster => prop(&["cluster_name"]),
+            Field::DownstreamRemoteAddress => prop(&["source", "address"]),
+            Field::RouteName => prop(&["route_name"]),
+            Field::TraceId => self
+                .trace_id
+                .map_or(Value::Null, |t| Value::Str(Cow::Borrowed(t))),
+            Field::Reporter => label(Label::Reporter),
+            Field::SourceWorkload => label(Label::SourceWorkload),
+            Field::SourceNamespace => label(Label::SourceWorkloadNamespace),
+            Field::SourcePrincipal => label(Label::SourcePrincipal),
+            Field::DestinationWorkload => label(Label::DestinationWorkload),
+            Field::DestinationNamespace => label(Label::DestinationWorkloadNamespace),
+            Field::DestinationService => label(Label::DestinationService),
+            Field::ConnectionSecurityPolicy => label(Label::ConnectionSecurityPolicy),
+        }
+    }
+}
+
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Nanoseconds since the epoch as `2024-05-01T12:00:00.123Z`.
+pub fn rfc3339_millis(nanos: i64) -> String {
+    let millis = nanos.div_euclid(1_000_000);
+    let secs = millis.div_euclid(1000);
+    let ms = millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmesh_sdk::{HeaderMap, LogView, StaticProperties};
+
+    #[test]
+    fn timestamps_render_in_utc() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_709_251_200_123_000_000),
+            "2024-03-01T00:00:00.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut out = String::new();
+        json_string("a\"b\\c\n\u{1}é", &mut out);
+        assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+
+    fn log_line(cfg: AccessLogConfig, status: u16) -> Option<String> {
+        let al = AccessLog::new(&cfg).unwrap();
+        let props = StaticProperties::new().with("upstream.address", "10.0.0.2:80");
+        let log = LogView::new(
+            HeaderMap::from_pairs(vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/a?\"q\"".into()),
+            ]),
+            HeaderMap::default(),
+            &props,
+        );
+        let facts = Facts {
+            log: &log,
+            standard: crate::labels::STANDARD_LABELS
+                .iter()
+                .map(|_| Cow::Borrowed("x"))
+                .collect(),
+            status: Some(status),
+        };
+        let m = Measures {
+            duration_ms: 12,
+            ..Measures::default()
+        };
+        al.render(&Record {
+            facts: &facts,
+            measures: &m,
+            trace_id: Some("abc"),
+        })
+    }
+
+    #[test]
+    fn selected_fields_in_order_and_filter() {
+        let cfg = || AccessLogConfig {
+            enabled: true,
+            fields: Some(vec![
+                "method".into(),
+                "path".into(),
+                "response_code".into(),
+                "duration".into(),
+                "upstream_host".into(),
+                "user_agent".into(),
+                "trace_id".into(),
+            ]),
+            filter: Some("response_code >= 500".into()),
+        };
+        assert_eq!(log_line(cfg(), 200), None);
+        assert_eq!(
+            log_line(cfg(), 503).unwrap(),
+            r#"{"method":"GET","path":"/a?\"q\"","response_code":503,"duration":12,"upstream_host":"10.0.0.2:80","user_agent":null,"trace_id":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let err = AccessLog::new(&AccessLogConfig {
+            enabled: true,
+            fields: Some(vec!["method".into(), "nope".into()]),
+            filter: None,
+        })
+        .unwrap_err();
+        assert_eq!(err.path, "fields[1]");
+        let err = AccessLog::new(&AccessLogConfig {
+            enabled: true,
+            fields: None,
+            filter: Some("code >= 500".into()),
+        })
+        .unwrap_err();
+        assert_eq!(err.path, "filter");
+        assert!(err.message.contains("unknown field `code`"));
+    }
+}
