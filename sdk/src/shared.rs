@@ -7,8 +7,10 @@
 //! Two host facts shape this module: shared data is never evicted (so an emptied
 //! value is how a key is "deleted", and [`read`] treats empty as absent), and a
 //! write with CAS 0 is unconditional, so the very first write of a new key can race
-//! with another worker's first write. Filters that need exactness from the first
-//! request create their keys in `on_configure` (before traffic) or accept that race.
+//! with another worker's first write. [`compare_and_swap`] closes that race: for a key
+//! that was missing when read it writes with [`CREATE_CAS`], which Envoy (and
+//! proxy-wasm-cpp-host's `SharedData::set`) accepts only while the key is still
+//! missing, so [`update`] is exact from the very first request.
 
 use crate::host::{self, HostError};
 
@@ -41,6 +43,24 @@ pub fn read(key: &str) -> Result<(Option<Vec<u8>>, u32), SharedError> {
     Ok((value.filter(|v| !v.is_empty()), cas))
 }
 
+/// The CAS token that means "create only if still missing". The host writes a missing
+/// key whatever the token, and refuses a non-zero token that differs from an existing
+/// key's; tokens come from one host-wide counter that skips 0, so an existing key holds
+/// exactly this token only once per 2^32 - 1 writes made in the whole process.
+pub const CREATE_CAS: u32 = u32::MAX;
+
+/// Writes `value` if the key is unchanged since [`read`] returned `cas`; `cas` 0 (a
+/// missing key) creates it only if it is still missing. `Ok(false)`: another worker
+/// wrote first, read again.
+pub fn compare_and_swap(key: &str, value: &[u8], cas: u32) -> Result<bool, SharedError> {
+    let token = if cas == 0 { CREATE_CAS } else { cas };
+    match host::set_shared_data(key, value, token) {
+        Ok(()) => Ok(true),
+        Err(HostError::CasMismatch) => Ok(false),
+        Err(e) => Err(SharedError::Host(e)),
+    }
+}
+
 /// Reads, lets `f` decide, writes with the token it read; retries on a CAS mismatch
 /// up to `max_attempts` times. What to do on [`SharedError::Contended`] is the
 /// caller's policy (fail open, fail closed, or fall back to per-worker state).
@@ -53,11 +73,11 @@ pub fn update<T>(
         let (value, cas) = read(key)?;
         match f(value.as_deref()) {
             Update::Keep(t) => return Ok(t),
-            Update::Write(bytes, t) => match host::set_shared_data(key, &bytes, cas) {
-                Ok(()) => return Ok(t),
-                Err(HostError::CasMismatch) => continue,
-                Err(e) => return Err(SharedError::Host(e)),
-            },
+            Update::Write(bytes, t) => {
+                if compare_and_swap(key, &bytes, cas)? {
+                    return Ok(t);
+                }
+            }
         }
     }
     Err(SharedError::Contended {

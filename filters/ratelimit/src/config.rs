@@ -1,0 +1,362 @@
+//! The rate limit's configuration, as written (snake_case, like Envoy's
+//! `local_ratelimit`), and its validation into a runtime [`RateLimitConfig`].
+
+use crate::bucket::Limit;
+use crate::key::{KeyPart, KeySpec};
+use crate::table::Table;
+use serde::Deserialize;
+use wasmesh_sdk::config::{validate_list, ConfigError};
+use wasmesh_sdk::matcher::Template;
+use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
+
+/// Envoy refuses shorter fill intervals; so do we, for the same reason (a fill per
+/// request would make the bucket meaningless and the shared slot hot).
+const MIN_FILL_INTERVAL_NS: u64 = 50_000_000;
+const DEFAULT_MAX_KEYS: u32 = 10_000;
+/// Bounds the slot table (and so shared memory) per rule.
+const MAX_MAX_KEYS: u32 = 1_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Namespaces the shared-data keys, so two rate-limit filters in one VM id keep
+    /// separate buckets.
+    pub domain: String,
+    /// Proxies in front of Envoy whose `x-forwarded-for` entries are trusted.
+    pub xff_num_trusted_hops: u32,
+    /// The limit of rules that have none; with no `rules`, one global limit.
+    pub token_bucket: Option<TokenBucketConfig>,
+    pub rules: Vec<RuleConfig>,
+    /// Status of a limited request's reply.
+    pub status: u16,
+    /// Body of a limited request's reply.
+    pub body: String,
+    pub enable_x_ratelimit_headers: XRateLimitHeaders,
+    /// Add `retry-after` to 429 replies.
+    pub retry_after: bool,
+    /// Count would-be rejections, reject nothing (every rule).
+    pub shadow: bool,
+    /// Default per-rule cap on keys tracked at once.
+    pub max_keys: u32,
+    pub on_table_full: OnTableFull,
+    /// The header carrying the verified JWT payload (Envoy jwt_authn
+    /// `forward_payload_header`), for `jwt_claim:` key parts.
+    pub jwt_payload_header: String,
+    pub path_normalization: PathOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domain: "default".into(),
+            xff_num_trusted_hops: 0,
+            token_bucket: None,
+            rules: Vec::new(),
+            status: 429,
+            body: "local_rate_limited".into(),
+            enable_x_ratelimit_headers: XRateLimitHeaders::DraftVersion03,
+            retry_after: true,
+            shadow: false,
+            max_keys: DEFAULT_MAX_KEYS,
+            on_table_full: OnTableFull::OverflowBucket,
+            jwt_payload_header: "x-jwt-payload".into(),
+            path_normalization: PathOptions::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum XRateLimitHeaders {
+    #[serde(rename = "OFF")]
+    Off,
+    #[serde(rename = "DRAFT_VERSION_03")]
+    DraftVersion03,
+}
+
+/// What a key gets when its rule's table has no slot for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTableFull {
+    /// Share one extra bucket (with the rule's limit) among all such keys.
+    OverflowBucket,
+    /// Let the request through, unlimited.
+    Allow,
+    /// Reject the request.
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBucketConfig {
+    pub max_tokens: u64,
+    #[serde(default = "one")]
+    pub tokens_per_fill: u64,
+    /// `1s`, `0.5s`, `250ms`, `1m`, `1h`.
+    pub fill_interval: String,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: MatchConfig,
+    /// Key parts; empty means one bucket for every request the rule matches.
+    pub key: Vec<String>,
+    /// Templates for the `path_template` key part.
+    pub path_templates: Vec<String>,
+    pub token_bucket: Option<TokenBucketConfig>,
+    pub shadow: Option<bool>,
+    pub max_keys: Option<u32>,
+}
+
+// ---- runtime ----
+
+#[derive(Debug)]
+pub struct RateLimitConfig {
+    pub rules: Rules<Rule>,
+    pub status: u16,
+    pub body: String,
+    pub x_ratelimit_headers: bool,
+    pub retry_after: bool,
+    pub on_table_full: OnTableFull,
+    pub xff_num_trusted_hops: u32,
+    pub jwt_payload_header: String,
+    pub path_options: PathOptions,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub key: KeySpec,
+    pub table: Table,
+    pub overflow: Table,
+    pub shadow: bool,
+}
+
+impl Config {
+    pub fn validate(self) -> Result<RateLimitConfig, ConfigError> {
+        if !valid_name(&self.domain) {
+            return Err(ConfigError::at(
+                "domain",
+                "must be non-empty and use only letters, digits, `_`, `-` and `.`",
+            ));
+        }
+        if !(400..=599).contains(&self.status) {
+            return Err(ConfigError::at("status", "must be 400-599"));
+        }
+        if !crate::key::valid_header_name(&self.jwt_payload_header) {
+            return Err(ConfigError::at(
+                "jwt_payload_header",
+                format!("`{}` is not a valid header name", self.jwt_payload_header),
+            ));
+        }
+        max_keys(self.max_keys).map_err(|e| e.within("max_keys"))?;
+        let default_limit = self
+            .token_bucket
+            .as_ref()
+            .map(|b| b.validate().map_err(|e| e.within("token_bucket")))
+            .transpose()?;
+        let mut rule_configs = self.rules;
+        if rule_configs.is_empty() {
+            if default_limit.is_none() {
+                return Err(ConfigError::at(
+                    "",
+                    "set `token_bucket` (one global limit) or `rules`",
+                ));
+            }
+            rule_configs.push(RuleConfig {
+                name: "default".into(),
+                ..RuleConfig::default()
+            });
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, r) in rule_configs.iter().enumerate() {
+            if names.contains(&r.name.as_str()) {
+                return Err(ConfigError::at(
+                    format!("rules[{i}].name"),
+                    format!("duplicate rule name `{}`", r.name),
+                ));
+            }
+            names.push(&r.name);
+        }
+        let domain = self.domain;
+        let (shadow, default_max_keys) = (self.shadow, self.max_keys);
+        let rules = Rules::compile(
+            "rules",
+            &rule_configs,
+            |r| &r.matches,
+            |r| r.validate(&domain, default_limit, shadow, default_max_keys),
+        )?;
+        Ok(RateLimitConfig {
+            rules,
+            status: self.status,
+            body: self.body,
+            x_ratelimit_headers: self.enable_x_ratelimit_headers
+                == XRateLimitHeaders::DraftVersion03,
+            retry_after: self.retry_after,
+            on_table_full: self.on_table_full,
+            xff_num_trusted_hops: self.xff_num_trusted_hops,
+            jwt_payload_header: self.jwt_payload_header,
+            path_options: self.path_normalization,
+        })
+    }
+}
+
+impl RuleConfig {
+    fn validate(
+        &self,
+        domain: &str,
+        default_limit: Option<Limit>,
+        shadow: bool,
+        default_max_keys: u32,
+    ) -> Result<Rule, ConfigError> {
+        if !valid_name(&self.name) {
+            return Err(ConfigError::at(
+                "name",
+                "must be non-empty and use only letters, digits, `_`, `-` and `.`",
+            ));
+        }
+        let limit = match &self.token_bucket {
+            Some(b) => b.validate().map_err(|e| e.within("token_bucket"))?,
+            None => default_limit.ok_or_else(|| {
+                ConfigError::at("token_bucket", "missing: set it here or at the top level")
+            })?,
+        };
+        let slots = max_keys(self.max_keys.unwrap_or(default_max_keys))
+            .map_err(|e| e.within("max_keys"))?;
+        let templates = validate_list("path_templates", &self.path_templates, |t| {
+            Template::parse(t).map(|parsed| (t.clone(), parsed))
+        })?;
+        let parts = validate_list("key", &self.key, |k| KeyPart::parse(k))?;
+        if parts.contains(&KeyPart::PathTemplate) && templates.is_empty() {
+            return Err(ConfigError::at(
+                "path_templates",
+                "the `path_template` key part needs at least one template",
+            ));
+        }
+        let table = Table {
+            prefix: wasmesh_sdk::shared::key("ratelimit", &format!("{domain}/{}", self.name)),
+            slots,
+            limit,
+        };
+        Ok(Rule {
+            name: self.name.clone(),
+            key: KeySpec { parts, templates },
+            overflow: table.overflow(),
+            table,
+            shadow: self.shadow.unwrap_or(shadow),
+        })
+    }
+}
+
+impl TokenBucketConfig {
+    fn validate(&self) -> Result<Limit, ConfigError> {
+        if self.max_tokens == 0 {
+            return Err(ConfigError::at("max_tokens", "must be at least 1"));
+        }
+        if self.tokens_per_fill == 0 {
+            return Err(ConfigError::at("tokens_per_fill", "must be at least 1"));
+        }
+        let fill_interval_ns =
+            parse_duration(&self.fill_interval).map_err(|m| ConfigError::at("fill_interval", m))?;
+        if fill_interval_ns < MIN_FILL_INTERVAL_NS {
+            return Err(ConfigError::at(
+                "fill_interval",
+                "must be at least 50ms (as in Envoy)",
+            ));
+        }
+        Ok(Limit {
+            max_tokens: self.max_tokens,
+            tokens_per_fill: self.tokens_per_fill,
+            fill_interval_ns,
+        })
+    }
+}
+
+fn max_keys(n: u32) -> Result<u32, ConfigError> {
+    if (1..=MAX_MAX_KEYS).contains(&n) {
+        Ok(n)
+    } else {
+        Err(ConfigError::at("", format!("must be 1-{MAX_MAX_KEYS}")))
+    }
+}
+
+/// Rule names go into shared-data keys and metric labels: keep them plain.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Parses `1s`, `0.25s`, `1.5s` (Envoy's JSON duration), `250ms`, `2m`, `1h` into
+/// nanoseconds, exactly (no floating point).
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a duration like `1s`, `0.5s` or `250ms`");
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = s.split_at(split);
+    let unit_ns: u64 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(bad()),
+    };
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() && frac.is_empty() || frac.len() > 9 {
+        return Err(bad());
+    }
+    let int: u64 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| bad())?
+    };
+    let mut frac_ns: u64 = 0;
+    let mut scale = unit_ns;
+    for d in frac.bytes() {
+        if !d.is_ascii_digit() {
+            return Err(bad());
+        }
+        scale /= 10;
+        frac_ns += u64::from(d - b'0') * scale;
+    }
+    int.checked_mul(unit_ns)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_exactly() {
+        assert_eq!(parse_duration("1s"), Ok(1_000_000_000));
+        assert_eq!(parse_duration("0.25s"), Ok(250_000_000));
+        assert_eq!(parse_duration(".5s"), Ok(500_000_000));
+        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
+        assert_eq!(parse_duration("1.5ms"), Ok(1_500_000));
+        assert_eq!(parse_duration("2m"), Ok(120_000_000_000));
+        assert_eq!(parse_duration("1h"), Ok(3_600_000_000_000));
+        for bad in [
+            "",
+            "1",
+            "s",
+            ".s",
+            "1x",
+            "-1s",
+            "1.2.3s",
+            "1 s",
+            "99999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}
