@@ -479,8 +479,11 @@ impl AuthzStage {
         st: &mut AuthzStream,
     ) -> Result<Entry, Decision> {
         let now = self.now_secs();
-        if let Some(e) = self.cache.borrow_mut().get(token, now, self.skew) {
-            if rules.contains(&e.rule) {
+        let cached = self.cache.borrow_mut().get(token, now, self.skew);
+        if let Some(e) = cached {
+            // A hit is only as good as the keys that verified it: once they are due for a
+            // refresh, the token goes the long way (which fetches them).
+            if rules.contains(&e.rule) && self.keys_current(e.rule) {
                 return Ok(e);
             }
         }
@@ -505,6 +508,24 @@ impl AuthzStage {
         };
         self.cache.borrow_mut().insert(token, entry.clone());
         Ok(entry)
+    }
+
+    /// Whether the rule's keys are usable without a fetch.
+    fn keys_current(&self, idx: usize) -> bool {
+        let Some(KeySource::Remote(remote)) = self.jwt_rules.get(idx).map(|r| &r.keys) else {
+            return true;
+        };
+        let Some(state) = self.jwks.get(idx) else {
+            return false;
+        };
+        let s = state.borrow();
+        let now = self.now_ms();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        s.keys.is_some()
+            && (now < s.fetched_ms.saturating_add(ms(remote.refresh))
+                || s.in_flight_until_ms.is_some_and(|t| now < t)
+                || s.failed_ms
+                    .is_some_and(|t| now < t.saturating_add(ms(remote.retry))))
     }
 
     /// The rule's keys if usable now; otherwise the request fetches them, waits for
