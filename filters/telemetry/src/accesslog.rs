@@ -174,9 +174,15 @@ impl Record<'_, '_> {
             Field::RequestId => req("x-request-id"),
             Field::Authority => req(":authority"),
             Field::UpstreamHost => prop(&["upstream", "address"]),
-            Field::UpstreamCluster => prop(&["cluster_name"]),
+            Field::UpstreamCluster => match prop(&["xds", "cluster_name"]) {
+                Value::Null => prop(&["cluster_name"]),
+                v => v,
+            },
             Field::DownstreamRemoteAddress => prop(&["source", "address"]),
-            Field::RouteName => prop(&["route_name"]),
+            Field::RouteName => match prop(&["xds", "route_name"]) {
+                Value::Null => prop(&["route_name"]),
+                v => v,
+            },
             Field::TraceId => self
                 .trace_id
                 .map_or(Value::Null, |t| Value::Str(Cow::Borrowed(t))),

@@ -160,9 +160,12 @@ impl TelemetryStage {
         let (service, service_name): (Cow<'s, str>, Cow<'s, str>) = if dst.service != UNKNOWN {
             (b(&dst.service), b(&dst.service_name))
         } else {
-            match log
+            // Envoy 1.40 names it `xds.cluster_name`; older Wasm hosts `cluster_name`.
+            let cluster = log
                 .props
-                .string(&["cluster_name"])
+                .string(&["xds", "cluster_name"])
+                .or_else(|| log.props.string(&["cluster_name"]));
+            match cluster
                 .as_deref()
                 .and_then(service_from_cluster)
                 .map(|s| clean(s).into_owned())
