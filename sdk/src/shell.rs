@@ -99,11 +99,17 @@ impl<S: Stage> Context for Root<S> {
         body_size: usize,
         _trailers: usize,
     ) {
-        let (Some(stage), Some(index)) = (self.stage.clone(), self.background.remove(&token))
-        else {
+        let result = callout_result(num_headers, body_size);
+        if let (Some(stage), Some(index)) = (self.stage.clone(), self.background.remove(&token)) {
+            stage.on_background_response(index, result);
             return;
-        };
-        stage.on_background_response(index, callout_result(num_headers, body_size));
+        }
+        let owner = self.timers.borrow_mut().callouts.remove(&token);
+        if let Some(stream) = owner.and_then(|weak| weak.upgrade()) {
+            if host::set_effective_context(stream.id()).is_ok() {
+                stream.resume_after_callout(result);
+            }
+        }
     }
 }
 
@@ -168,6 +174,9 @@ impl<S: Stage> RootContext for Root<S> {
 #[derive(Default)]
 struct Timers {
     waiting: Vec<(SystemTime, Weak<dyn Resumable>)>,
+    /// Callouts dispatched while a stream was resumed from the root context's tick:
+    /// proxy-wasm routes their answers to the root, which hands them on from here.
+    callouts: HashMap<u32, Weak<dyn Resumable>>,
 }
 
 impl Timers {
@@ -200,6 +209,7 @@ impl Timers {
 trait Resumable {
     fn id(&self) -> u32;
     fn resume_after_delay(self: Rc<Self>);
+    fn resume_after_callout(self: Rc<Self>, result: CalloutResult);
 }
 
 impl<S: Stage> Resumable for StreamShared<S> {
@@ -209,6 +219,10 @@ impl<S: Stage> Resumable for StreamShared<S> {
 
     fn resume_after_delay(self: Rc<Self>) {
         self.resume_request(|stage, req, stream| stage.on_request_resumed(req, stream));
+    }
+
+    fn resume_after_callout(self: Rc<Self>, result: CalloutResult) {
+        self.resume_request(|stage, req, stream| stage.on_callout_response(req, stream, result));
     }
 }
 
@@ -275,23 +289,32 @@ impl<S: Stage> StreamShared<S> {
                 let deadline = host::now_or_epoch() + delay;
                 match self.timers.upgrade() {
                     Some(timers) => {
-                        let weak: Weak<dyn Resumable> = {
-                            let strong: Rc<dyn Resumable> = self.clone();
-                            Rc::downgrade(&strong)
-                        };
-                        timers.borrow_mut().add(deadline, weak);
+                        timers.borrow_mut().add(deadline, self.as_resumable());
                         Next::Paused
                     }
                     None => Next::Continue,
                 }
             }
             Decision::Callout(callout) => match dispatch(&callout) {
-                Ok(_token) => Next::Paused,
+                Ok(token) => {
+                    if let Some(timers) = self.timers.upgrade() {
+                        timers
+                            .borrow_mut()
+                            .callouts
+                            .insert(token, self.as_resumable());
+                    }
+                    Next::Paused
+                }
                 Err(()) => self.run_request(|stage, req, stream| {
                     stage.on_callout_response(req, stream, CalloutResult::Failed)
                 }),
             },
         }
+    }
+
+    fn as_resumable(self: &Rc<Self>) -> Weak<dyn Resumable> {
+        let strong: Rc<dyn Resumable> = self.clone();
+        Rc::downgrade(&strong)
     }
 
     /// Resumes a paused request after a delay or callout.
@@ -372,11 +395,14 @@ struct Http<S: Stage> {
 impl<S: Stage> Context for Http<S> {
     fn on_http_call_response(
         &mut self,
-        _token: u32,
+        token: u32,
         num_headers: usize,
         body_size: usize,
         _trailers: usize,
     ) {
+        if let Some(timers) = self.shared.timers.upgrade() {
+            timers.borrow_mut().callouts.remove(&token);
+        }
         let result = callout_result(num_headers, body_size);
         self.shared
             .resume_request(|stage, req, stream| stage.on_callout_response(req, stream, result));
