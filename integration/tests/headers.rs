@@ -1,6 +1,9 @@
 //! The headers filter in real Envoy 1.40: edits seen by the upstream and the client,
 //! a refused config, and routing that follows a path rewrite.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::json;
 use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, http_listener, static_cluster, wasm_filters, WasmFilter, INGRESS};

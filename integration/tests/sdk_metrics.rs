@@ -1,6 +1,9 @@
 //! The SDK's labelled metrics in a real Envoy: the label encoding plus the SDK's
 //! `stats_tags` make `/stats/prometheus` print real Prometheus labels.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::json;
 use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};

@@ -1,6 +1,9 @@
 //! The compiled headers filter in the harness: every config field, its edges, and a
 //! property-based check that no request input makes the module trap.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use wasmesh_harness::{build, request, response, Action, Host, Level, Module};

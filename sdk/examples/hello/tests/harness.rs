@@ -1,5 +1,8 @@
 //! The compiled hello filter, run in the harness: the same `.wasm` Envoy would load.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::OnceLock;
 use wasmesh_harness::{build, request, response, Action, Host, Level, Module};
 

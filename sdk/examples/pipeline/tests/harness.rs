@@ -1,6 +1,9 @@
 //! The pipeline example, compiled and run in the harness: a callout answered by the
 //! test, a delay resumed by the manual clock, and the chain resuming where it paused.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::OnceLock;
 use std::time::Duration;
 use wasmesh_harness::{build, request, Action, Host, Level, Module};
