@@ -101,12 +101,13 @@ impl Identity {
                 self.canonical_service = self.workload.clone();
             }
         }
+        // `latest` only for a workload we know: an anonymous peer stays all `unknown`.
         if self.canonical_revision == UNKNOWN {
-            self.canonical_revision = if self.version != UNKNOWN {
-                self.version.clone()
-            } else {
-                "latest".to_string()
-            };
+            if self.version != UNKNOWN {
+                self.canonical_revision = self.version.clone();
+            } else if self.workload != UNKNOWN {
+                self.canonical_revision = "latest".to_string();
+            }
         }
         if self.service_name == UNKNOWN && self.service != UNKNOWN {
             self.service_name = short_name(&self.service).to_string();
@@ -283,7 +284,7 @@ mod tests {
     #[test]
     fn empty_or_garbage_header_is_all_unknown() {
         assert_eq!(Identity::decode(""), Identity::decode("%%%;==;"));
-        assert_eq!(Identity::decode("").workload, UNKNOWN);
+        assert_eq!(Identity::decode(""), Identity::unknown());
     }
 
     #[test]
