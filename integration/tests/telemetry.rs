@@ -1,6 +1,8 @@
 //! The telemetry filter in real Envoy 1.40: Istio's standard metrics in
 //! `/stats/prometheus` (labels via the SDK's stats_tags, Istio's buckets), the
 //! metadata exchange between two sidecars, trace propagation and the access log.
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

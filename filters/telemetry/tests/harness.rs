@@ -1,5 +1,7 @@
 //! The compiled telemetry filter on the harness: tag overrides, cardinality bounds,
 //! custom metrics and the recorded values, read back as the host saw them.
+// Test helpers fail loudly by design.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
