@@ -1,0 +1,1 @@
+//! Istio resources (typed), filled in below.

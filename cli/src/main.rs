@@ -1,0 +1,274 @@
+//! The `wasmesh` command line: generate, validate, k8s, certs.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use wasmesh::model::MeshError;
+use wasmesh::{certs, filtercheck, topology, GenerateOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "wasmesh",
+    version,
+    about = "Istio's mesh features for stock Envoy, from one mesh file"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Process,
+    Compose,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write every sidecar's and the gateway's Envoy bootstrap, prometheus.yml and the
+    /// run plan (process) or docker-compose.yml (compose); issue missing certificates.
+    Generate {
+        mesh: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "process")]
+        target: TargetArg,
+        /// First port of the process target's port blocks (10 ports per instance).
+        #[arg(long, default_value_t = topology::DEFAULT_PORT_BASE)]
+        port_base: u16,
+        /// Where certificates are kept (not version-controlled).
+        #[arg(long, default_value = wasmesh::DEFAULT_CERTS_DIR)]
+        certs: PathBuf,
+        /// Skip issuing certificates (for checked-in example output).
+        #[arg(long)]
+        no_certs: bool,
+    },
+    /// Check the mesh file: schema, references, weights, ports; load every filter
+    /// config into the compiled filter; run `envoy --mode validate` when Envoy is found.
+    Validate {
+        mesh: PathBuf,
+        /// Directory of the compiled filters (`<name>.wasm`).
+        #[arg(long, default_value = wasmesh::DEFAULT_FILTERS_DIR)]
+        filters: PathBuf,
+        /// Do not run Envoy even if it is installed.
+        #[arg(long)]
+        no_envoy: bool,
+    },
+    /// Write Kubernetes and Istio manifests of the mesh.
+    K8s {
+        mesh: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Where the cluster fetches the filter modules from: an OCI reference prefix
+        /// (`oci://registry/wasmesh/`) or an HTTPS URL prefix.
+        #[arg(long, default_value = "oci://ghcr.io/wasmesh/filters/")]
+        filter_url: String,
+        #[arg(long, default_value = wasmesh::DEFAULT_FILTERS_DIR)]
+        filters: PathBuf,
+    },
+    /// Certificates of the mesh.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsAction {
+    /// Re-issue every workload certificate under the mesh CA; running Envoys reload
+    /// them through SDS without a restart.
+    Rotate {
+        mesh: PathBuf,
+        #[arg(long, default_value = wasmesh::DEFAULT_CERTS_DIR)]
+        certs: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(mesh: &Path) -> Result<wasmesh::model::MeshFile> {
+    wasmesh::load(mesh).map_err(|errors| report_errors(&errors))
+}
+
+fn report_errors(errors: &[MeshError]) -> anyhow::Error {
+    for e in errors {
+        eprintln!("{e}");
+    }
+    anyhow::anyhow!("{} problem(s) in the mesh file", errors.len())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Generate {
+            mesh,
+            out,
+            target,
+            port_base,
+            certs,
+            no_certs,
+        } => {
+            let model = load(&mesh)?;
+            let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
+            let opts = match target {
+                TargetArg::Process => GenerateOptions::process(&out_label, port_base),
+                TargetArg::Compose => GenerateOptions::compose(&out_label),
+            };
+            let files = wasmesh::generate(&model, &opts)?;
+            wasmesh::write_files(&out, &files)
+                .with_context(|| format!("writing into {}", out.display()))?;
+            println!("wrote {} files into {}", files.len(), out.display());
+            if !no_certs {
+                let r = certs::ensure(&model, &certs)?;
+                if r.ca_created {
+                    println!("created the mesh CA in {}", certs.display());
+                }
+                if !r.issued.is_empty() {
+                    println!("issued {} workload certificates", r.issued.len());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate {
+            mesh,
+            filters,
+            no_envoy,
+        } => validate(&mesh, &filters, no_envoy),
+        Command::K8s {
+            mesh,
+            out,
+            filter_url,
+            filters,
+        } => {
+            let model = load(&mesh)?;
+            let opts = wasmesh::k8s::K8sOptions::new(&filter_url, &filters);
+            let files = wasmesh::k8s::generate(&model, &opts)?;
+            wasmesh::write_files(&out, &files)
+                .with_context(|| format!("writing into {}", out.display()))?;
+            println!("wrote {} manifests into {}", files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs {
+            action: CertsAction::Rotate { mesh, certs },
+        } => {
+            let model = load(&mesh)?;
+            let r = certs::rotate(&model, &certs)?;
+            println!(
+                "re-issued {} workload certificates in {}",
+                r.issued.len(),
+                certs.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(mesh: &Path, filters: &Path, no_envoy: bool) -> Result<ExitCode> {
+    let model = match wasmesh::load(mesh) {
+        Ok(m) => m,
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            println!("{}: {} problem(s)", mesh.display(), errors.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report = filtercheck::check(mesh, &model, filters);
+    for e in &report.errors {
+        println!("{e}");
+    }
+    for (name, path) in &report.missing {
+        println!(
+            "note: filter {name}: {} is not built, its configs were not checked (scripts/build-filters.sh)",
+            path.display()
+        );
+    }
+    if !report.errors.is_empty() {
+        println!("{}: {} problem(s)", mesh.display(), report.errors.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "{}: schema and references OK; {} filter config(s) accepted by the compiled filters",
+        mesh.display(),
+        report.accepted
+    );
+    if no_envoy {
+        return Ok(ExitCode::SUCCESS);
+    }
+    match envoy_validate(&model, filters, report.missing.is_empty())? {
+        Some(n) => println!("envoy --mode validate: {n} bootstrap(s) OK"),
+        None => println!("note: Envoy not run (not found, or filters missing)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Generates the process target into a scratch directory with absolute paths and runs
+/// `envoy --mode validate` on each bootstrap. `None` when Envoy cannot be run here.
+fn envoy_validate(
+    model: &wasmesh::model::MeshFile,
+    filters: &Path,
+    filters_complete: bool,
+) -> Result<Option<usize>> {
+    let Some(envoy) = wasmesh::envoy_bin() else {
+        return Ok(None);
+    };
+    if !filters_complete {
+        return Ok(None);
+    }
+    let dir = std::env::temp_dir().join(format!("wasmesh-validate-{}", std::process::id()));
+    let result = (|| -> Result<usize> {
+        let certs_dir = dir.join("certs");
+        let filters = std::fs::canonicalize(filters)
+            .with_context(|| format!("resolving {}", filters.display()))?;
+        let mut opts =
+            GenerateOptions::process(&dir.to_string_lossy(), topology::DEFAULT_PORT_BASE);
+        opts.filters_dir = filters.to_string_lossy().into_owned();
+        opts.certs_dir = certs_dir.to_string_lossy().into_owned();
+        let files = wasmesh::generate(model, &opts)?;
+        wasmesh::write_files(&dir, &files)?;
+        certs::ensure(model, &certs_dir)?;
+        let mut n = 0;
+        for (rel, _) in files
+            .iter()
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "json"))
+        {
+            if rel.as_os_str() == wasmesh::runplan::PLAN_FILE {
+                continue;
+            }
+            let path = dir.join(rel);
+            let out = std::process::Command::new(&envoy)
+                .args([
+                    "--mode",
+                    "validate",
+                    "--use-dynamic-base-id",
+                    "-l",
+                    "warning",
+                    "-c",
+                ])
+                .arg(&path)
+                .output()
+                .with_context(|| format!("running {}", envoy.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "envoy rejected {}:\n{}{}",
+                    rel.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            n += 1;
+        }
+        Ok(n)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(Some)
+}

@@ -1,0 +1,581 @@
+//! The mesh file (`mesh.yaml`) as written, parsed with errors that name the field.
+//!
+//! Field names follow Istio's camelCase (a user pastes VirtualService and DestinationRule
+//! fragments), filter configs are opaque JSON handed to the filter as-is. Parsing only
+//! checks the schema; [`crate::check`] checks what refers to what.
+
+use crate::duration::Duration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshFile {
+    pub mesh: MeshSpec,
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    #[serde(default)]
+    pub gateway: Option<GatewaySpec>,
+    #[serde(default)]
+    pub egress: Vec<EgressSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshSpec {
+    pub name: String,
+    #[serde(default = "default_trust_domain")]
+    pub trust_domain: String,
+    #[serde(default)]
+    pub mtls: MtlsMode,
+    #[serde(default)]
+    pub tracing: Option<TracingSpec>,
+}
+
+fn default_trust_domain() -> String {
+    "cluster.local".to_string()
+}
+
+/// PeerAuthentication's modes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MtlsMode {
+    #[default]
+    Strict,
+    Permissive,
+    Disable,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TracingSpec {
+    pub provider: TracingProvider,
+    /// `host:port` of the collector (Zipkin HTTP, or OpenTelemetry gRPC).
+    pub address: String,
+    /// Percentage of requests sampled, 0 to 100.
+    #[serde(default = "default_sampling")]
+    pub sampling: f64,
+}
+
+fn default_sampling() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TracingProvider {
+    Zipkin,
+    Opentelemetry,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The service port callers use (`reviews:9080`).
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The port the app listens on behind its sidecar; defaults to `port`.
+    #[serde(default)]
+    pub app_port: Option<u16>,
+    /// Defaults to the service name; part of the SPIFFE identity.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    #[serde(default = "default_versions")]
+    pub versions: Vec<VersionSpec>,
+    #[serde(default)]
+    pub app: AppSpec,
+    /// The services this one's app calls (Istio's Sidecar egress hosts): its sidecar
+    /// gets clusters and routes for these only. Absent: every service.
+    #[serde(default)]
+    pub calls: Option<Vec<String>>,
+    #[serde(default)]
+    pub traffic_policy: TrafficPolicy,
+    /// VirtualService http routes for calls to this service; first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub filters: FiltersSpec,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+fn default_versions() -> Vec<VersionSpec> {
+    vec![VersionSpec {
+        name: "v1".to_string(),
+        replicas: 1,
+        labels: BTreeMap::new(),
+    }]
+}
+
+impl ServiceSpec {
+    pub fn app_port(&self) -> u16 {
+        self.app_port.unwrap_or(self.port)
+    }
+    pub fn service_account(&self) -> &str {
+        self.service_account.as_deref().unwrap_or(&self.name)
+    }
+    pub fn version(&self, name: &str) -> Option<&VersionSpec> {
+        self.versions.iter().find(|v| v.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Http,
+    Http2,
+    Grpc,
+}
+
+impl Protocol {
+    pub fn is_h2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VersionSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Extra pod labels (Kubernetes output); `app` and `version` are always set.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How the app itself is started: a command for `--target process`, an image for
+/// `--target compose` and Kubernetes. Defaults are the demo services of issue 9.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AppSpec {
+    #[serde(default = "default_command")]
+    pub command: Vec<String>,
+    #[serde(default = "default_image")]
+    pub image: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for AppSpec {
+    fn default() -> Self {
+        Self {
+            command: default_command(),
+            image: default_image(),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_command() -> Vec<String> {
+    vec!["wasmesh-demo".to_string()]
+}
+
+fn default_image() -> String {
+    "wasmesh/demo:latest".to_string()
+}
+
+/// DestinationRule's trafficPolicy subset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancer>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPool>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancer {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConnectionPool {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutlierDetection {
+    #[serde(default = "five")]
+    pub consecutive5xx_errors: u32,
+    #[serde(default = "ten_seconds")]
+    pub interval: Duration,
+    #[serde(default = "thirty_seconds")]
+    pub base_ejection_time: Duration,
+    #[serde(default = "ten")]
+    pub max_ejection_percent: u32,
+}
+
+fn five() -> u32 {
+    5
+}
+fn ten() -> u32 {
+    10
+}
+fn ten_seconds() -> Duration {
+    Duration::from_millis(10_000)
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_millis(30_000)
+}
+
+/// One VirtualService http route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouteSpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Any of these; none means every request.
+    #[serde(default, rename = "match")]
+    pub matches: Vec<MatchSpec>,
+    pub route: Vec<Destination>,
+    #[serde(default)]
+    pub retries: Option<Retries>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub mirror: Option<Mirror>,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchSpec {
+    #[serde(default)]
+    pub path: Option<StringMatch>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub method: Option<StringMatch>,
+}
+
+/// Istio's StringMatch: exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StringMatch {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub regex: Option<String>,
+}
+
+/// A StringMatch once checked to hold exactly one condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+    Regex(&'a str),
+}
+
+impl StringMatch {
+    /// The single condition, or `None` if there is not exactly one (see `check`).
+    pub fn single(&self) -> Option<Matcher<'_>> {
+        match (&self.exact, &self.prefix, &self.regex) {
+            (Some(e), None, None) => Some(Matcher::Exact(e)),
+            (None, Some(p), None) => Some(Matcher::Prefix(p)),
+            (None, None, Some(r)) => Some(Matcher::Regex(r)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Destination {
+    /// Defaults to the service the route belongs to (required at the gateway).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// A version (subset); none means all versions.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Retries {
+    pub attempts: u32,
+    #[serde(default)]
+    pub per_try_timeout: Option<Duration>,
+    #[serde(default)]
+    pub retry_on: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mirror {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default = "hundred")]
+    pub percentage: f64,
+}
+
+fn hundred() -> f64 {
+    100.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Fault {
+    #[serde(default)]
+    pub abort: Option<Abort>,
+    #[serde(default)]
+    pub delay: Option<Delay>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Abort {
+    pub http_status: u16,
+    pub percentage: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Delay {
+    pub fixed_delay: Duration,
+    pub percentage: f64,
+}
+
+/// The Wasm filters on a sidecar, per direction.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FiltersSpec {
+    /// On requests arriving at this service (the server side).
+    #[serde(default)]
+    pub inbound: Vec<FilterSpec>,
+    /// On requests this service's app makes (the client side).
+    #[serde(default)]
+    pub outbound: Vec<FilterSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FilterSpec {
+    pub name: FilterName,
+    /// Handed to the filter as JSON, unchanged: the filter's docs page is its reference.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Our filters. The order of the variants is Istio's phase order in the chain:
+/// authn/authz first, then the traffic filters, stats last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterName {
+    Authz,
+    Ratelimit,
+    Headers,
+    Fault,
+    Telemetry,
+}
+
+impl FilterName {
+    pub const ALL: [FilterName; 5] = [
+        FilterName::Authz,
+        FilterName::Ratelimit,
+        FilterName::Headers,
+        FilterName::Fault,
+        FilterName::Telemetry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterName::Authz => "authz",
+            FilterName::Ratelimit => "ratelimit",
+            FilterName::Headers => "headers",
+            FilterName::Fault => "fault",
+            FilterName::Telemetry => "telemetry",
+        }
+    }
+
+    /// The module's file name under the filters directory.
+    pub fn wasm_file(self) -> String {
+        format!("{}.wasm", self.as_str())
+    }
+
+    /// Istio WasmPlugin phase.
+    pub fn istio_phase(self) -> &'static str {
+        match self {
+            FilterName::Authz => "AUTHN",
+            FilterName::Telemetry => "STATS",
+            _ => "UNSPECIFIED_PHASE",
+        }
+    }
+}
+
+impl fmt::Display for FilterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Envoy 1.40's `failure_policy` for a Wasm plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailurePolicy {
+    #[default]
+    FailClosed,
+    FailOpen,
+    FailReload,
+}
+
+impl FailurePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::FailClosed => "FAIL_CLOSED",
+            FailurePolicy::FailOpen => "FAIL_OPEN",
+            FailurePolicy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewaySpec {
+    #[serde(default = "default_gateway_name")]
+    pub name: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// The port clients connect to.
+    #[serde(default = "default_gateway_port")]
+    pub port: u16,
+    #[serde(default = "any_host")]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub tls: Option<GatewayTls>,
+    pub routes: Vec<RouteSpec>,
+    #[serde(default)]
+    pub filters: Vec<FilterSpec>,
+}
+
+fn default_gateway_name() -> String {
+    "ingressgateway".to_string()
+}
+fn default_gateway_port() -> u16 {
+    8080
+}
+fn any_host() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// TLS termination at the gateway: given PEM files, or (both absent) a certificate
+/// for `hosts` issued by the mesh CA.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayTls {
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// A ServiceEntry: an external host reachable through the outbound listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EgressSpec {
+    pub host: String,
+    pub port: u16,
+    /// Originate TLS to the external host (the app speaks plain HTTP to its sidecar).
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// A mesh file problem: where (file, field path, line if known) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshError {
+    pub file: PathBuf,
+    /// `services[2].routes[0].route[1].weight`; empty for the whole document.
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for MeshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for MeshError {}
+
+/// Parses `text` (the contents of `file`); the error names the field.
+pub fn parse(file: &Path, text: &str) -> Result<MeshFile, MeshError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = render_path(err.path());
+        let inner = err.into_inner();
+        MeshError {
+            file: file.to_path_buf(),
+            path,
+            line: inner.location().map(|l| l.line()),
+            message: strip_location(&inner.to_string()),
+        }
+    })
+}
+
+/// serde_path_to_error renders the root as `.`; `a.b[0]` elsewhere is what we want.
+fn render_path(path: &serde_path_to_error::Path) -> String {
+    let s = path.to_string();
+    if s == "." {
+        String::new()
+    } else {
+        s
+    }
+}
+
+/// The YAML error's own " at line L column C" suffix duplicates our line.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
