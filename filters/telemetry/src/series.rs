@@ -240,41 +240,36 @@ impl MetricSet {
         for group in &self.groups {
             let mut values = self.values(group, facts, false);
             let mut key = join(&values);
+            // The hot path: a known label set, no allocation beyond the key.
+            if let Some(ids) = group.cache.borrow().get(&key) {
+                emit(group, ids, measures, sink);
+                continue;
+            }
+            if self.series.get() >= self.max_series {
+                values = self.values(group, facts, true);
+                key = join(&values);
+            }
             let cached = group.cache.borrow().get(&key).cloned();
             let ids = match cached {
                 Some(ids) => ids,
                 None => {
-                    if self.series.get() >= self.max_series {
-                        values = self.values(group, facts, true);
-                        key = join(&values);
-                    }
-                    let cached = group.cache.borrow().get(&key).cloned();
-                    match cached {
-                        Some(ids) => ids,
-                        None => {
-                            let pairs: Vec<(&str, &str)> = group
-                                .names
-                                .iter()
-                                .map(String::as_str)
-                                .zip(values.iter().map(|v| v.as_ref()))
-                                .collect();
-                            let ids: Vec<Option<u32>> = group
-                                .members
-                                .iter()
-                                .map(|m| sink.define(m.kind, &encode_name(&m.name, &pairs)))
-                                .collect();
-                            self.series.set(self.series.get() + 1);
-                            group.cache.borrow_mut().insert(key, ids.clone());
-                            ids
-                        }
-                    }
+                    let pairs: Vec<(&str, &str)> = group
+                        .names
+                        .iter()
+                        .map(String::as_str)
+                        .zip(values.iter().map(|v| v.as_ref()))
+                        .collect();
+                    let ids: Vec<Option<u32>> = group
+                        .members
+                        .iter()
+                        .map(|m| sink.define(m.kind, &encode_name(&m.name, &pairs)))
+                        .collect();
+                    self.series.set(self.series.get() + 1);
+                    group.cache.borrow_mut().insert(key, ids.clone());
+                    ids
                 }
             };
-            for (member, id) in group.members.iter().zip(ids) {
-                if let Some(id) = id {
-                    sink.add(id, member.kind, measures.get(member.measure));
-                }
-            }
+            emit(group, &ids, measures, sink);
         }
     }
 
@@ -294,6 +289,14 @@ impl MetricSet {
                 Slot::Custom(v) => v.resolve(facts),
             })
             .collect()
+    }
+}
+
+fn emit(group: &Group, ids: &[Option<u32>], measures: &Measures, sink: &dyn Sink) {
+    for (member, id) in group.members.iter().zip(ids) {
+        if let Some(id) = id {
+            sink.add(*id, member.kind, measures.get(member.measure));
+        }
     }
 }
 
