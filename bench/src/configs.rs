@@ -1,0 +1,174 @@
+//! The configurations under test, as Envoy bootstraps. Every one answers with a
+//! direct response (no upstream), so only Envoy and its filters are measured; the
+//! proxy variant adds an upstream to show what a real hop costs.
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use wasmesh_integration::bootstrap::{self, WasmFilter};
+
+pub struct BenchConfig {
+    pub name: String,
+    pub what: String,
+    pub bootstrap: Value,
+}
+
+/// Where the modules and fixtures are.
+pub struct Inputs {
+    pub root: PathBuf,
+    pub jwks: String,
+    pub token: String,
+}
+
+impl Inputs {
+    pub fn load(root: &Path) -> Result<Self> {
+        let fixtures = root.join("bench/fixtures");
+        Ok(Self {
+            root: root.to_path_buf(),
+            jwks: std::fs::read_to_string(fixtures.join("jwks.json"))
+                .context("bench/fixtures/jwks.json")?
+                .trim()
+                .to_string(),
+            token: std::fs::read_to_string(fixtures.join("token.jwt"))
+                .context("bench/fixtures/token.jwt")?
+                .trim()
+                .to_string(),
+        })
+    }
+
+    fn module(&self, name: &str) -> PathBuf {
+        self.root.join(format!("dist/filters/{name}.wasm"))
+    }
+
+    /// The filter's benchmark config from `bench/configs/<name>.json`, with the JWKS
+    /// substituted where it says `$JWKS`.
+    fn filter_config(&self, name: &str) -> Result<Value> {
+        let path = self.root.join(format!("bench/configs/{name}.json"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let text = text.replace("\"$JWKS\"", &serde_json::to_string(&self.jwks)?);
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    fn wasm(&self, name: &str) -> Result<WasmFilter> {
+        Ok(
+            WasmFilter::new(&format!("wasmesh.{name}"), self.module(name))
+                .config(self.filter_config(name)?),
+        )
+    }
+}
+
+const BODY: &str = "ok";
+
+fn direct(filters: &[WasmFilter]) -> Value {
+    bootstrap::direct_response(200, BODY, filters)
+}
+
+/// The configurations whose modules exist; missing ones are listed in the second value
+/// (so a run says what it could not measure instead of silently skipping it).
+pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec<String>)> {
+    let mut configs = vec![
+        BenchConfig {
+            name: "bare".into(),
+            what: "Envoy, direct response, no filters (the baseline)".into(),
+            bootstrap: direct(&[]),
+        },
+        BenchConfig {
+            name: "bare-proxy".into(),
+            what: "Envoy proxying to an upstream, no filters".into(),
+            bootstrap: bootstrap::proxy_to(upstream_port, &[]),
+        },
+        BenchConfig {
+            name: "noop-wasm".into(),
+            what: "a Rust proxy-wasm filter that does nothing (the Wasm floor)".into(),
+            bootstrap: direct(&[WasmFilter::new(
+                "noop",
+                inputs
+                    .root
+                    .join("target/wasm/wasm32-wasip1/wasm/wasmesh_bench_noop.wasm"),
+            )]),
+        },
+        BenchConfig {
+            name: "native-chain".into(),
+            what: "native fault 0%, rbac, jwt_authn (RS256), local_ratelimit, header_mutation"
+                .into(),
+            bootstrap: native_chain(&inputs.jwks),
+        },
+    ];
+    let mut missing = Vec::new();
+    for name in ["headers", "ratelimit", "fault", "authz", "telemetry"] {
+        if inputs.module(name).exists()
+            && inputs
+                .root
+                .join(format!("bench/configs/{name}.json"))
+                .exists()
+        {
+            configs.push(BenchConfig {
+                name: name.into(),
+                what: format!("the {name} filter alone"),
+                bootstrap: direct(&[inputs.wasm(name)?]),
+            });
+        } else {
+            missing.push(name.to_string());
+        }
+    }
+    let chain = ["telemetry", "authz", "ratelimit", "headers", "fault"];
+    if chain.iter().all(|n| !missing.iter().any(|m| m == n)) {
+        let filters: Result<Vec<WasmFilter>> = chain.iter().map(|n| inputs.wasm(n)).collect();
+        configs.push(BenchConfig {
+            name: "chain-separate".into(),
+            what: "telemetry, authz, ratelimit, headers, fault as five Wasm filters".into(),
+            bootstrap: direct(&filters?),
+        });
+    } else {
+        missing.push("chain-separate".into());
+    }
+    if inputs.module("mesh").exists() && inputs.root.join("bench/configs/mesh.json").exists() {
+        configs.push(BenchConfig {
+            name: "chain-mesh".into(),
+            what: "the same five stages in the one-VM mesh module".into(),
+            bootstrap: direct(&[inputs.wasm("mesh")?]),
+        });
+    } else {
+        missing.push("chain-mesh".into());
+    }
+    Ok((configs, missing))
+}
+
+/// The closest native Envoy chain to our filter chain.
+fn native_chain(jwks: &str) -> Value {
+    let hundred = |n: u32| json!({"numerator": n, "denominator": "HUNDRED"});
+    let filters = vec![
+        json!({"name": "envoy.filters.http.fault", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "abort": {"http_status": 503, "percentage": hundred(0)}}}),
+        json!({"name": "envoy.filters.http.jwt_authn", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": {
+                "issuer": "https://bench.wasmesh.dev", "audiences": ["bench"], "forward": true,
+                "local_jwks": {"inline_string": jwks},
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}]}},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}),
+        json!({"name": "envoy.filters.http.rbac", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "DENY", "policies": {"deny-admin": {
+                "permissions": [{"url_path": {"path": {"prefix": "/admin"}}}],
+                "principals": [{"any": true}]}}}}}),
+        json!({"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench_rl",
+            "token_bucket": {"max_tokens": 1_000_000_000u64, "tokens_per_fill": 1_000_000_000u64, "fill_interval": "1s"},
+            "filter_enabled": {"runtime_key": "rl_enabled", "default_value": hundred(100)},
+            "filter_enforced": {"runtime_key": "rl_enforced", "default_value": hundred(100)}}}),
+        json!({"name": "envoy.filters.http.header_mutation", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [{"append": {"header": {"key": "x-bench", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}],
+                "response_mutations": [{"append": {"header": {"key": "x-served-by", "value": "bench"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}}),
+    ];
+    let route = json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": BODY}}});
+    json!({
+        "admin": bootstrap::admin(),
+        "static_resources": {"listeners": [bootstrap::http_listener(bootstrap::INGRESS, filters, vec![route])]},
+    })
+}

@@ -1,0 +1,186 @@
+//! wasmesh-bench: Envoy 1.40 with one worker, our filters against bare Envoy and the
+//! closest native filters, measured in one interleaved run.
+//!
+//! Method: every configuration runs in its own Envoy (one worker, pinned to CPU 0)
+//! for the whole run; the load generator runs on CPU 1. Throughput at saturation is
+//! measured with wrk (16 connections), in rounds that visit the configurations in
+//! turn (A B C ... A B C ...), and the median round is kept; every figure is a ratio
+//! against bare Envoy measured in the same run. Latency is then measured open loop at
+//! half of bare Envoy's saturation rate. CPU time per request comes from
+//! /proc/PID/stat, memory from VmRSS after every configuration served >100k requests.
+
+mod configs;
+mod load;
+mod procfs;
+mod report;
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use wasmesh_integration::bootstrap::INGRESS;
+use wasmesh_integration::echo::EchoServer;
+use wasmesh_integration::envoy::{Envoy, Options};
+
+struct Args {
+    duration: Duration,
+    rounds: usize,
+    only: Option<Vec<String>>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        duration: Duration::from_secs(5),
+        rounds: 3,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--duration" => {
+                args.duration = Duration::from_secs(it.next().context("--duration N")?.parse()?)
+            }
+            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
+            "--only" => {
+                args.only = Some(
+                    it.next()
+                        .context("--only a,b")?
+                        .split(',')
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b)"),
+        }
+    }
+    Ok(args)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+struct Running {
+    config: configs::BenchConfig,
+    envoy: Envoy,
+    url: String,
+    addr: String,
+    rps: Vec<f64>,
+    cpu_per_request: Vec<f64>,
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let inputs = configs::Inputs::load(&root)?;
+    let echo = EchoServer::start()?;
+    let (mut all, missing) = configs::all(&inputs, echo.port())?;
+    if let Some(only) = &args.only {
+        all.retain(|c| c.name == "bare" || c.name == "noop-wasm" || only.contains(&c.name));
+    }
+    if !missing.is_empty() {
+        eprintln!(
+            "not measured (module or bench/configs/<name>.json missing): {}",
+            missing.join(", ")
+        );
+    }
+    let header = format!("authorization: Bearer {}", inputs.token);
+
+    let mut running = Vec::new();
+    for config in all {
+        let envoy = Envoy::start_with(
+            &config.bootstrap,
+            &Options::default().concurrency(1).log_level("warning"),
+        )
+        .with_context(|| format!("starting Envoy for {}", config.name))?;
+        pin(envoy.pid(), 0)?;
+        let port = envoy.listener_port(INGRESS)?;
+        eprintln!("started {} (pid {})", config.name, envoy.pid());
+        running.push(Running {
+            config,
+            envoy,
+            url: format!("http://127.0.0.1:{port}/bench"),
+            addr: format!("127.0.0.1:{port}"),
+            rps: Vec::new(),
+            cpu_per_request: Vec::new(),
+        });
+    }
+    for r in &running {
+        load::wrk(&r.url, 16, Duration::from_secs(1), 1, &header)
+            .with_context(|| format!("warm-up of {}", r.config.name))?;
+    }
+    for round in 0..args.rounds {
+        for r in running.iter_mut() {
+            let before = procfs::cpu_seconds(r.envoy.pid())?;
+            let t = load::wrk(&r.url, 16, args.duration, 1, &header)?;
+            let cpu = procfs::cpu_seconds(r.envoy.pid())? - before;
+            r.rps.push(t.rps);
+            r.cpu_per_request.push(cpu / t.requests.max(1) as f64 * 1e6);
+            eprintln!("round {round}: {:<16} {:>9.0} req/s", r.config.name, t.rps);
+        }
+    }
+    let bare_rps = median(running[0].rps.clone());
+    let noop_rps = running
+        .iter()
+        .find(|r| r.config.name == "noop-wasm")
+        .map_or(bare_rps, |r| median(r.rps.clone()));
+    let rate = (bare_rps / 2.0) as u32;
+    let mut latencies = Vec::new();
+    for r in &running {
+        let l = load::open_loop(&r.addr, rate, args.duration, 32, &header)?;
+        eprintln!(
+            "latency {:<16} at {rate} req/s: p50 {:.0} µs, p99 {:.0} µs",
+            r.config.name, l.p50, l.p99
+        );
+        latencies.push(l);
+    }
+    let bare_p99 = latencies[0].p99;
+    let rows: Vec<report::Row> = running
+        .iter()
+        .zip(&latencies)
+        .map(|(r, l)| {
+            let rps = median(r.rps.clone());
+            report::Row {
+                name: r.config.name.clone(),
+                what: r.config.what.clone(),
+                rps,
+                vs_bare: rps / bare_rps,
+                vs_noop: rps / noop_rps,
+                cpu_us_per_request: median(r.cpu_per_request.clone()),
+                p50_us: l.p50,
+                p99_us: l.p99,
+                p999_us: l.p999,
+                p99_delta_us: l.p99 - bare_p99,
+                rss_mib: procfs::rss_bytes(r.envoy.pid()).unwrap_or(0) as f64 / (1024.0 * 1024.0),
+            }
+        })
+        .collect();
+    let table = report::markdown(&rows);
+    println!("{table}");
+    println!(
+        "latency rate: {rate} req/s (half of bare's {bare_rps:.0}); {} rounds of {:?}",
+        args.rounds, args.duration
+    );
+    let out = root.join("docs/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.md"), &table)?;
+    std::fs::write(out.join("chart.svg"), report::svg(&rows))?;
+    eprintln!("wrote docs/bench/results.md and docs/bench/chart.svg");
+    Ok(())
+}
+
+/// Pins every thread of `pid` to `cpu`, so Envoy and the load generator do not share.
+fn pin(pid: u32, cpu: usize) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .output()
+        .context("running taskset")?;
+    if !status.status.success() {
+        bail!(
+            "taskset failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    Ok(())
+}
