@@ -91,6 +91,9 @@ pub struct Delay {
     pub percentage: f64,
 }
 
+/// A fault delay longer than this is a misconfiguration, not a test.
+const MAX_DELAY_NS: u64 = 3_600_000_000_000;
+
 pub const DEFAULT_BODY: &str = "fault filter abort";
 
 impl Config {
@@ -205,6 +208,9 @@ impl DelayConfig {
             parse_duration(&self.fixed_delay).map_err(|m| ConfigError::at("fixed_delay", m))?;
         if ns == 0 {
             return Err(ConfigError::at("fixed_delay", "must be more than 0"));
+        }
+        if ns > MAX_DELAY_NS {
+            return Err(ConfigError::at("fixed_delay", "must be at most 1h"));
         }
         Ok(Delay {
             duration: Duration::from_nanos(ns),

@@ -16,6 +16,9 @@ const ABORT_HEADER: &str = "x-envoy-fault-abort-request";
 const ABORT_PCT_HEADER: &str = "x-envoy-fault-abort-request-percentage";
 const DELAY_HEADER: &str = "x-envoy-fault-delay-request";
 const DELAY_PCT_HEADER: &str = "x-envoy-fault-delay-request-percentage";
+/// Longest delay a header may ask for: a client must not park streams for ever (and
+/// a deadline past the clock's range would overflow).
+const MAX_HEADER_DELAY_MS: u64 = 3_600_000;
 /// Rule label of header-triggered faults in metrics.
 const HEADER_RULE: &str = "header";
 
@@ -72,7 +75,7 @@ impl FaultStage {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|&ms| ms > 0)
             .map(|ms| Delay {
-                duration: Duration::from_millis(ms),
+                duration: Duration::from_millis(ms.min(MAX_HEADER_DELAY_MS)),
                 percentage: pct(DELAY_PCT_HEADER),
             });
         (abort.is_some() || delay.is_some()).then_some((abort, delay))
@@ -294,6 +297,10 @@ mod tests {
             );
         }
         assert_eq!(run(&on, &[(DELAY_HEADER, "0")]).0, Decision::Continue);
+        assert_eq!(
+            run(&on, &[(DELAY_HEADER, "18446744073709551615")]).0,
+            Decision::Delay(Duration::from_secs(3600))
+        );
         assert_eq!(run(&on, &[]).0, Decision::Continue);
     }
 
