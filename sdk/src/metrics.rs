@@ -5,8 +5,8 @@
 //! one scheme, `NAME;label1=value1;label2=value2`, and Envoy's tag extractors, one per
 //! label name with the regex `(;LABEL=([^;]*))`, cut each `;label=value` back out of
 //! the name into a tag. `/stats/prometheus` then prints `NAME{label1="value1",...}`.
-//! Values have `;` replaced by `_` (they could otherwise end a label early); `:` is
-//! turned into `_` by Envoy itself.
+//! Values have `;` replaced by `_` (they could otherwise end a label early); other
+//! characters, `:` and `/` included (SPIFFE IDs), reach Prometheus intact.
 //!
 //! Defining a metric is a host call, so each (name, label values) pair is defined once
 //! per VM and its id cached.

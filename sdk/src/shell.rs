@@ -25,8 +25,23 @@ const DELAY_TICK: Duration = Duration::from_millis(5);
 
 /// Registers `S` as this module's filter. Use once, at the crate root:
 /// `wasmesh_sdk::export_stage!(MyStage);`
+///
+/// The entry points exist only in wasm builds, and not when the crate is linked into
+/// a bundle (the one-VM mesh module, built with `--cfg wasmesh_bundle`), where the
+/// bundle's own [`export_bundle!`](crate::export_bundle) provides them: two crates
+/// exporting `_initialize` cannot be linked into one module.
 #[macro_export]
 macro_rules! export_stage {
+    ($stage:ty) => {
+        #[cfg(all(target_arch = "wasm32", not(wasmesh_bundle)))]
+        $crate::export_bundle!($stage);
+    };
+}
+
+/// Registers `S` as the module's filter unconditionally: for a bundle crate whose
+/// dependencies are built with `--cfg wasmesh_bundle`.
+#[macro_export]
+macro_rules! export_bundle {
     ($stage:ty) => {
         $crate::proxy_wasm::main! {{
             $crate::proxy_wasm::set_root_context(|_| -> Box<dyn $crate::proxy_wasm::traits::RootContext> {
@@ -286,7 +301,11 @@ impl<S: Stage> StreamShared<S> {
                 Next::Paused
             }
             Decision::Delay(delay) => {
-                let deadline = host::now_or_epoch() + delay;
+                // A delay too long to represent waits "forever" rather than trapping.
+                let now = host::now_or_epoch();
+                let deadline = now
+                    .checked_add(delay)
+                    .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
                 match self.timers.upgrade() {
                     Some(timers) => {
                         timers.borrow_mut().add(deadline, self.as_resumable());
