@@ -555,9 +555,12 @@ pub fn parse(file: &Path, text: &str) -> Result<MeshFile, MeshError> {
         let inner = err.into_inner();
         MeshError {
             file: file.to_path_buf(),
-            path,
+            path: path.clone(),
             line: inner.location().map(|l| l.line()),
-            message: strip_location(&inner.to_string()),
+            // The YAML error repeats the path in front of its message.
+            message: strip_location(&inner.to_string())
+                .trim_start_matches(&format!("{path}: "))
+                .to_string(),
         }
     })
 }
