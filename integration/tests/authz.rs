@@ -1,0 +1,207 @@
+//! The authz filter in real Envoy 1.40: a representative subset of the attack corpus
+//! (raw paths Envoy's client would have normalised, forged forwarded-for, JWT attacks,
+//! duplicate authorization, oversized headers), legitimate requests reaching the
+//! upstream, and a remote JWKS fetched through an Envoy cluster.
+
+#[path = "../../filters/authz/tests/common/mint.rs"]
+mod mint;
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use wasmesh_harness::build::wasm_module;
+use wasmesh_integration::bootstrap::{self, static_cluster, WasmFilter, INGRESS};
+use wasmesh_integration::echo::{Echo, EchoServer};
+use wasmesh_integration::envoy::Envoy;
+use wasmesh_integration::http;
+
+fn authz(config: Value) -> WasmFilter {
+    WasmFilter::new("wasmesh.authz", wasm_module("wasmesh-authz")).config(config)
+}
+
+fn corpus_config() -> Value {
+    json!({
+        "xffNumTrustedHops": 1,
+        "jwtRules": [{"issuer": mint::ISSUER, "audiences": [mint::AUDIENCE], "jwks": mint::public_jwks().to_string(),
+                      "outputClaimToHeaders": [{"header": "x-jwt-sub", "claim": "sub"}]}],
+        "policies": [
+            {"name": "deny-admin", "action": "DENY", "rules": [{"to": [{"operation": {"paths": ["/admin", "/admin/*"]}}]}]},
+            {"name": "deny-blocked-clients", "action": "DENY", "rules": [{"from": [{"source": {"remoteIpBlocks": ["6.6.6.0/24"]}}]}]},
+            {"name": "public-or-jwt", "action": "ALLOW", "rules": [
+                {"to": [{"operation": {"paths": ["/public/*"]}}]},
+                {"from": [{"source": {"requestPrincipals": ["*"]}}], "to": [{"operation": {"paths": ["/api/*"]}}]}]}
+        ]
+    })
+}
+
+fn raw(envoy: &Envoy, path: &str, headers: &[(&str, &str)]) -> http::Response {
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: shop.example.com\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    http::raw_request(envoy.listener_addr(INGRESS).unwrap(), req.as_bytes()).unwrap()
+}
+
+#[test]
+fn attack_subset_is_denied_and_legitimate_requests_pass() {
+    let echo = EchoServer::start().unwrap();
+    let envoy = Envoy::start(&bootstrap::proxy_to(echo.port(), &[authz(corpus_config())])).unwrap();
+    let now = mint::now();
+    let bearer = format!("Bearer {}", mint::token("RS256", now));
+
+    for (path, want) in [
+        ("//admin", 403),
+        ("/./admin", 403),
+        ("/public/../admin", 403),
+        ("/public/%2e%2e/admin", 403),
+        ("/%61dmin/users", 403),
+        ("/public\\..\\admin", 403),
+        ("/public%2F..%2Fadmin", 400),
+        ("/public/..%5Cadmin", 400),
+        ("/ADMIN", 403),
+        ("/admin?/public/x", 403),
+    ] {
+        let resp = raw(&envoy, path, &[("authorization", &bearer)]);
+        assert_eq!(resp.status, want, "{path}: {}", resp.text());
+    }
+    let denied = raw(&envoy, "//admin", &[("authorization", &bearer)]);
+    assert_eq!(denied.text(), "RBAC: access denied");
+    // Without any credential the same denial is a challenge (missingCredentialStatus 401).
+    let challenged = raw(&envoy, "//admin", &[]);
+    assert_eq!(challenged.status, 401);
+    assert_eq!(
+        challenged.header("www-authenticate"),
+        Some("Bearer realm=\"wasmesh\"")
+    );
+
+    // Forged forwarded-for: with one trusted hop only the right-most entry (what that
+    // proxy saw) counts; Envoy here passes the header through untouched.
+    let xff = |value: &str| {
+        raw(
+            &envoy,
+            "/public/x",
+            &[("x-forwarded-for", value), ("authorization", &bearer)],
+        )
+        .status
+    };
+    assert_eq!(xff("1.1.1.1, 6.6.6.6"), 403);
+    assert_eq!(xff("6.6.6.6, 1.1.1.1"), 200);
+
+    let tokens = mint::attack_tokens(now);
+    for name in [
+        "alg none, empty signature",
+        "expired",
+        "wrong aud",
+        "tampered payload",
+        "HS256 signed with the RSA public key (DER)",
+        "unknown kid",
+        "malformed base64 header",
+    ] {
+        let (_, token) = tokens.iter().find(|(n, _)| *n == name).unwrap();
+        let resp = raw(
+            &envoy,
+            "/api/items",
+            &[("authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(resp.status, 401, "{name}");
+        assert!(
+            resp.header("www-authenticate")
+                .is_some_and(|v| v.contains("invalid_token")),
+            "{name}"
+        );
+    }
+    let dup = raw(
+        &envoy,
+        "/api/items",
+        &[
+            ("authorization", &bearer),
+            ("authorization", "Bearer x.y.z"),
+        ],
+    );
+    assert_eq!(dup.status, 401);
+    let big = "a".repeat(100 * 1024);
+    let resp = raw(&envoy, "/api/items", &[("x-filler", &big)]);
+    assert_eq!(resp.status, 431, "Envoy's own header limit answers first");
+    assert_eq!(raw(&envoy, "/api/items", &[]).status, 401);
+
+    // Legitimate: every algorithm, forged identity header replaced by the verified one.
+    for alg in ["RS256", "PS256", "ES256", "ES384", "EdDSA"] {
+        let auth = format!("Bearer {}", mint::token(alg, now));
+        let resp = raw(
+            &envoy,
+            "/api//items",
+            &[("authorization", &auth), ("x-jwt-sub", "admin")],
+        );
+        assert_eq!(resp.status, 200, "{alg}: {}", resp.text());
+        let seen = Echo::parse(&resp.body).unwrap();
+        assert_eq!(seen.header_all("x-jwt-sub"), ["alice"]);
+        assert_eq!(seen.header("authorization"), None);
+    }
+    assert_eq!(raw(&envoy, "/public/index.html", &[]).status, 200);
+
+    let prom = envoy.prometheus().unwrap();
+    assert!(prom.contains("wasmesh_authz_decisions_total"), "{prom}");
+    assert!(envoy.log().contains("policy `deny-admin` (DENY)"));
+}
+
+/// A one-route HTTP server answering every request with `body`, counting requests.
+fn static_server(body: String) -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicU64::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
+    let echo = EchoServer::start().unwrap();
+    let (idp_port, hits) = static_server(mint::public_jwks().to_string());
+    let filter = authz(json!({
+        "jwtRules": [{"issuer": mint::ISSUER, "jwksUri": "http://idp.example/.well-known/jwks.json", "cluster": "idp"}],
+        "policies": [{"name": "require-jwt", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]
+    }));
+    let mut config = bootstrap::proxy_to(echo.port(), &[filter]);
+    config["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(static_cluster("idp", idp_port));
+    let envoy = Envoy::start(&config).unwrap();
+    let url = format!("{}/orders", envoy.listener_url(INGRESS).unwrap());
+    let auth = format!("Bearer {}", mint::token("RS256", mint::now()));
+    let resp = http::get_with(&url, &[("authorization", &auth)]).unwrap();
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), envoy.log_tail(40));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let resp = http::get_with(&url, &[("authorization", &auth)]).unwrap();
+    assert_eq!(resp.status, 200);
+    let bad = format!("Bearer {}", mint::attack_tokens(mint::now())[3].1);
+    assert_eq!(
+        http::get_with(&url, &[("authorization", &bad)])
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(http::get(&url).unwrap().status, 401);
+}
