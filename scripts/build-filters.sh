@@ -15,16 +15,27 @@ else
   done
 fi
 
+# The mesh module links the other filters as stages: their crates must then leave the
+# entry points to it (--cfg wasmesh_bundle), so it is built apart, in a target dir of
+# its own. Both target dirs are shared with the harness's build helper (harness/src/build.rs).
 packages=()
-for name in "${names[@]}"; do packages+=(-p "wasmesh-$name"); done
-# Its own target dir, shared with the harness's build helper, so this never waits on
-# (or invalidates) the host build, and tests reuse what this built.
-cargo build --quiet --target wasm32-wasip1 --profile wasm --target-dir target/wasm "${packages[@]}"
+bundle=false
+for name in "${names[@]}"; do
+  if [ "$name" = mesh ]; then bundle=true; else packages+=(-p "wasmesh-$name"); fi
+done
+if [ ${#packages[@]} -gt 0 ]; then
+  cargo build --quiet --target wasm32-wasip1 --profile wasm --target-dir target/wasm "${packages[@]}"
+fi
+if $bundle; then
+  RUSTFLAGS="--cfg wasmesh_bundle" cargo build --quiet --target wasm32-wasip1 --profile wasm \
+    --target-dir target/wasm-bundle -p wasmesh-mesh
+fi
 
 mkdir -p dist/filters
 printf '%-12s %10s\n' module bytes
 for name in "${names[@]}"; do
   built="target/wasm/wasm32-wasip1/wasm/wasmesh_${name}.wasm"
+  [ "$name" = mesh ] && built="target/wasm-bundle/wasm32-wasip1/wasm/wasmesh_mesh.wasm"
   out="dist/filters/$name.wasm"
   if command -v wasm-opt >/dev/null; then
     wasm-opt -Oz --strip-debug --strip-producers \

@@ -21,15 +21,42 @@ pub fn workspace_root() -> PathBuf {
 /// Builds `package` for wasm32-wasip1 (profile `wasm`) once per process and returns the
 /// path of its `.wasm`.
 pub fn try_wasm_module(package: &str) -> Result<PathBuf, HarnessError> {
-    static BUILDS: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    cached(package, Kind::Module)
+}
+
+/// Like [`try_wasm_module`] for a bundle: a module that links other filter crates as
+/// stages (the mesh module). Its dependencies are built with `--cfg wasmesh_bundle`,
+/// so they leave the entry points to the bundle; a target dir of its own keeps those
+/// builds apart from the plain ones.
+pub fn try_wasm_bundle(package: &str) -> Result<PathBuf, HarnessError> {
+    cached(package, Kind::Bundle)
+}
+
+/// Like [`try_wasm_bundle`], for tests: a failed build panics with cargo's stderr.
+#[allow(clippy::panic)] // Test support: failing loudly with cargo's output is the point.
+pub fn wasm_bundle(package: &str) -> PathBuf {
+    match try_wasm_bundle(package) {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Module,
+    Bundle,
+}
+
+fn cached(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
+    static BUILDS: OnceLock<Mutex<HashMap<(String, Kind), Slot>>> = OnceLock::new();
     let slot = {
         let mut map = BUILDS
             .get_or_init(Default::default)
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        map.entry(package.to_string()).or_default().clone()
+        map.entry((package.to_string(), kind)).or_default().clone()
     };
-    slot.get_or_init(|| build(package)).clone()
+    slot.get_or_init(|| build(package, kind)).clone()
 }
 
 /// Like [`try_wasm_module`], for tests: a failed build panics with cargo's stderr.
@@ -41,15 +68,19 @@ pub fn wasm_module(package: &str) -> PathBuf {
     }
 }
 
-fn build(package: &str) -> Result<PathBuf, HarnessError> {
+fn build(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
     let root = workspace_root();
-    let target_dir = root.join("target").join("wasm");
+    let target_dir = root.join("target").join(match kind {
+        Kind::Module => "wasm",
+        Kind::Bundle => "wasm-bundle",
+    });
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let fail = |message: String| HarnessError::Build {
         package: package.to_string(),
         message,
     };
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(&root)
         .args(["build", "--target", "wasm32-wasip1", "--profile", "wasm"])
         .arg("--target-dir")
@@ -58,7 +89,11 @@ fn build(package: &str) -> Result<PathBuf, HarnessError> {
         // The outer cargo's settings (e.g. RUSTFLAGS for coverage) must not leak in.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_TARGET_DIR");
+    if kind == Kind::Bundle {
+        command.env("RUSTFLAGS", "--cfg wasmesh_bundle");
+    }
+    let output = command
         .output()
         .map_err(|e| fail(format!("cannot run cargo: {e}")))?;
     if !output.status.success() {
