@@ -3,6 +3,9 @@
 //! duplicate authorization, oversized headers), legitimate requests reaching the
 //! upstream, and a remote JWKS fetched through an Envoy cluster.
 
+// Test helpers unwrap: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../../filters/authz/tests/common/mint.rs"]
 mod mint;
 

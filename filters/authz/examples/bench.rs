@@ -3,6 +3,9 @@
 //! beside a request the policies decide without any token.
 //! Run: `cargo run --release -p wasmesh-authz --example bench`
 
+// A bench: failing loudly is the point.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 #[path = "../tests/common/mint.rs"]
 mod mint;
 

@@ -2,6 +2,9 @@
 //! forwarded-for spoofing, every JWT attack, duplicate and oversized headers), the
 //! legitimate variants that must still pass, and each feature end to end in the module.
 
+// Test helpers unwrap: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 use common::mint;
 use serde_json::{json, Value};

@@ -388,7 +388,7 @@ pub fn parse(token: &str, max_bytes: usize) -> Result<Token<'_>, JwtError> {
 }
 
 /// The unverified `iss`, used only to pick which rule (and so which keys) to try.
-pub fn issuer<'c>(claims: &'c Map<String, Value>) -> Option<&'c str> {
+pub fn issuer(claims: &Map<String, Value>) -> Option<&str> {
     claims.get("iss").and_then(Value::as_str)
 }
 
