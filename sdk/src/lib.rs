@@ -6,6 +6,7 @@
 //! `export_stage!(MyStage)` turns it into a Proxy-Wasm module.
 
 pub mod config;
+pub mod duration;
 pub mod headers;
 pub mod host;
 pub mod log;

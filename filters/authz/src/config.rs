@@ -241,28 +241,8 @@ pub struct ExtAuthzHttpConfig {
     pub headers_to_downstream_on_deny: Vec<String>,
 }
 
-/// Parses an Istio/protobuf duration: `5s`, `0.6s`, `500ms`, `2m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (number, unit_secs) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        return Err(format!("`{text}` needs a unit: ms, s, m or h"));
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}` is not a duration"));
-    }
-    Ok(std::time::Duration::from_secs_f64(value * unit_secs))
-}
+/// Durations as Istio writes them (`5s`, `0.6s`, `500ms`, `2m`, `1h`).
+pub use wasmesh_sdk::duration::parse as parse_duration;
 
 #[cfg(test)]
 mod tests {

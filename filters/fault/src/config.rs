@@ -204,8 +204,8 @@ impl AbortConfig {
 
 impl DelayConfig {
     fn validate(&self) -> Result<Delay, ConfigError> {
-        let ns =
-            parse_duration(&self.fixed_delay).map_err(|m| ConfigError::at("fixed_delay", m))?;
+        let ns = wasmesh_sdk::duration::parse_nanos(&self.fixed_delay)
+            .map_err(|m| ConfigError::at("fixed_delay", m))?;
         if ns == 0 {
             return Err(ConfigError::at("fixed_delay", "must be more than 0"));
         }
@@ -225,42 +225,4 @@ fn percentage(p: f64) -> Result<f64, ConfigError> {
     } else {
         Err(ConfigError::at("percentage", "must be 0-100"))
     }
-}
-
-/// Parses `1s`, `0.25s` (Envoy's JSON duration), `250ms`, `2m`, `1h` into nanoseconds,
-/// exactly. (The same grammar as the ratelimit filter's `fill_interval`.)
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a duration like `1s`, `0.5s` or `250ms`");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = s.split_at(split);
-    let unit_ns: u64 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(bad()),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 9 {
-        return Err(bad());
-    }
-    let int: u64 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| bad())?
-    };
-    let mut frac_ns: u64 = 0;
-    let mut scale = unit_ns;
-    for d in frac.bytes() {
-        if !d.is_ascii_digit() {
-            return Err(bad());
-        }
-        scale /= 10;
-        frac_ns += u64::from(d - b'0') * scale;
-    }
-    int.checked_mul(unit_ns)
-        .and_then(|n| n.checked_add(frac_ns))
-        .ok_or_else(|| format!("`{s}` is too long"))
 }

@@ -262,8 +262,8 @@ impl TokenBucketConfig {
         if self.tokens_per_fill == 0 {
             return Err(ConfigError::at("tokens_per_fill", "must be at least 1"));
         }
-        let fill_interval_ns =
-            parse_duration(&self.fill_interval).map_err(|m| ConfigError::at("fill_interval", m))?;
+        let fill_interval_ns = wasmesh_sdk::duration::parse_nanos(&self.fill_interval)
+            .map_err(|m| ConfigError::at("fill_interval", m))?;
         if fill_interval_ns < MIN_FILL_INTERVAL_NS {
             return Err(ConfigError::at(
                 "fill_interval",
@@ -294,57 +294,25 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// Parses `1s`, `0.25s`, `1.5s` (Envoy's JSON duration), `250ms`, `2m`, `1h` into
-/// nanoseconds, exactly (no floating point).
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a duration like `1s`, `0.5s` or `250ms`");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
-    let (number, unit) = s.split_at(split);
-    let unit_ns: u64 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(bad()),
-    };
-    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-    if int.is_empty() && frac.is_empty() || frac.len() > 9 {
-        return Err(bad());
-    }
-    let int: u64 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| bad())?
-    };
-    let mut frac_ns: u64 = 0;
-    let mut scale = unit_ns;
-    for d in frac.bytes() {
-        if !d.is_ascii_digit() {
-            return Err(bad());
-        }
-        scale /= 10;
-        frac_ns += u64::from(d - b'0') * scale;
-    }
-    int.checked_mul(unit_ns)
-        .and_then(|n| n.checked_add(frac_ns))
-        .ok_or_else(|| format!("`{s}` is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_parse_exactly() {
-        assert_eq!(parse_duration("1s"), Ok(1_000_000_000));
-        assert_eq!(parse_duration("0.25s"), Ok(250_000_000));
-        assert_eq!(parse_duration(".5s"), Ok(500_000_000));
-        assert_eq!(parse_duration("250ms"), Ok(250_000_000));
-        assert_eq!(parse_duration("1.5ms"), Ok(1_500_000));
-        assert_eq!(parse_duration("2m"), Ok(120_000_000_000));
-        assert_eq!(parse_duration("1h"), Ok(3_600_000_000_000));
+        assert_eq!(wasmesh_sdk::duration::parse_nanos("1s"), Ok(1_000_000_000));
+        assert_eq!(wasmesh_sdk::duration::parse_nanos("0.25s"), Ok(250_000_000));
+        assert_eq!(wasmesh_sdk::duration::parse_nanos(".5s"), Ok(500_000_000));
+        assert_eq!(wasmesh_sdk::duration::parse_nanos("250ms"), Ok(250_000_000));
+        assert_eq!(wasmesh_sdk::duration::parse_nanos("1.5ms"), Ok(1_500_000));
+        assert_eq!(
+            wasmesh_sdk::duration::parse_nanos("2m"),
+            Ok(120_000_000_000)
+        );
+        assert_eq!(
+            wasmesh_sdk::duration::parse_nanos("1h"),
+            Ok(3_600_000_000_000)
+        );
         for bad in [
             "",
             "1",
@@ -356,7 +324,7 @@ mod tests {
             "1 s",
             "99999999999999h",
         ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(wasmesh_sdk::duration::parse_nanos(bad).is_err(), "{bad}");
         }
     }
 }
