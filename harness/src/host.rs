@@ -484,8 +484,9 @@ impl Host {
             let params = (ctx, token, sizes.0, sizes.1, sizes.2);
             let result = vm.call(f, ctx, params, "proxy_on_http_call_response");
             vm.store.data_mut().call_response = None;
-            if let Err(message) = result {
-                vm.fail_stream(ctx, message);
+            match result {
+                Err(message) => vm.fail_stream(ctx, message),
+                Ok(_) => vm.encode_local_reply(ctx),
             }
         }
         self.deliver_notifications();
@@ -534,7 +535,17 @@ impl Host {
             match event {
                 Event::Tick(worker) => self.tick(worker),
                 Event::Timeout(token) => {
-                    let _ = self.deliver_http_response(token, None);
+                    // Envoy's async client answers a timed-out call itself with a 504 (the
+                    // conformance suite shows it): headers arrive, not a failure.
+                    let headers = HeaderMap::from_pairs(&[
+                        (":status", "504"),
+                        ("content-length", "24"),
+                        ("content-type", "text/plain"),
+                    ]);
+                    let body = b"upstream request timeout".to_vec();
+                    let response = (headers, body, HeaderMap::default());
+                    let _ = self.deliver_http_response(token, Some(response));
+                    self.mark_call(token, CallState::TimedOut);
                 }
             }
             self.deliver_notifications();

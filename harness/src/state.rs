@@ -131,7 +131,17 @@ pub(crate) struct StreamState {
     pub resumed: [u32; 2],
     pub closed: [bool; 2],
     pub route_cache_cleared: u32,
+    /// Envoy clears the route cache when the filter edits request headers (or calls
+    /// `clear_route_cache`): the route is then chosen again from the final headers.
+    pub route_dirty: bool,
+    /// The local reply went through the filter's response callbacks, as Envoy encodes it.
+    pub local_reply_encoded: bool,
     pub properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Values the filter set with `proxy_set_property`, keyed by the whole path. Envoy keeps
+    /// them in filter state under that key, but `get_property` looks up only the path's
+    /// first segment there: a value set at a one-segment path reads back, a value set at
+    /// `a.b` does not (the conformance suite shows it).
+    pub filter_state: HashMap<Vec<u8>, Vec<u8>>,
     pub failure: Option<String>,
     /// In `on_log`: maps are readable (Envoy's access-log view) but not writable.
     pub log_phase: bool,

@@ -87,6 +87,15 @@ impl<'h> Stream<'h> {
             let Some(st) = vm.store.data_mut().streams.get_mut(&self.id) else {
                 return Action::Continue;
             };
+            if st.local_reply_encoded {
+                // A local reply ended the stream: Envoy neither decodes more of the request
+                // nor delivers an upstream response.
+                return if request_side {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                };
+            }
             let args = prepare(st);
             let stream_failed = st.failure.is_some();
             if let (false, Some(vm_failure)) = (stream_failed, vm.failed.clone()) {
@@ -112,6 +121,7 @@ impl<'h> Stream<'h> {
             if let Some(st) = vm.store.data_mut().streams.get_mut(&self.id) {
                 after(st, action);
             }
+            vm.encode_local_reply(self.id);
             action
         };
         self.host.deliver_notifications();
@@ -357,6 +367,17 @@ impl<'h> Stream<'h> {
     pub fn response_closed(&self) -> bool {
         self.with_state(|st| st.closed[RESP])
     }
+    /// Whether Envoy would choose the route again from the final request headers: the
+    /// filter edited request headers or called `clear_route_cache` (Envoy 1.40 clears the
+    /// route cache on every request-header edit).
+    pub fn route_cache_dirty(&self) -> bool {
+        self.with_state(|st| st.route_dirty)
+    }
+    /// Whether a local reply went through the filter's response callbacks (then
+    /// [`Stream::response_header_map`] and the response body show it as the client got it).
+    pub fn local_reply_encoded(&self) -> bool {
+        self.with_state(|st| st.local_reply_encoded)
+    }
     /// How many times the filter called `clear_route_cache`.
     pub fn route_cache_cleared(&self) -> u32 {
         self.with_state(|st| st.route_cache_cleared)
@@ -372,7 +393,12 @@ impl<'h> Stream<'h> {
     /// A property the filter set on this stream (`proxy_set_property`) or the test did.
     pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         let key = crate::types::property_key(path);
-        self.with_state(|st| st.properties.get(&key).cloned())
+        self.with_state(|st| {
+            st.properties
+                .get(&key)
+                .or_else(|| st.filter_state.get(&key))
+                .cloned()
+        })
     }
 }
 

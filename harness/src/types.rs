@@ -130,23 +130,12 @@ impl HeaderMap {
     pub(crate) fn remove(&mut self, key: &str) {
         self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
     }
-    /// Replaces the first value in place and drops the others; adds when absent.
+    /// Removes every value and appends the new one at the end: what Envoy 1.40's
+    /// `replace_header_map_value` does (the conformance suite shows the upstream seeing the
+    /// replaced header after the others).
     pub(crate) fn replace(&mut self, key: &str, value: &str) {
-        let mut seen = false;
-        self.0.retain_mut(|(k, v)| {
-            if !k.eq_ignore_ascii_case(key) {
-                return true;
-            }
-            if seen {
-                return false;
-            }
-            seen = true;
-            *v = value.to_string();
-            true
-        });
-        if !seen {
-            self.add(key, value);
-        }
+        self.remove(key);
+        self.add(key, value);
     }
 }
 
@@ -208,8 +197,11 @@ pub struct Metric {
 pub enum CallState {
     Pending,
     Answered,
-    /// Failed by the test or timed out on the manual clock: delivered with zero headers.
+    /// Failed by the test (a reset): delivered with zero headers.
     Failed,
+    /// Its timeout passed on the manual clock: delivered as Envoy does, a 504 response
+    /// with body `upstream request timeout`.
+    TimedOut,
     /// The stream that made it finished first: Envoy cancels, nothing is delivered.
     Cancelled,
 }

@@ -209,6 +209,68 @@ impl Vm {
         message
     }
 
+    /// Envoy sends a local reply through the encoder filters once the callback that asked
+    /// for it has returned, so the filter's own `on_response_headers` (and
+    /// `on_response_body`, for a body) see it and may edit it. The map is what Envoy builds:
+    /// `:status`, the filter's headers, `content-length`, and `content-type: text/plain`
+    /// when there is a body. Only before any response has started, and only once.
+    pub fn encode_local_reply(&mut self, id: u32) {
+        let Some(st) = self.store.data_mut().streams.get_mut(&id) else {
+            return;
+        };
+        let Some(local) = st.local_response.clone() else {
+            return;
+        };
+        if st.local_reply_encoded || st.response_headers.is_some() || st.failure.is_some() {
+            return;
+        }
+        st.local_reply_encoded = true;
+        let mut map = HeaderMap::default();
+        map.add(":status", &local.status.to_string());
+        for (k, v) in local.headers.iter() {
+            map.add(k, v);
+        }
+        map.add("content-length", &local.body.len().to_string());
+        if !local.body.is_empty() {
+            map.add("content-type", "text/plain");
+        }
+        let n = map.len() as u32;
+        let eos = u32::from(local.body.is_empty());
+        st.response_headers = Some(map);
+        st.live[2] = true;
+        // Decoding is over: Envoy no longer offers the request side.
+        st.live[0] = false;
+        st.live[1] = false;
+        let f = self.ex.response_headers.clone();
+        let result = self.call(f, id, (id, n, eos), "proxy_on_response_headers");
+        if let Err(message) = result {
+            self.fail_stream(id, message);
+            return;
+        }
+        let Some(st) = self.store.data_mut().streams.get_mut(&id) else {
+            return;
+        };
+        st.live[2] = false;
+        if local.body.is_empty() {
+            return;
+        }
+        let size = local.body.len() as u32;
+        st.bodies[1] = local.body;
+        st.body_live[1] = true;
+        let f = self.ex.response_body.clone();
+        let result = self.call(f, id, (id, size, 1u32), "proxy_on_response_body");
+        if let Err(message) = result {
+            self.fail_stream(id, message);
+            return;
+        }
+        if let Some(st) = self.store.data_mut().streams.get_mut(&id) {
+            let body = std::mem::take(&mut st.bodies[1]);
+            st.forwarded[1].extend_from_slice(&body);
+            st.body_live[1] = false;
+            st.buffering[1] = false;
+        }
+    }
+
     /// Fails a stream as Envoy's FAIL_CLOSED policy does: a 503 local reply with details
     /// `wasm_fail_stream` (unless the filter already sent one) and no further callbacks.
     pub fn fail_stream(&mut self, id: u32, message: String) {

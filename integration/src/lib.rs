@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod conformance;
 pub mod echo;
 pub mod envoy;
 pub mod http;

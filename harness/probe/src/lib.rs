@@ -274,18 +274,23 @@ impl Probe {
             }
             "set-property" => {
                 let value = self.header("x-probe-value").unwrap_or_default();
-                let set = hostcalls::set_property(vec!["probe", "value"], Some(value.as_bytes()));
-                let back = self
-                    .get_property(vec!["probe", "value"])
-                    .unwrap_or_default();
+                let path = self
+                    .header("x-probe-property")
+                    .unwrap_or_else(|| "probe.value".to_string());
+                let segments: Vec<&str> = path.split('.').collect();
+                let set = hostcalls::set_property(segments.clone(), Some(value.as_bytes()));
+                let back = self.get_property(segments).unwrap_or_default();
                 self.report("x-probe-result", status_name(set.err()));
                 self.report("x-probe-value", String::from_utf8_lossy(&back));
                 Action::Continue
             }
             "trap" => trap(),
-            "body-buffer" | "trailers" | "trap-response" | "response-body" | "late-read" => {
+            "body-buffer" => {
+                // The body changes length: the upstream must not get the client's length.
+                self.set_http_request_header("content-length", None);
                 Action::Continue
             }
+            "trailers" | "trap-response" | "response-body" | "late-read" => Action::Continue,
             "ticks" => {
                 let (value, _) = self.get_shared_data(TICKS_KEY);
                 self.local(200, parse_u64(value.as_deref()).to_string().as_bytes());
@@ -529,6 +534,10 @@ impl HttpContext for Probe {
         }
         if self.op == "set-header" {
             self.add_http_response_header("x-probe-response", "1");
+        }
+        if self.op == "response-body" {
+            // The body grows: drop the upstream's length (Envoy then sends it chunked).
+            self.set_http_response_header("content-length", None);
         }
         if !self.op.is_empty() && self.op != "none" {
             self.add_http_response_header("x-probe-op", &self.op.clone());

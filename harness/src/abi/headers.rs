@@ -62,6 +62,9 @@ fn with_map_mut(s: &mut VmState, ty: u32, f: impl FnOnce(&mut HeaderMap)) -> Hos
                 _ => &mut st.response_trailers,
             };
             f(m.get_or_insert_with(HeaderMap::default));
+            if ty == 0 {
+                st.route_dirty = true;
+            }
             true
         }
         _ => false,

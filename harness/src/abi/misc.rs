@@ -64,6 +64,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
     d.env("proxy_clear_route_cache", |mut c: C<'_>| {
         if let Some(st) = c.data_mut().stream() {
             st.route_cache_cleared += 1;
+            st.route_dirty = true;
         }
         Ok(Status::Ok as u32)
     })?;
@@ -224,6 +225,7 @@ fn foreign(c: &mut C<'_>, name: (u32, u32), args: (u32, u32), result: (u32, u32)
         None if name == "clear_route_cache" => {
             if let Some(st) = s.stream() {
                 st.route_cache_cleared += 1;
+                st.route_dirty = true;
             }
             Vec::new()
         }

@@ -31,7 +31,7 @@ fn set(c: &mut C<'_>, path: (u32, u32), value: (u32, u32)) -> HostResult {
     let value = read(c, value.0, value.1)?;
     // Envoy keeps filter-set properties in the stream's filter state: no stream, NotFound.
     let st = c.data_mut().stream().ok_or(Status::NotFound)?;
-    st.properties.insert(path, value);
+    st.filter_state.insert(path, value);
     Ok(())
 }
 
@@ -39,6 +39,11 @@ fn lookup(s: &mut VmState, path: &[u8]) -> Option<Vec<u8>> {
     if let Some(st) = s.streams.get(&s.effective) {
         if let Some(v) = st.properties.get(path) {
             return Some(v.clone());
+        }
+        if !path.contains(&0) {
+            if let Some(v) = st.filter_state.get(path) {
+                return Some(v.clone());
+            }
         }
         if let Some(v) = derived(st, path) {
             return Some(v);
