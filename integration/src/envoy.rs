@@ -130,12 +130,18 @@ impl Envoy {
     /// Validation reads the files the config names (the .wasm included) but opens no
     /// listeners.
     pub fn validate(bootstrap: &serde_json::Value) -> Result<String> {
-        let bin = paths::envoy_bin()?;
         let dir = TempDir::new("validate")?;
         let config = write_bootstrap(&dir, bootstrap)?;
+        Envoy::validate_file(&config)
+    }
+
+    /// `envoy --mode validate` on a config file (JSON or YAML): Envoy's output when it
+    /// says OK, an error with that output otherwise.
+    pub fn validate_file(config: &std::path::Path) -> Result<String> {
+        let bin = paths::envoy_bin()?;
         let output = Command::new(&bin)
             .args(["--mode", "validate", "-c"])
-            .arg(&config)
+            .arg(config)
             .arg("--use-dynamic-base-id")
             .args(["-l", "warning"])
             .stdin(Stdio::null())
@@ -150,11 +156,29 @@ impl Envoy {
             Ok(text)
         } else {
             bail!(
-                "Envoy rejected the config ({}):\n{}",
+                "Envoy rejected {} ({}):\n{}",
+                config.display(),
                 output.status,
                 text.trim_end()
             )
         }
+    }
+
+    /// Validates `examples/NAME/envoy.yaml`, with its module path
+    /// (`dist/filters/NAME.wasm`) pointed at `wasm`, since tests build modules fresh
+    /// and `dist/` may not exist yet.
+    pub fn validate_example(name: &str, wasm: &std::path::Path) -> Result<String> {
+        let example = paths::workspace_root().join(format!("examples/{name}/envoy.yaml"));
+        let yaml = std::fs::read_to_string(&example)
+            .with_context(|| format!("reading {}", example.display()))?;
+        let yaml = yaml.replace(
+            &format!("dist/filters/{name}.wasm"),
+            &wasm.to_string_lossy(),
+        );
+        let dir = TempDir::new(&format!("example-{name}"))?;
+        let file = dir.join("envoy.yaml");
+        std::fs::write(&file, yaml)?;
+        Envoy::validate_file(&file)
     }
 
     pub fn pid(&self) -> u32 {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::envoy::{Envoy, Options};
-use wasmesh_integration::{http, paths};
+use wasmesh_integration::http;
 
 fn fault_filter(config: serde_json::Value) -> WasmFilter {
     WasmFilter::new("wasmesh.fault", wasm_module("wasmesh-fault")).config(config)
@@ -107,29 +107,5 @@ fn malformed_config_is_refused_naming_the_field() {
 
 #[test]
 fn example_config_validates() {
-    let root = paths::workspace_root();
-    let yaml = std::fs::read_to_string(root.join("examples/fault/envoy.yaml")).unwrap();
-    let wasm = wasm_module("wasmesh-fault");
-    let yaml = yaml.replace("dist/filters/fault.wasm", wasm.to_str().unwrap());
-    let dir = paths::TempDir::new("example-fault").unwrap();
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = std::process::Command::new(paths::envoy_bin().unwrap())
-        .args([
-            "--mode",
-            "validate",
-            "--use-dynamic-base-id",
-            "-l",
-            "warning",
-            "-c",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success() && text.contains("OK"), "{text}");
+    Envoy::validate_example("fault", &wasm_module("wasmesh-fault")).unwrap();
 }

@@ -6,7 +6,9 @@
 
 use serde_json::json;
 use wasmesh_harness::build::wasm_module;
-use wasmesh_integration::bootstrap::{self, http_listener, static_cluster, wasm_filters, WasmFilter, INGRESS};
+use wasmesh_integration::bootstrap::{
+    self, http_listener, static_cluster, wasm_filters, WasmFilter, INGRESS,
+};
 use wasmesh_integration::echo::{Echo, EchoServer};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
@@ -31,7 +33,11 @@ fn edits_reach_the_upstream_and_the_client() {
     }));
     let envoy = Envoy::start(&bootstrap::proxy_to(echo.port(), &[filter])).unwrap();
     let url = format!("{}/items//a/../b", envoy.listener_url(INGRESS).unwrap());
-    let resp = http::get_with(&url, &[("x-internal-secret", "s3cr3t"), ("x-trace-tag", "first")]).unwrap();
+    let resp = http::get_with(
+        &url,
+        &[("x-internal-secret", "s3cr3t"), ("x-trace-tag", "first")],
+    )
+    .unwrap();
     assert_eq!(resp.status, 200, "{}", envoy.log());
     let seen = Echo::parse(&resp.body).unwrap();
     assert_eq!(seen.header("x-wasmesh"), Some("hello"));
@@ -82,10 +88,19 @@ fn routing_follows_a_path_rewrite() {
 
     let resp = http::get(&format!("{base}/legacy/items?id=7")).unwrap();
     assert_eq!(resp.status, 200, "{}", envoy.log());
-    assert_eq!(resp.header("x-echo-name"), Some("v2"), "the rewritten path must be routed to v2");
+    assert_eq!(
+        resp.header("x-echo-name"),
+        Some("v2"),
+        "the rewritten path must be routed to v2"
+    );
     assert_eq!(Echo::parse(&resp.body).unwrap().path, "/v2/items?id=7");
 
     let resp = http::get(&format!("{base}/other")).unwrap();
     assert_eq!(resp.header("x-echo-name"), Some("v1"));
     assert_eq!(v2.requests(), 1);
+}
+
+#[test]
+fn example_config_validates() {
+    Envoy::validate_example("headers", &wasm_module("wasmesh-headers")).unwrap();
 }
