@@ -24,6 +24,12 @@ enum TargetArg {
     Compose,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthzArg {
+    Native,
+    Wasm,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write every sidecar's and the gateway's Envoy bootstrap, prometheus.yml and the
@@ -66,6 +72,10 @@ enum Command {
         filter_url: String,
         #[arg(long, default_value = wasmesh::DEFAULT_FILTERS_DIR)]
         filters: PathBuf,
+        /// `native`: plain-Istio authz configs become AuthorizationPolicy and
+        /// RequestAuthentication; `wasm`: always our authz filter.
+        #[arg(long, value_enum, default_value = "native")]
+        authz: AuthzArg,
     },
     /// Certificates of the mesh.
     Certs {
@@ -147,9 +157,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             filter_url,
             filters,
+            authz,
         } => {
             let model = load(&mesh)?;
-            let opts = wasmesh::k8s::K8sOptions::new(&filter_url, &filters);
+            let mut opts = wasmesh::k8s::K8sOptions::new(&filter_url, &filters);
+            opts.authz = match authz {
+                AuthzArg::Native => wasmesh::k8s::AuthzMode::Native,
+                AuthzArg::Wasm => wasmesh::k8s::AuthzMode::Wasm,
+            };
             let files = wasmesh::k8s::generate(&model, &opts)?;
             wasmesh::write_files(&out, &files)
                 .with_context(|| format!("writing into {}", out.display()))?;

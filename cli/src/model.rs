@@ -435,12 +435,22 @@ impl FilterName {
         format!("{}.wasm", self.as_str())
     }
 
-    /// Istio WasmPlugin phase.
+    /// Istio WasmPlugin phase. Istio puts UNSPECIFIED_PHASE after STATS, so the
+    /// traffic filters go in AUTHZ (after authz's AUTHN) to keep our order.
     pub fn istio_phase(self) -> &'static str {
         match self {
             FilterName::Authz => "AUTHN",
             FilterName::Telemetry => "STATS",
-            _ => "UNSPECIFIED_PHASE",
+            FilterName::Ratelimit | FilterName::Headers | FilterName::Fault => "AUTHZ",
+        }
+    }
+
+    /// Istio WasmPlugin priority within the phase (higher runs first).
+    pub fn istio_priority(self) -> i32 {
+        match self {
+            FilterName::Ratelimit => 30,
+            FilterName::Headers => 20,
+            FilterName::Authz | FilterName::Fault | FilterName::Telemetry => 10,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Every generated Bookinfo bootstrap, for both targets, passes `envoy --mode validate`
 //! with the real compiled filters and real certificates. Envoy missing fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The checked-in Bookinfo configs (`envoy-configs/`, `docker-compose.yml`) are exactly
 //! what the generator produces. Regenerate with WASMESH_BLESS=1 cargo test -p wasmesh
 //! --test golden (or the commands at the top of examples/bookinfo/mesh.yaml).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Two generated sidecars with mTLS STRICT on real Envoy: a request passes between them,
 //! plaintext to the inbound port is refused, a certificate from another CA is refused,
 //! and a rotation is picked up without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! `wasmesh validate` catches broken meshes, each with a message naming file and field.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
 
