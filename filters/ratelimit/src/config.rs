@@ -293,38 +293,3 @@ fn valid_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_exactly() {
-        assert_eq!(wasmesh_sdk::duration::parse_nanos("1s"), Ok(1_000_000_000));
-        assert_eq!(wasmesh_sdk::duration::parse_nanos("0.25s"), Ok(250_000_000));
-        assert_eq!(wasmesh_sdk::duration::parse_nanos(".5s"), Ok(500_000_000));
-        assert_eq!(wasmesh_sdk::duration::parse_nanos("250ms"), Ok(250_000_000));
-        assert_eq!(wasmesh_sdk::duration::parse_nanos("1.5ms"), Ok(1_500_000));
-        assert_eq!(
-            wasmesh_sdk::duration::parse_nanos("2m"),
-            Ok(120_000_000_000)
-        );
-        assert_eq!(
-            wasmesh_sdk::duration::parse_nanos("1h"),
-            Ok(3_600_000_000_000)
-        );
-        for bad in [
-            "",
-            "1",
-            "s",
-            ".s",
-            "1x",
-            "-1s",
-            "1.2.3s",
-            "1 s",
-            "99999999999999h",
-        ] {
-            assert!(wasmesh_sdk::duration::parse_nanos(bad).is_err(), "{bad}");
-        }
-    }
-}
