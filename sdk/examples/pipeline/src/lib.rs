@@ -144,4 +144,7 @@ impl Registry for Stages {
     }
 }
 
-wasmesh_sdk::export_stage!(Pipeline<Stages>);
+/// The module's filter: both stages as one pipeline.
+pub type Module = Pipeline<Stages>;
+
+wasmesh_sdk::export_stage!(Module);
