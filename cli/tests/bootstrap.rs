@@ -1,0 +1,242 @@
+//! What the generated bootstraps contain: Istio's layout, filter order, names, stats
+//! tags; and a mesh using every option (PERMISSIVE, tracing, egress TLS, mirror, HTTP/2,
+//! gateway TLS, circuit breaking) passes `envoy --mode validate`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
+
+mod common;
+
+use serde_json::Value;
+use std::path::Path;
+use wasmesh::{certs, generate, topology, GenerateOptions};
+use wasmesh_integration::Envoy;
+
+fn bootstrap(files: &[wasmesh::OutputFile], name: &str) -> Value {
+    let (_, bytes) = files
+        .iter()
+        .find(|(p, _)| p.file_name().unwrap().to_string_lossy() == format!("{name}.json"))
+        .unwrap();
+    serde_json::from_slice(bytes).unwrap()
+}
+
+fn listener<'a>(b: &'a Value, name: &str) -> &'a Value {
+    b["static_resources"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()
+}
+
+fn http_filter_names(l: &Value, chain: usize) -> Vec<String> {
+    l["filter_chains"][chain]["filters"][0]["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sidecars_follow_istio_layout_names_and_phase_order() {
+    let mesh = common::bookinfo();
+    let files = generate(&mesh, &GenerateOptions::compose(".")).unwrap();
+    let b = bootstrap(&files, "productpage-v1-0");
+    assert_eq!(
+        b["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+    assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 15000);
+    for (name, port) in [
+        ("virtualInbound", 15006),
+        ("virtualOutbound", 15001),
+        ("health", 15021),
+        ("prometheus", 15090),
+    ] {
+        assert_eq!(
+            listener(&b, name)["address"]["socket_address"]["port_value"],
+            port,
+            "{name}"
+        );
+    }
+    // The file lists telemetry after authz anyway; the chain is in phase order.
+    assert_eq!(
+        http_filter_names(listener(&b, "virtualInbound"), 0),
+        [
+            "wasmesh.authz",
+            "wasmesh.telemetry",
+            "envoy.filters.http.router"
+        ]
+    );
+    // Health and Prometheus answer one path each, from admin.
+    let health = &listener(&b, "health")["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    assert_eq!(health[0]["match"]["path"], "/healthz/ready");
+    assert_eq!(health[0]["route"]["prefix_rewrite"], "/ready");
+    let prom = &listener(&b, "prometheus")["filter_chains"][0]["filters"][0]["typed_config"]
+        ["route_config"]["virtual_hosts"][0]["routes"];
+    assert_eq!(prom.as_array().unwrap().len(), 1);
+    assert_eq!(prom[0]["match"]["path"], "/stats/prometheus");
+    // Clusters: Istio's names, only for the services productpage calls.
+    let clusters: Vec<&str> = b["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(clusters.contains(&"outbound|9080|v2|reviews.default.svc.cluster.local"));
+    assert!(clusters.contains(&"outbound|9080||details.default.svc.cluster.local"));
+    assert!(clusters.contains(&"inbound|9080||"));
+    assert!(
+        !clusters.iter().any(|c| c.contains("ratings")),
+        "{clusters:?}"
+    );
+    // Stats tags from the SDK, for Istio's labels and ours.
+    let tags: Vec<&str> = b["stats_config"]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag_name"].as_str().unwrap())
+        .collect();
+    for label in [
+        "reporter",
+        "destination_workload",
+        "response_code",
+        "rule",
+        "policy",
+    ] {
+        assert!(tags.contains(&label), "{label}");
+    }
+    assert_eq!(
+        wasmesh_sdk::metrics::stats_tag("reporter").regex,
+        b["stats_config"]["stats_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag_name"] == "reporter")
+            .unwrap()["regex"]
+    );
+}
+
+#[test]
+fn routes_carry_the_canary_the_test_user_and_the_fault_rule() {
+    let mesh = common::bookinfo();
+    let files = generate(&mesh, &GenerateOptions::process("out", 20000)).unwrap();
+    let pp = bootstrap(&files, "productpage-v1-0");
+    let vhosts = &listener(&pp, "virtualOutbound")["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"];
+    let reviews = vhosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "reviews.default.svc.cluster.local:9080")
+        .unwrap();
+    assert!(reviews["domains"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("reviews:9080")));
+    let routes = reviews["routes"].as_array().unwrap();
+    assert_eq!(routes[0]["match"]["headers"][0]["name"], "end-user");
+    assert_eq!(
+        routes[0]["route"]["cluster"],
+        "outbound|9080|v2|reviews.default.svc.cluster.local"
+    );
+    let weighted = &routes[1]["route"]["weighted_clusters"]["clusters"];
+    assert_eq!(weighted[0]["weight"], 80);
+    assert_eq!(
+        weighted[1]["name"],
+        "outbound|9080|v3|reviews.default.svc.cluster.local"
+    );
+    assert_eq!(routes[1]["route"]["retry_policy"]["num_retries"], 3);
+    // The ratings fault is a rule of the fault filter on ratings' inbound side.
+    let ratings = bootstrap(&files, "ratings-v1-0");
+    let inbound = listener(&ratings, "virtualInbound");
+    assert_eq!(
+        http_filter_names(inbound, 0),
+        [
+            "wasmesh.authz",
+            "wasmesh.fault",
+            "wasmesh.telemetry",
+            "envoy.filters.http.router"
+        ]
+    );
+    let fault = inbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][1]
+        ["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    let fault: Value = serde_json::from_str(fault).unwrap();
+    assert_eq!(fault["rules"][0]["name"], "ratings.flaky");
+    assert_eq!(fault["rules"][0]["abort"]["http_status"], 503);
+}
+
+const KITCHEN_SINK: &str = r#"
+mesh:
+  name: sink
+  mtls: PERMISSIVE
+  tracing: { provider: opentelemetry, address: "otel.example:4317", sampling: 25 }
+services:
+  - name: api
+    port: 8080
+    protocol: grpc
+    versions: [{ name: v1, replicas: 2 }, { name: v2 }]
+    trafficPolicy:
+      loadBalancer: RANDOM
+      connectionPool: { maxConnections: 10, maxRequests: 20 }
+      outlierDetection: { consecutive5xxErrors: 2 }
+    routes:
+      - name: post
+        match: [{ method: { exact: POST }, path: { regex: "/v[0-9]+/.*" } }]
+        route: [{ version: v1 }]
+        mirror: { version: v2, percentage: 5 }
+        timeout: 1500ms
+        fault: { delay: { fixedDelay: 100ms, percentage: 1 } }
+  - name: web
+    port: 80
+    appPort: 3000
+    filters:
+      outbound:
+        - name: headers
+          config: { request: { set: [{ name: x-from, value: web }] } }
+          failurePolicy: FAIL_RELOAD
+egress:
+  - { host: api.github.com, port: 443, tls: true }
+  - { host: example.com, port: 80 }
+gateway:
+  port: 8443
+  hosts: [sink.example]
+  tls: {}
+  routes:
+    - route: [{ service: web }]
+"#;
+
+#[test]
+fn a_mesh_using_every_option_passes_envoy_validate() {
+    let mesh = wasmesh::load_str(Path::new("sink.yaml"), KITCHEN_SINK).unwrap();
+    let dir = common::scratch("sink");
+    let certs_dir = dir.join("certs");
+    certs::ensure(&mesh, &certs_dir).unwrap();
+    assert!(certs_dir.join("ingressgateway/gateway.sds.yaml").exists());
+    let mut opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE);
+    opts.filters_dir = common::filters_dir().display().to_string();
+    opts.certs_dir = certs_dir.display().to_string();
+    let files = generate(&mesh, &opts).unwrap();
+    let mut n = 0;
+    for (p, bytes) in &files {
+        let name = p.display().to_string();
+        if name.ends_with(".json") && name != "run-plan.json" {
+            let json: Value = serde_json::from_slice(bytes).unwrap();
+            if let Err(e) = Envoy::validate(&json) {
+                panic!("{name}: {e:#}");
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 5, "gateway, api x3, web");
+    // PERMISSIVE: a TLS chain picked by the TLS inspector, and a plaintext one.
+    let api = bootstrap(&files, "api-v1-1");
+    let inbound = listener(&api, "virtualInbound");
+    assert_eq!(inbound["filter_chains"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        inbound["filter_chains"][0]["filter_chain_match"]["transport_protocol"],
+        "tls"
+    );
+}
