@@ -442,10 +442,29 @@ fn callout_result(num_headers: usize, body_size: usize) -> CalloutResult {
         return CalloutResult::Failed;
     };
     let body = host::buffer(BufferType::HttpCallResponseBody, 0, body_size).unwrap_or_default();
+    if is_envoy_failure_reply(status, &body) {
+        return CalloutResult::Failed;
+    }
     CalloutResult::Response {
         status,
         headers,
         body,
+    }
+}
+
+/// Envoy's async client answers some failures of a call itself, as a response rather
+/// than as a failed call: a timeout is a 504 `upstream request timeout`, a refused or
+/// reset connection a 503 `upstream connect error or disconnect/reset before headers...`,
+/// an empty cluster a 503 `no healthy upstream`. Those are failures of the call (so
+/// fail-open/fail-closed applies), not answers of the service called.
+pub fn is_envoy_failure_reply(status: u16, body: &[u8]) -> bool {
+    match status {
+        504 => body == b"upstream request timeout",
+        503 => {
+            body.starts_with(b"upstream connect error or disconnect/reset before headers")
+                || body == b"no healthy upstream"
+        }
+        _ => false,
     }
 }
 

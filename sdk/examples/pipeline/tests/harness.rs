@@ -136,3 +136,18 @@ fn stage_config_errors_name_the_stage() {
         host.logged("invalid configuration: stages[1].config.cluster: must name an Envoy cluster")
     );
 }
+
+#[test]
+fn a_callout_timeout_is_a_failure_not_an_answer() {
+    // Envoy answers a timed-out call with its own 504; the SDK reports it as Failed,
+    // so the stage's fail-closed policy applies (503 here), not a "denied" answer.
+    let host = host(CONFIG);
+    let mut s = host.stream();
+    s.request_headers(&with(&[]), true);
+    host.advance(Duration::from_millis(150));
+    let reply = s.local_response().unwrap();
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (503, &b"check unavailable\n"[..])
+    );
+}
