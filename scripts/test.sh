@@ -7,4 +7,4 @@ cd "$root"
 scripts/setup.sh
 scripts/build-filters.sh
 export ENVOY_BIN="${ENVOY_BIN:-$root/.venv/bin/envoy}"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
