@@ -18,41 +18,6 @@ use crate::GenerateOptions;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// Istio's standard metric labels plus the labels our filters use.
-pub const METRIC_LABELS: [&str; 25] = [
-    "reporter",
-    "source_workload",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "source_canonical_service",
-    "source_canonical_revision",
-    "destination_workload",
-    "destination_workload_namespace",
-    "destination_service",
-    "destination_service_name",
-    "destination_service_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_canonical_service",
-    "destination_canonical_revision",
-    "request_protocol",
-    "response_code",
-    "response_flags",
-    "connection_security_policy",
-    "grpc_response_status",
-    "rule",
-    "policy",
-];
-
-/// Istio's default request-duration buckets (milliseconds).
-const DURATION_BUCKETS: [f64; 19] = [
-    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
-    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
-];
-
 /// Istio's default retry conditions.
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
@@ -172,17 +137,35 @@ impl Builder<'_> {
                 listeners,
                 clusters,
             },
-            stats_config: StatsConfig {
-                stats_tags: wasmesh_sdk::metrics::stats_tags(METRIC_LABELS),
-                histogram_bucket_settings: vec![HistogramBucketSettings {
-                    matcher: StringMatcher {
-                        contains: Some("istio_request_duration_milliseconds".into()),
-                        ..Default::default()
-                    },
-                    buckets: DURATION_BUCKETS.to_vec(),
-                }],
-            },
+            stats_config: self.stats_config(),
+            stats_flush_interval: crate::stats::FLUSH_INTERVAL.into(),
         }
+    }
+
+    /// Every filter this Envoy runs, with the config Envoy gets.
+    fn filter_configs(&self) -> Vec<(FilterName, Value)> {
+        let specs: Vec<FilterSpec> = match self.inst.kind {
+            InstanceKind::Sidecar { service, .. } => {
+                let mut v = inbound_filters(service);
+                v.extend(service.filters.outbound.iter().cloned());
+                v
+            }
+            InstanceKind::Gateway => self
+                .mesh
+                .gateway
+                .as_ref()
+                .map(|g| g.filters.clone())
+                .unwrap_or_default(),
+        };
+        specs
+            .iter()
+            .map(|f| (f.name, with_workload(f, || self.workload())))
+            .collect()
+    }
+
+    fn stats_config(&self) -> StatsConfig {
+        let configs = self.filter_configs();
+        crate::stats::stats_config(configs.iter().map(|(n, c)| (*n, c)))
     }
 
     fn node(&self) -> Node {

@@ -1,6 +1,14 @@
-//! `docker-compose.yml`: per instance a sidecar container named after the instance and
-//! an app container sharing its network namespace (as a pod does), the gateway with
+//! `docker-compose.yml`: per instance a sidecar service named after the instance and
+//! an app service sharing its network namespace (as a pod does), the gateway with
 //! its port published, and Prometheus.
+//!
+//! The file works with Compose v2 and Debian's docker-compose 1.29, so it has no
+//! top-level `name:` (1.29 rejects it: the project is `-p NAME`) and no
+//! `container_name` (fixed names would clash between two projects on one machine,
+//! e.g. a test run next to a user's mesh; services reach each other by service name).
+//! Start-up order: sidecar healthy, then its app, then (all apps healthy) the gateway,
+//! then Prometheus. Published host ports come from `WASMESH_GATEWAY_PORT` and
+//! `WASMESH_PROMETHEUS_PORT` so that several projects can run side by side.
 //!
 //! Image contract (the images are built locally, see issue 9): the Envoy image's
 //! entrypoint is `envoy` and it contains `wasmesh-healthcheck URL` (exit 0 on a 200);
@@ -14,20 +22,22 @@ use std::collections::BTreeMap;
 
 pub const ENVOY_IMAGE: &str = "${WASMESH_ENVOY_IMAGE:-wasmesh/envoy:1.40.0}";
 pub const PROMETHEUS_IMAGE: &str = "${WASMESH_PROMETHEUS_IMAGE:-wasmesh/prometheus:latest}";
+/// The environment variables naming the published host ports.
+pub const GATEWAY_PORT_VAR: &str = "WASMESH_GATEWAY_PORT";
+pub const PROMETHEUS_PORT_VAR: &str = "WASMESH_PROMETHEUS_PORT";
+/// Prometheus's port inside its container.
+pub const PROMETHEUS_PORT: u16 = 9090;
 /// Where the generated compose bootstraps live, relative to the compose file.
 pub const CONFIG_DIR: &str = "envoy-configs/compose";
 
 #[derive(Debug, Serialize)]
 pub struct ComposeFile {
-    pub name: String,
     pub services: BTreeMap<String, Service>,
 }
 
 #[derive(Debug, Default, Serialize)]
 pub struct Service {
     pub image: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -60,13 +70,10 @@ pub struct Healthcheck {
     pub start_period: String,
 }
 
-fn healthcheck(port: u16) -> Healthcheck {
+/// `wasmesh-healthcheck URL` (in every image) exits 0 when `GET URL` answers 2xx.
+fn healthcheck(url: String) -> Healthcheck {
     Healthcheck {
-        test: vec![
-            "CMD".into(),
-            "wasmesh-healthcheck".into(),
-            format!("http://127.0.0.1:{port}/healthz/ready"),
-        ],
+        test: vec!["CMD".into(), "wasmesh-healthcheck".into(), url],
         interval: "2s".into(),
         timeout: "2s".into(),
         retries: 30,
@@ -84,10 +91,14 @@ fn envoy_service(i: &Instance<'_>, opts: &GenerateOptions) -> Service {
         format!("{}/{}:{}:ro", opts.host_certs_dir, i.name, opts.certs_dir),
     ];
     volumes.sort();
+    let mut environment = BTreeMap::new();
+    // The official image drops to uid 101 unless ENVOY_UID is 0, and the mounted keys
+    // are readable by their owner only; ours runs as root and ignores it.
+    environment.insert("ENVOY_UID".to_string(), "0".to_string());
     Service {
         image: ENVOY_IMAGE.into(),
-        container_name: Some(i.name.clone()),
         hostname: Some(i.name.clone()),
+        environment,
         command: vec![
             "-c".into(),
             "/etc/wasmesh/bootstrap.json".into(),
@@ -95,91 +106,109 @@ fn envoy_service(i: &Instance<'_>, opts: &GenerateOptions) -> Service {
             "warning".into(),
         ],
         volumes,
-        healthcheck: Some(healthcheck(i.ports.health)),
+        healthcheck: Some(healthcheck(format!(
+            "http://127.0.0.1:{}/healthz/ready",
+            i.ports.health
+        ))),
         ..Default::default()
     }
 }
 
-pub fn compose(mesh_name: &str, instances: &[Instance<'_>], opts: &GenerateOptions) -> ComposeFile {
+fn healthy(names: impl IntoIterator<Item = String>) -> BTreeMap<String, DependsOn> {
+    names
+        .into_iter()
+        .map(|n| {
+            (
+                n,
+                DependsOn {
+                    condition: "service_healthy",
+                },
+            )
+        })
+        .collect()
+}
+
+/// `${VAR:-default}:container`: the host port is overridable per run.
+fn published(var: &str, port: u16) -> String {
+    format!("${{{var}:-{port}}}:{port}")
+}
+
+/// The compose service of an instance's app.
+pub fn app_service_name(instance: &str) -> String {
+    format!("{instance}-app")
+}
+
+pub fn compose(instances: &[Instance<'_>], opts: &GenerateOptions) -> ComposeFile {
     let mut services = BTreeMap::new();
-    let mut sidecars = Vec::new();
+    // Everything the gateway waits for: every sidecar and every app, healthy.
+    let mut workloads = Vec::new();
     for i in instances {
         match i.kind {
             InstanceKind::Sidecar {
                 service, version, ..
             } => {
                 services.insert(i.name.clone(), envoy_service(i, opts));
-                sidecars.push(i.name.clone());
+                let app = app_service_name(&i.name);
                 let mut env =
                     crate::runplan::app_env(service, version, i.ports.app, i.ports.outbound);
                 env.insert("SERVICE_HOST".into(), service_host(service));
-                let mut depends_on = BTreeMap::new();
-                depends_on.insert(
-                    i.name.clone(),
-                    DependsOn {
-                        condition: "service_healthy",
-                    },
-                );
+                env.insert("INSTANCE".into(), i.name.clone());
                 services.insert(
-                    format!("{}-app", i.name),
+                    app.clone(),
                     Service {
                         image: service.app.image.clone(),
-                        container_name: Some(format!("{}-app", i.name)),
                         environment: env,
+                        // The app joins its sidecar's network namespace, so the sidecar
+                        // must exist first: the app waits for it, never the reverse.
                         network_mode: Some(format!("service:{}", i.name)),
-                        depends_on,
+                        depends_on: healthy([i.name.clone()]),
+                        healthcheck: Some(healthcheck(format!(
+                            "http://127.0.0.1:{}/healthz",
+                            i.ports.app
+                        ))),
                         ..Default::default()
                     },
                 );
+                workloads.push(i.name.clone());
+                workloads.push(app);
             }
             InstanceKind::Gateway => {
                 let mut s = envoy_service(i, opts);
-                s.ports = vec![format!("{0}:{0}", i.ports.app)];
+                s.ports = vec![published(GATEWAY_PORT_VAR, i.ports.app)];
                 services.insert(i.name.clone(), s);
             }
         }
     }
-    let mut all_healthy: BTreeMap<String, DependsOn> = sidecars
-        .iter()
-        .map(|n| {
-            (
-                n.clone(),
-                DependsOn {
-                    condition: "service_healthy",
-                },
-            )
-        })
-        .collect();
-    if let Some(g) = instances.iter().find(|i| i.is_gateway()) {
+    let gateway = instances.iter().find(|i| i.is_gateway());
+    if let Some(g) = gateway {
         if let Some(gs) = services.get_mut(&g.name) {
-            gs.depends_on = std::mem::take(&mut all_healthy);
+            gs.depends_on = healthy(workloads.iter().cloned());
         }
-        all_healthy.insert(
-            g.name.clone(),
-            DependsOn {
-                condition: "service_healthy",
-            },
-        );
     }
+    // Prometheus last: it scrapes everything, so it waits for the gateway (which
+    // itself waited for every workload), or for the workloads when there is none.
+    let prometheus_after = match gateway {
+        Some(g) => healthy([g.name.clone()]),
+        None => healthy(workloads),
+    };
     services.insert(
         "prometheus".into(),
         Service {
             image: PROMETHEUS_IMAGE.into(),
-            container_name: Some("prometheus".into()),
             command: vec![
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
-                "--web.listen-address=0.0.0.0:9090".into(),
+                format!("--web.listen-address=0.0.0.0:{PROMETHEUS_PORT}"),
             ],
             volumes: vec![format!(
                 "./{CONFIG_DIR}/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
             )],
-            ports: vec!["9090:9090".into()],
-            depends_on: all_healthy,
+            ports: vec![published(PROMETHEUS_PORT_VAR, PROMETHEUS_PORT)],
+            depends_on: prometheus_after,
+            healthcheck: Some(healthcheck(format!(
+                "http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"
+            ))),
             ..Default::default()
         },
     );
-    ComposeFile {
-        name: mesh_name.to_string(),
-        services,
-    }
+    ComposeFile { services }
 }

@@ -17,6 +17,8 @@ pub struct Bootstrap {
     pub admin: Admin,
     pub static_resources: StaticResources,
     pub stats_config: StatsConfig,
+    /// How often histograms are merged and become visible in `/stats/prometheus`.
+    pub stats_flush_interval: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,12 +70,8 @@ pub struct StatsConfig {
     pub histogram_bucket_settings: Vec<HistogramBucketSettings>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct HistogramBucketSettings {
-    #[serde(rename = "match")]
-    pub matcher: StringMatcher,
-    pub buckets: Vec<f64>,
-}
+/// Istio's buckets come from the telemetry filter, which owns the metric names.
+pub use wasmesh_telemetry::buckets::HistogramBucketSettings;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Listener {

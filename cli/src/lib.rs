@@ -19,6 +19,7 @@ pub mod k8s;
 pub mod model;
 pub mod prometheus;
 pub mod runplan;
+pub mod stats;
 pub mod topology;
 
 use model::{MeshError, MeshFile};
@@ -151,7 +152,7 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
             ));
         }
         Target::Compose => {
-            let c = compose::compose(&mesh.mesh.name, &instances, opts);
+            let c = compose::compose(&instances, opts);
             out.push((
                 PathBuf::from("docker-compose.yml"),
                 yaml_bytes("docker-compose.yml", &c)?,

@@ -126,7 +126,12 @@ pub fn plan(mesh: &MeshFile, instances: &[Instance<'_>], opts: &GenerateOptions)
                     service: Some(service.name.clone()),
                     version: Some(version.name.clone()),
                     command: service.app.command.clone(),
-                    env: app_env(service, version, p.app, p.outbound),
+                    env: {
+                        // Which replica answered shows in the demo's replies.
+                        let mut env = app_env(service, version, p.app, p.outbound);
+                        env.insert("INSTANCE".into(), i.name.clone());
+                        env
+                    },
                     config: None,
                     ports: app_ports,
                     health_url: None,

@@ -101,11 +101,27 @@ fn sidecars_follow_istio_layout_names_and_phase_order() {
         "reporter",
         "destination_workload",
         "response_code",
-        "rule",
+        "source_cluster",
+        "destination_cluster",
+        "decision",
         "policy",
     ] {
         assert!(tags.contains(&label), "{label}");
     }
+    // Only the labels of the filters this Envoy runs: productpage has no fault or
+    // ratelimit filter, ratings has the fault made from its route fault.
+    assert!(!tags.contains(&"rule"), "{tags:?}");
+    let ratings = bootstrap(&files, "ratings-v1-0");
+    assert!(ratings["stats_config"]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["tag_name"] == "rule"));
+    assert_eq!(b["stats_flush_interval"], "1s");
+    assert_eq!(
+        b["stats_config"]["histogram_bucket_settings"][0]["match"]["prefix"],
+        "wasmcustom.istio_request_duration_milliseconds"
+    );
     assert_eq!(
         wasmesh_sdk::metrics::stats_tag("reporter").regex,
         b["stats_config"]["stats_tags"]
