@@ -1,4 +1,5 @@
-//! The `wasmesh` command line: generate, validate, k8s, certs.
+//! The `wasmesh` command line: generate, validate, k8s, certs; up, down, status,
+//! start and stop for the local mesh.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -77,11 +78,70 @@ enum Command {
         #[arg(long, value_enum, default_value = "native")]
         authz: AuthzArg,
     },
+    /// Run the mesh locally (process mode): build what is missing, start every app,
+    /// sidecar, the gateway and Prometheus (when installed), wait until all are ready.
+    Up {
+        #[arg(default_value = "examples/bookinfo/mesh.yaml")]
+        mesh: PathBuf,
+        #[command(flatten)]
+        state: StateDirArg,
+        /// First port of the instances' port blocks (10 ports per instance).
+        #[arg(long, default_value_t = topology::DEFAULT_PORT_BASE)]
+        port_base: u16,
+        /// Overrides the gateway port of the mesh file.
+        #[arg(long)]
+        gateway_port: Option<u16>,
+        #[arg(long, default_value_t = wasmesh::runplan::PROMETHEUS_PORT)]
+        prometheus_port: u16,
+        /// Do not start Prometheus even if it is installed.
+        #[arg(long)]
+        no_prometheus: bool,
+        #[arg(long, default_value = wasmesh::DEFAULT_CERTS_DIR)]
+        certs: PathBuf,
+        /// Seconds everything may take to become ready.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop everything `wasmesh up` started (idempotent).
+    Down {
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Requests/s, error rate and p50/p99 latency per service and instance, from the
+    /// sidecars' stats (sampled twice, `--interval` apart).
+    Status {
+        #[command(flatten)]
+        state: StateDirArg,
+        /// Seconds between the two samples.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
+    /// Stop one instance of the running mesh (its app and sidecar), as if its pod died.
+    Stop {
+        instance: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Start an instance stopped with `wasmesh stop` again.
+    Start {
+        instance: String,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Certificates of the mesh.
     Certs {
         #[command(subcommand)]
         action: CertsAction,
     },
+}
+
+#[derive(clap::Args)]
+struct StateDirArg {
+    /// Where `up` keeps generated configs, logs and the state of a running mesh.
+    #[arg(long, default_value = wasmesh::state::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -171,6 +231,78 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {} manifests into {}", files.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Up {
+            mesh,
+            state,
+            port_base,
+            gateway_port,
+            prometheus_port,
+            no_prometheus,
+            certs,
+            timeout,
+        } => {
+            let opts = wasmesh::up::UpOptions {
+                mesh,
+                state_dir: state.state_dir,
+                certs_dir: certs,
+                port_base,
+                gateway_port,
+                prometheus_port,
+                prometheus: !no_prometheus,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let started = std::time::Instant::now();
+            let st = wasmesh::up::up(&opts)?;
+            let flags = wasmesh::up::state_dir_flag(&opts.state_dir);
+            println!(
+                "\nmesh {} is up: {} processes ready in {:.1} s",
+                st.mesh,
+                st.processes.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let model = wasmesh::load(&st.mesh_file).ok();
+            print!(
+                "{}",
+                wasmesh::summary::render(&st, model.as_ref(), &exe_name(), &flags)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Down { state } => {
+            let r = wasmesh::down::down(&state.state_dir)?;
+            match r.mesh {
+                Some(mesh) => {
+                    println!("mesh {mesh} is down: stopped {} processes", r.stopped);
+                    if !r.killed.is_empty() {
+                        println!("(killed after the grace period: {})", r.killed.join(", "));
+                    }
+                }
+                None => println!("no mesh is up (nothing in {})", state.state_dir.display()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { state, interval } => {
+            let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
+            print!("{}", wasmesh::status::status(&state.state_dir, interval)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { instance, state } => {
+            wasmesh::down::stop_instance(&state.state_dir, &instance)?;
+            println!("stopped {instance}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start {
+            instance,
+            state,
+            timeout,
+        } => {
+            wasmesh::up::start_instance(
+                &state.state_dir,
+                &instance,
+                std::time::Duration::from_secs(timeout),
+            )?;
+            println!("started {instance}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Certs {
             action: CertsAction::Rotate { mesh, certs },
         } => {
@@ -184,6 +316,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How the user ran us, for the commands `up` prints: `wasmesh` when that is what is
+/// on PATH, else the path (relative to here when it can be), e.g.
+/// `target/release/wasmesh` after `cargo run --release`.
+fn exe_name() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "wasmesh".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("wasmesh") == exe));
+    if on_path {
+        return "wasmesh".into();
+    }
+    let here = std::env::current_dir().ok();
+    here.and_then(|h| exe.strip_prefix(h).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| exe.display().to_string())
 }
 
 fn validate(mesh: &Path, filters: &Path, no_envoy: bool) -> Result<ExitCode> {

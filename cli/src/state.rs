@@ -1,0 +1,218 @@
+//! The state of a mesh `wasmesh up` started: which processes, with which PIDs and
+//! process groups, where their logs are. `down`, `status`, `start` and `stop` read it.
+//!
+//! Kept as JSON in the state directory (default `.wasmesh/run/state.json`), written
+//! after every change, so a crashed `up` or a killed terminal still leaves enough
+//! behind for `wasmesh down` to clean up.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::runplan::{Process, ProcessKind};
+
+pub const DEFAULT_STATE_DIR: &str = ".wasmesh/run";
+pub const STATE_FILE: &str = "state.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Bumped on incompatible changes.
+    pub version: u32,
+    pub mesh: String,
+    /// The mesh file `up` read.
+    pub mesh_file: PathBuf,
+    /// The directory everything was started from (plan paths are relative to it).
+    pub root: PathBuf,
+    pub port_base: u16,
+    pub gateway_url: Option<String>,
+    pub prometheus_url: Option<String>,
+    /// In start order.
+    pub processes: Vec<Running>,
+}
+
+/// One started process, with what it takes to start it again (`wasmesh start`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Running {
+    pub name: String,
+    /// `app`, `sidecar`, `gateway` or `prometheus`.
+    pub kind: String,
+    pub service: Option<String>,
+    pub version: Option<String>,
+    /// The replica a sidecar or app belongs to (`reviews-v2-0`); the gateway's name.
+    pub instance: String,
+    pub pid: i32,
+    /// Its own process group (pgid = pid): signals reach its children too.
+    pub pgid: i32,
+    /// `/proc/PID/stat` start time, so a recycled PID is never mistaken for ours.
+    pub start_ticks: Option<u64>,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub ports: BTreeMap<String, u16>,
+    pub health_url: Option<String>,
+    pub log: PathBuf,
+}
+
+impl Running {
+    pub fn from_plan(p: &Process, argv: Vec<String>, log: PathBuf) -> Running {
+        let kind = match p.kind {
+            ProcessKind::App => "app",
+            ProcessKind::Sidecar => "sidecar",
+            ProcessKind::Gateway => "gateway",
+        };
+        Running {
+            instance: p
+                .name
+                .strip_suffix("-sidecar")
+                .unwrap_or(&p.name)
+                .to_string(),
+            name: p.name.clone(),
+            kind: kind.into(),
+            service: p.service.clone(),
+            version: p.version.clone(),
+            pid: 0,
+            pgid: 0,
+            start_ticks: None,
+            argv,
+            env: p.env.clone(),
+            ports: p.ports.clone(),
+            health_url: p.health_url.clone(),
+            log,
+        }
+    }
+
+    /// Still ours and alive: the PID exists, is not a zombie, and started when we
+    /// recorded it.
+    pub fn is_alive(&self) -> bool {
+        if self.pid <= 0 {
+            return false;
+        }
+        match proc_stat(self.pid) {
+            Some(s) => {
+                s.state != 'Z'
+                    && (self.start_ticks.is_none() || self.start_ticks == Some(s.start_ticks))
+            }
+            None => false,
+        }
+    }
+}
+
+pub fn state_path(dir: &Path) -> PathBuf {
+    dir.join(STATE_FILE)
+}
+
+/// The state in `dir`, or `None` when no mesh was started there.
+pub fn load(dir: &Path) -> Result<Option<State>> {
+    let path = state_path(dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes through a temporary file and a rename: a reader never sees half a state.
+pub fn save(dir: &Path, state: &State) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = state_path(dir);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let mut bytes = serde_json::to_vec_pretty(state)?;
+    bytes.push(b'\n');
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn remove(dir: &Path) -> Result<()> {
+    match std::fs::remove_file(state_path(dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", state_path(dir).display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProcStat {
+    pub state: char,
+    pub pgid: i32,
+    pub start_ticks: u64,
+}
+
+/// Fields of `/proc/PID/stat` (Linux). The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): pgid is field 5, starttime field 22.
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Live (non-zombie) members of process group `pgid`. A zombie has exited; whether
+/// its parent reaps it promptly is not ours to wait for.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|s| s.pgid == pgid && s.state != 'Z'))
+        .collect()
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) takes plain integers and has no memory effects; a negative pid
+        // addresses the process group. An error (ESRCH: already gone) is fine.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+/// Stops the process groups of `procs`: SIGTERM to all (apps drain, Envoy exits), a
+/// bounded wait, then SIGKILL for what is left. Returns the names that had to be killed.
+pub fn stop_groups(procs: &[&Running], grace: Duration) -> Vec<String> {
+    let ours: Vec<&Running> = procs
+        .iter()
+        .copied()
+        .filter(|p| p.is_alive() || !group_members(p.pgid).is_empty())
+        .collect();
+    for p in &ours {
+        signal_group(p.pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        let left: Vec<&&Running> = ours
+            .iter()
+            .filter(|p| !group_members(p.pgid).is_empty())
+            .collect();
+        if left.is_empty() {
+            return Vec::new();
+        }
+        if Instant::now() >= deadline {
+            for p in &left {
+                signal_group(p.pgid, libc::SIGKILL);
+            }
+            // SIGKILL cannot be refused, but the kernel takes a moment to tear down.
+            let killed_by = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < killed_by
+                && left.iter().any(|p| !group_members(p.pgid).is_empty())
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return left.iter().map(|p| p.name.clone()).collect();
+        }
+        // Poll interval of a bounded wait, not a readiness check.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

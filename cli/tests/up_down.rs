@@ -1,0 +1,108 @@
+//! `wasmesh up` and `wasmesh down` as a user runs them: the binary, the Bookinfo
+//! example, real Envoy and the demo services. Up returns with the mesh serving through
+//! the gateway; down leaves no process behind and is idempotent.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use wasmesh::state;
+use wasmesh_integration::http;
+
+fn wasmesh(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+        .args(args)
+        .current_dir(common::workspace_root())
+        .output()
+        .unwrap()
+}
+
+/// A port block base with room for Bookinfo's 7 instances plus a gateway port, free now.
+fn free_base() -> u16 {
+    let start = 42000 + (std::process::id() % 500) as u16 * 10;
+    (0..200u16)
+        .map(|i| 42000 + (start - 42000 + i * 80) % 20000)
+        .find(|b| (*b..b + 80).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
+        .unwrap()
+}
+
+fn pids_alive(dir: &Path) -> Vec<String> {
+    let st = state::load(dir).unwrap().expect("state written by up");
+    st.processes
+        .iter()
+        .filter(|p| p.is_alive() || !state::group_members(p.pgid).is_empty())
+        .map(|p| format!("{} (pid {})", p.name, p.pid))
+        .collect()
+}
+
+#[test]
+fn up_serves_bookinfo_and_down_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("wasmesh-up-down-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = free_base();
+    let gateway = base + 75;
+    let dir_s = dir.to_str().unwrap();
+    let out = wasmesh(&[
+        "up",
+        "--state-dir",
+        dir_s,
+        "--certs",
+        &format!("{dir_s}/certs"),
+        "--port-base",
+        &base.to_string(),
+        "--gateway-port",
+        &gateway.to_string(),
+        "--no-prometheus",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("[13/13]"), "progress display: {stdout}");
+    assert!(stdout.contains(&format!("curl -s http://127.0.0.1:{gateway}/productpage")));
+    // Up has returned; the processes it started stay up (detached).
+    let state_before = state::load(&dir).unwrap().unwrap();
+    assert_eq!(pids_alive(&dir).len(), state_before.processes.len());
+
+    let r = http::get(&format!(
+        "http://127.0.0.1:{gateway}/productpage?format=json"
+    ))
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.json().unwrap();
+    assert_eq!(page["degraded"], serde_json::json!([]), "{page}");
+
+    // A second `up` on the same state directory refuses rather than doubling the mesh.
+    let again = wasmesh(&["up", "--state-dir", dir_s, "--no-prometheus"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
+
+    let out = wasmesh(&["down", "--state-dir", dir_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped 13 processes"));
+    for p in &state_before.processes {
+        assert!(!p.is_alive(), "{} (pid {}) survived down", p.name, p.pid);
+        assert!(
+            state::group_members(p.pgid).is_empty(),
+            "{}'s process group {} survived down",
+            p.name,
+            p.pgid
+        );
+    }
+    assert!(
+        state::load(&dir).unwrap().is_none(),
+        "down removes the state"
+    );
+    let again = wasmesh(&["down", "--state-dir", dir_s]);
+    assert!(again.status.success(), "down is idempotent");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no mesh is up"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
