@@ -693,11 +693,32 @@ impl Builder<'_> {
         }
     }
 
-    /// Wasm filters in phase order, then the router.
+    /// Wasm filters in phase order (or one mesh-module filter running them all, with
+    /// `--bundle`), then the router.
     fn http_filters(&self, filters: &[FilterSpec]) -> Vec<HttpFilter> {
         let mut sorted: Vec<&FilterSpec> = filters.iter().collect();
         sorted.sort_by_key(|f| f.name);
-        let mut out: Vec<HttpFilter> = sorted.into_iter().map(|f| self.wasm_filter(f)).collect();
+        let configs: Vec<(&FilterSpec, Value)> = sorted
+            .into_iter()
+            .map(|f| (f, with_workload(f, || self.workload())))
+            .collect();
+        let mut out: Vec<HttpFilter> = if self.opts.bundle && !configs.is_empty() {
+            let config = crate::bundle::config(configs.iter().map(|(f, c)| (f.name, c)));
+            let policy = crate::bundle::strictest(configs.iter().map(|(f, _)| f.failure_policy));
+            vec![self.wasm_filter(
+                crate::bundle::NAME,
+                crate::bundle::WASM_FILE,
+                &config,
+                policy,
+            )]
+        } else {
+            configs
+                .iter()
+                .map(|(f, c)| {
+                    self.wasm_filter(f.name.as_str(), &f.name.wasm_file(), c, f.failure_policy)
+                })
+                .collect()
+        };
         out.push(HttpFilter {
             name: "envoy.filters.http.router".into(),
             typed_config: TypedConfig::Router(Empty {}),
@@ -705,9 +726,13 @@ impl Builder<'_> {
         out
     }
 
-    fn wasm_filter(&self, f: &FilterSpec) -> HttpFilter {
-        let name = f.name.as_str();
-        let config = with_workload(f, || self.workload());
+    fn wasm_filter(
+        &self,
+        name: &str,
+        wasm_file: &str,
+        config: &Value,
+        failure_policy: crate::model::FailurePolicy,
+    ) -> HttpFilter {
         HttpFilter {
             name: format!("wasmesh.{name}"),
             typed_config: TypedConfig::Wasm(Box::new(Wasm {
@@ -719,18 +744,14 @@ impl Builder<'_> {
                         runtime: "envoy.wasm.runtime.v8",
                         code: AsyncDataSource {
                             local: DataSource {
-                                filename: format!(
-                                    "{}/{}",
-                                    self.opts.filters_dir,
-                                    f.name.wasm_file()
-                                ),
+                                filename: format!("{}/{wasm_file}", self.opts.filters_dir),
                             },
                         },
                     },
                     configuration: TypedConfig::StringValue {
                         value: config.to_string(),
                     },
-                    failure_policy: f.failure_policy.as_str(),
+                    failure_policy: failure_policy.as_str(),
                 },
             })),
         }

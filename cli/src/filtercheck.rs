@@ -105,7 +105,7 @@ pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
 }
 
 /// The identity of the first instance of the service a chain belongs to.
-fn workload_for(mesh: &MeshFile, path: &str) -> serde_json::Value {
+pub(crate) fn workload_for(mesh: &MeshFile, path: &str) -> serde_json::Value {
     let service = path
         .strip_prefix("services[")
         .and_then(|r| r.split_once(']'))
@@ -121,7 +121,7 @@ fn workload_for(mesh: &MeshFile, path: &str) -> serde_json::Value {
 }
 
 /// The filter's own explanation: its error logs, without the SDK's prefixes.
-fn refusal(h: &Host) -> String {
+pub(crate) fn refusal(h: &Host) -> String {
     let lines: Vec<String> = h
         .logs()
         .into_iter()

@@ -8,6 +8,8 @@
 //! harness are separate steps around it.
 
 pub mod bootstrap;
+pub mod bundle;
+pub mod bundlecheck;
 pub mod certs;
 pub mod check;
 pub mod compose;
@@ -46,6 +48,9 @@ pub struct GenerateOptions {
     /// relative to the compose file.
     pub host_filters_dir: String,
     pub host_certs_dir: String,
+    /// One mesh-module filter (`mesh.wasm`) per chain instead of one filter per
+    /// wasmesh filter (`wasmesh generate --bundle`, see [`bundle`]).
+    pub bundle: bool,
 }
 
 pub const DEFAULT_FILTERS_DIR: &str = "dist/filters";
@@ -61,7 +66,14 @@ impl GenerateOptions {
             out_dir: out_dir.into(),
             host_filters_dir: format!("./{DEFAULT_FILTERS_DIR}"),
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
+            bundle: false,
         }
+    }
+
+    /// The same options with `--bundle` set or not.
+    pub fn with_bundle(mut self, bundle: bool) -> Self {
+        self.bundle = bundle;
+        self
     }
 
     /// Paths inside the containers; the compose file mounts them from the project.
@@ -73,6 +85,7 @@ impl GenerateOptions {
             out_dir: out_dir.into(),
             host_filters_dir: format!("./{DEFAULT_FILTERS_DIR}"),
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
+            bundle: false,
         }
     }
 }

@@ -1,0 +1,158 @@
+//! `wasmesh validate` for `--bundle`: every chain's mesh-module config, exactly as the
+//! bundled bootstraps carry it, loaded into the compiled `mesh.wasm` through the
+//! harness. The module builds each stage from its entry, so a stage config it refuses
+//! is reported at the mesh file's field (`services[1].filters.inbound[0].config.…`),
+//! with the module's own message.
+
+use crate::bootstrap;
+use crate::bundle;
+use crate::filtercheck::{refusal, workload_for, FilterReport};
+use crate::model::{FilterName, FilterSpec, MeshError, MeshFile};
+use std::path::Path;
+use wasmesh_harness::{Host, Module};
+
+/// One chain a bootstrap runs as one bundle: where it is in the mesh file, and its
+/// filters with their own field paths, in phase order.
+pub struct Chain {
+    pub path: String,
+    pub filters: Vec<(String, FilterSpec)>,
+}
+
+/// Every non-empty chain of the mesh: sidecar inbound and outbound, the gateway.
+pub fn chains(mesh: &MeshFile) -> Vec<Chain> {
+    let mut out = Vec::new();
+    let mut push = |path: String, mut filters: Vec<(String, FilterSpec)>| {
+        if filters.is_empty() {
+            return;
+        }
+        filters.sort_by_key(|(_, f)| f.name);
+        out.push(Chain { path, filters });
+    };
+    for (i, s) in mesh.services.iter().enumerate() {
+        let user = s.filters.inbound.len();
+        let inbound = bootstrap::inbound_filters(s)
+            .into_iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let p = if k < user {
+                    format!("services[{i}].filters.inbound[{k}].config")
+                } else {
+                    // The fault filter made from the routes' faults.
+                    format!("services[{i}].routes")
+                };
+                (p, f)
+            })
+            .collect();
+        push(format!("services[{i}].filters.inbound"), inbound);
+        let outbound = s
+            .filters
+            .outbound
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                (
+                    format!("services[{i}].filters.outbound[{k}].config"),
+                    f.clone(),
+                )
+            })
+            .collect();
+        push(format!("services[{i}].filters.outbound"), outbound);
+    }
+    if let Some(g) = &mesh.gateway {
+        let filters = g
+            .filters
+            .iter()
+            .enumerate()
+            .map(|(k, f)| (format!("gateway.filters[{k}].config"), f.clone()))
+            .collect();
+        push("gateway.filters".into(), filters);
+    }
+    out
+}
+
+/// Rewrites the module's `stages[N].config.rest: message` to the mesh file's field.
+fn locate(chain: &Chain, reason: &str) -> (String, String) {
+    let parsed = reason.strip_prefix("stages[").and_then(|r| {
+        let (n, rest) = r.split_once(']')?;
+        let (field, _) = chain.filters.get(n.parse::<usize>().ok()?)?;
+        let rest = rest.strip_prefix(".config").unwrap_or(rest);
+        Some((field.clone(), rest.to_string()))
+    });
+    match parsed {
+        // `rest` is `.field: message` or `: message`.
+        Some((field, rest)) => match rest.strip_prefix(": ") {
+            Some(msg) => (field, msg.to_string()),
+            None => match rest.strip_prefix('.') {
+                Some(inner) => (field, inner.to_string()),
+                None => (field, rest),
+            },
+        },
+        None => (chain.path.clone(), reason.to_string()),
+    }
+}
+
+/// Loads every chain's bundle config into `filters_dir/mesh.wasm`.
+pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
+    let mut report = FilterReport::default();
+    let wasm = filters_dir.join(bundle::WASM_FILE);
+    let err = |path: String, message: String| MeshError {
+        file: file.to_path_buf(),
+        path,
+        line: None,
+        message,
+    };
+    if !wasm.exists() {
+        report.errors.push(err(
+            String::new(),
+            format!(
+                "{} is not built (scripts/build-filters.sh): bundle configs not checked",
+                wasm.display()
+            ),
+        ));
+        return report;
+    }
+    let module = match Module::load(&wasm) {
+        Ok(m) => m,
+        Err(e) => {
+            report.errors.push(err(
+                String::new(),
+                format!("cannot load {}: {e}", wasm.display()),
+            ));
+            return report;
+        }
+    };
+    for chain in chains(mesh) {
+        let configs: Vec<(FilterName, serde_json::Value)> = chain
+            .filters
+            .iter()
+            .map(|(p, f)| {
+                (
+                    f.name,
+                    bootstrap::with_workload(f, || workload_for(mesh, p)),
+                )
+            })
+            .collect();
+        let config = bundle::config(configs.iter().map(|(n, c)| (*n, c)));
+        let host = Host::builder(&module)
+            .plugin_config(config.to_string())
+            .root_id(bundle::NAME)
+            .vm_id(bundle::NAME)
+            .plugin_name(bundle::NAME)
+            .build();
+        match host {
+            Ok(h) if h.configured() => report.accepted += 1,
+            Ok(h) => {
+                let (path, msg) = locate(&chain, &refusal(&h));
+                report.errors.push(err(
+                    path,
+                    format!("the mesh module refused its config: {msg}"),
+                ));
+            }
+            Err(e) => report.errors.push(err(
+                chain.path.clone(),
+                format!("the mesh module could not start: {e}"),
+            )),
+        }
+    }
+    report
+}
