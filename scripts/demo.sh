@@ -1,57 +1,38 @@
 #!/usr/bin/env bash
-# The demo: Envoy with the wasmesh headers filter in front of the echo service.
-# Prints a curl command to try and runs it once; stays up until Ctrl-C.
-# `scripts/demo.sh --check` exits after the first request (used by verify scripts).
+# The demo: the whole Bookinfo mesh on this machine, in process mode (no Docker):
+# the demo services, a sidecar Envoy with the wasmesh filters next to each, the ingress
+# gateway and Prometheus (when installed). Builds what it needs, runs `wasmesh up`,
+# and prints what to try; the mesh keeps running until `target/release/wasmesh down`.
+#
+# `scripts/demo.sh --check` is the CI form: up on ports of its own (beside a mesh you
+# may have running), requests through the gateway, down; exit status says it all.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 check=false
-[ "${1:-}" = "--check" ] && check=true
+if [ "${1:-}" = "--check" ]; then check=true; shift; fi
 
 scripts/setup.sh
-scripts/build-filters.sh headers >/dev/null
-cargo build --quiet -p wasmesh-integration --bin echo
-envoy="${ENVOY_BIN:-$root/.venv/bin/envoy}"
+scripts/build-filters.sh >/dev/null
+cargo build --quiet --release -p wasmesh -p wasmesh-demo
+wasmesh=target/release/wasmesh
 
-run=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$run"
-}
-trap cleanup EXIT INT TERM
-
-target/debug/echo --port 10001 --name echo >"$run/echo.log" 2>&1 &
-pids+=($!)
-"$envoy" -c examples/headers/envoy.yaml --use-dynamic-base-id -l warning \
-  --log-path "$run/envoy.log" >/dev/null 2>&1 &
-pids+=($!)
-
-# Ready when the admin endpoint says LIVE (bounded: 30 s); fail with Envoy's log.
-for _ in $(seq 1 300); do
-  if curl -fsS http://127.0.0.1:9901/ready 2>/dev/null | grep -q LIVE; then ready=1; break; fi
-  if ! kill -0 "${pids[1]}" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [ -z "${ready:-}" ]; then
-  echo "Envoy did not become ready; its log:" >&2
-  cat "$run/envoy.log" >&2
-  exit 1
+if ! $check; then
+  # Running the demo again restarts the mesh rather than refusing.
+  if [ -f .wasmesh/run/state.json ]; then "$wasmesh" down; fi
+  exec "$wasmesh" up "$@"
 fi
 
-cmd="curl -si http://127.0.0.1:10000/hello/../world"
-cat <<MSG
+state=.wasmesh/check
+gateway=21999
+"$wasmesh" down --state-dir "$state" >/dev/null
+trap '"$wasmesh" down --state-dir "$state"' EXIT
+"$wasmesh" up --state-dir "$state" --port-base 21000 --gateway-port "$gateway" \
+  --prometheus-port 21998 "$@"
 
-  wasmesh demo is up: Envoy :10000 (admin 127.0.0.1:9901) -> headers filter -> echo :10001
-
-  Try:  $cmd
-  The response carries x-wasmesh-demo; the echoed request shows x-wasmesh and
-  x-wasmesh-route, which the filter added on the way in.
-
-MSG
-$cmd
-echo
-$check && exit 0
-echo "Press Ctrl-C to stop."
-wait "${pids[1]}"
+page=$(curl -fsS "http://127.0.0.1:$gateway/productpage?format=json")
+echo "$page" | grep -q '"service":"productpage"' || { echo "unexpected page: $page" >&2; exit 1; }
+jason=$(curl -fsS -H 'end-user: jason' "http://127.0.0.1:$gateway/productpage?format=json")
+echo "$jason" | grep -q '"instance":"reviews-v2-0"' || { echo "jason did not reach reviews v2: $jason" >&2; exit 1; }
+curl -fsS -o /dev/null "http://127.0.0.1:$gateway/productpage"
+echo "check: the product page answers through the gateway; end-user: jason reaches reviews v2"
