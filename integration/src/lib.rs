@@ -26,6 +26,7 @@ pub mod conformance;
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod localmesh;
 pub mod paths;
 
 pub use admin::{Admin, Stats};

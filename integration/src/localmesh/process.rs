@@ -1,0 +1,231 @@
+//! [`LocalMesh`] in process mode: drives the `wasmesh` binary (`up`, `stop`, `start`,
+//! `down`) as a user would, with its own state directory, certificates and free ports,
+//! so the suite never collides with a mesh the user has running (`.wasmesh/run`, ports
+//! 20000+, 8080, 9090).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use super::LocalMesh;
+use crate::http::{self, Response};
+use crate::paths::{self, TempDir};
+
+/// Ports reserved per mesh: 10 per instance (room for 39 instances), then the
+/// gateway's and Prometheus' ports at the end.
+const BLOCK_SPAN: u16 = 400;
+
+#[derive(Debug)]
+pub struct ProcessMesh {
+    wasmesh: PathBuf,
+    dir: TempDir,
+    gateway: u16,
+    prometheus: Option<u16>,
+    /// The state `up` wrote (`state.json`): instances, ports, PIDs.
+    state: Value,
+    /// What `up` printed (progress, table, commands).
+    pub up_output: String,
+    stopped: bool,
+}
+
+impl ProcessMesh {
+    /// Builds `wasmesh` and `wasmesh-demo` (a no-op when fresh), then `wasmesh up MESH`.
+    pub fn start(mesh: &Path) -> Result<ProcessMesh> {
+        let root = paths::workspace_root();
+        // Cargo releases the build lock while tests run, so this nested build does not
+        // wait on the `cargo test` that runs us; it keeps the binaries current.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "wasmesh", "-p", "wasmesh-demo"])
+            .current_dir(&root)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build -p wasmesh -p wasmesh-demo failed");
+        }
+        let wasmesh = root.join("target/debug/wasmesh");
+        let mut dir = TempDir::new("localmesh")?;
+        let base = free_block()?;
+        // The last two ports of our block: free, and never handed out as ephemeral ports.
+        let gateway = base + BLOCK_SPAN - 1;
+        let prometheus = base + BLOCK_SPAN - 2;
+        let dir_s = dir.path().to_string_lossy().into_owned();
+        let out = Command::new(&wasmesh)
+            .arg("up")
+            .arg(mesh)
+            .args(["--state-dir", &dir_s])
+            .args(["--certs", &format!("{dir_s}/certs")])
+            .args(["--port-base", &base.to_string()])
+            .args(["--gateway-port", &gateway.to_string()])
+            .args(["--prometheus-port", &prometheus.to_string()])
+            .current_dir(&root)
+            .env("WASMESH_DEMO_BIN", root.join("target/debug/wasmesh-demo"))
+            .output()
+            .context("running wasmesh up")?;
+        let up_output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            dir.keep();
+            bail!("wasmesh up failed (logs kept in {dir_s}/logs):\n{up_output}");
+        }
+        let state = read_state(dir.path())?;
+        let prometheus = state["prometheus_url"].as_str().map(|_| prometheus);
+        Ok(ProcessMesh {
+            wasmesh,
+            dir,
+            gateway,
+            prometheus,
+            state,
+            up_output,
+            stopped: false,
+        })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every PID `up` recorded, with the process name.
+    pub fn pids(&self) -> Vec<(String, i32)> {
+        self.processes()
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str()?.to_string(),
+                    i32::try_from(p["pid"].as_i64()?).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Process groups `up` recorded.
+    pub fn process_groups(&self) -> Vec<i32> {
+        self.processes()
+            .filter_map(|p| i32::try_from(p["pgid"].as_i64()?).ok())
+            .collect()
+    }
+
+    /// Leaves the state directory (logs) in place, for a failing test.
+    pub fn keep_logs(&mut self) -> PathBuf {
+        self.dir.keep();
+        self.dir.path().to_path_buf()
+    }
+
+    /// `wasmesh down`; also run on drop.
+    pub fn down(&mut self) -> Result<String> {
+        let out = self.wasmesh(&["down"])?;
+        self.stopped = true;
+        Ok(out)
+    }
+
+    fn processes(&self) -> impl Iterator<Item = &Value> {
+        self.state["processes"].as_array().into_iter().flatten()
+    }
+
+    fn process(&self, name: &str) -> Option<&Value> {
+        self.processes().find(|p| p["name"] == name)
+    }
+
+    fn port(&self, process: &str, role: &str) -> Result<u16> {
+        self.process(process)
+            .and_then(|p| p["ports"][role].as_u64())
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| anyhow!("no {role} port for {process} in the mesh state"))
+    }
+
+    fn wasmesh(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.wasmesh)
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.dir.path())
+            .current_dir(paths::workspace_root())
+            .output()
+            .with_context(|| format!("running wasmesh {}", args.join(" ")))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!("wasmesh {} failed:\n{text}", args.join(" "));
+        }
+        Ok(text)
+    }
+}
+
+impl Drop for ProcessMesh {
+    fn drop(&mut self) {
+        if !self.stopped {
+            // Best effort: a failing test still must not leave a mesh running.
+            let _ = self.down();
+        }
+    }
+}
+
+impl LocalMesh for ProcessMesh {
+    fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway)
+    }
+
+    fn prometheus_url(&self) -> Option<String> {
+        self.prometheus.map(|p| format!("http://127.0.0.1:{p}"))
+    }
+
+    fn stop_instance(&mut self, instance: &str) -> Result<()> {
+        self.wasmesh(&["stop", instance]).map(drop)
+    }
+
+    fn start_instance(&mut self, instance: &str) -> Result<()> {
+        self.wasmesh(&["start", instance]).map(drop)?;
+        // PIDs changed.
+        self.state = read_state(self.dir.path())?;
+        Ok(())
+    }
+
+    fn inbound_addr(&self, instance: &str) -> SocketAddr {
+        let port = self
+            .port(&format!("{instance}-sidecar"), "inbound")
+            .unwrap_or_default();
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn call_from(
+        &self,
+        instance: &str,
+        method: &str,
+        authority: &str,
+        path: &str,
+    ) -> Result<Response> {
+        let port = self.port(&format!("{instance}-sidecar"), "outbound")?;
+        http::request(
+            method,
+            &format!("http://127.0.0.1:{port}{path}"),
+            &[("host", authority)],
+            b"",
+        )
+    }
+}
+
+fn read_state(dir: &Path) -> Result<Value> {
+    let path = dir.join("state.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// A base port whose next [`BLOCK_SPAN`] ports are free now, below Linux's ephemeral
+/// range (32768+) so no outgoing connection takes one meanwhile; from a per-process
+/// starting point, so parallel test binaries try different ranges first.
+fn free_block() -> Result<u16> {
+    const BLOCKS: u16 = 20;
+    let offset = (std::process::id() % u32::from(BLOCKS)) as u16;
+    (0..BLOCKS)
+        .map(|i| 24000 + ((offset + i) % BLOCKS) * BLOCK_SPAN)
+        .find(|b| (*b..b + BLOCK_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
+        .ok_or_else(|| anyhow!("no free block of {BLOCK_SPAN} ports between 24000 and 32000"))
+}

@@ -1,0 +1,110 @@
+//! The local mesh end to end, in process mode: `wasmesh up` on the test mesh
+//! (`tests/meshes/bookinfo.yaml`), every scenario of `localmesh::scenarios` from
+//! outside (gateway, Prometheus, sidecar ports), then `wasmesh down` leaving no process.
+//!
+//! One test, one mesh: bringing Bookinfo up takes seconds, and the scenarios must not
+//! overlap (they count requests). Every scenario runs even after one fails; the test
+//! then fails naming each failure, with the mesh's logs kept.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
+
+use std::time::Instant;
+use wasmesh_integration::localmesh::process::ProcessMesh;
+use wasmesh_integration::localmesh::{scenarios, LocalMesh};
+use wasmesh_integration::paths;
+
+type Scenario = fn(&mut dyn LocalMesh) -> anyhow::Result<String>;
+
+/// Alive and not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+fn group_alive(pgid: i32) -> bool {
+    std::fs::read_dir("/proc").unwrap().any(|e| {
+        let Some(pid) = e
+            .ok()
+            .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_string();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.first()? != &"Z" && f.get(2)?.parse::<i32>().ok()? == pgid)
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn bookinfo_process_mode_end_to_end() {
+    let started = Instant::now();
+    let mut mesh =
+        ProcessMesh::start(&paths::workspace_root().join("integration/tests/meshes/bookinfo.yaml"))
+            .unwrap();
+    eprintln!("up in {:.1} s", started.elapsed().as_secs_f64());
+    let scenarios: [(&str, Scenario); 8] = [
+        ("mtls_strict", scenarios::mtls_strict),
+        ("test_user_routing", scenarios::test_user_routing),
+        ("canary_split", scenarios::canary_split),
+        ("ratings_fault", scenarios::ratings_fault),
+        ("authz_between_services", scenarios::authz_between_services),
+        ("prometheus_counts", scenarios::prometheus_counts),
+        ("gateway_rate_limit", scenarios::gateway_rate_limit),
+        (
+            "reviews_instance_failure",
+            scenarios::reviews_instance_failure,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, scenario) in scenarios {
+        let t = Instant::now();
+        match scenario(&mut mesh) {
+            Ok(summary) => eprintln!(
+                "ok   {name} ({:.1} s): {summary}",
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("FAIL {name}: {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let logs = mesh.keep_logs();
+        panic!(
+            "{} scenario(s) failed (logs in {}/logs):\n{}",
+            failures.len(),
+            logs.display(),
+            failures.join("\n")
+        );
+    }
+
+    // down stops everything up started: no PID and no process group is left.
+    let pids = mesh.pids();
+    let groups = mesh.process_groups();
+    assert!(pids.len() >= 14, "{pids:?}");
+    let out = mesh.down().unwrap();
+    assert!(out.contains("is down"), "{out}");
+    for (name, pid) in &pids {
+        assert!(!running(*pid), "{name} (pid {pid}) still runs after down");
+    }
+    for pgid in groups {
+        assert!(
+            !group_alive(pgid),
+            "process group {pgid} still has members after down"
+        );
+    }
+    eprintln!(
+        "all scenarios and down in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
