@@ -8,12 +8,20 @@
 //! scratch directory, `scripts/compose.sh -p PROJECT up -d`, then poll `docker
 //! inspect` until every container is running and healthy (docker-compose 1.29 has no
 //! `up --wait`). Drop runs `down -v`.
+//!
+//! Compiled into the docker test binary (`#[path]` from integration/tests/mesh_docker.rs,
+//! with its sibling `docker_call.rs`), so it names the library as `wasmesh_integration`.
 
+use super::docker_call;
 use anyhow::{bail, Context, Result};
-use std::net::{SocketAddr, TcpListener};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use wasmesh_integration::http::{self, Response};
+use wasmesh_integration::localmesh::LocalMesh;
 
 /// How long the whole mesh may take to become healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(240);
@@ -30,6 +38,10 @@ pub struct DockerMesh {
     prometheus_port: u16,
     /// Kept on failure for the logs; removed with the project otherwise.
     keep_dir: bool,
+    /// Each sidecar's address on the project network, refreshed when it restarts.
+    ips: BTreeMap<String, IpAddr>,
+    /// Call-from helpers by instance: container id (see `docker_call`).
+    helpers: Mutex<BTreeMap<String, String>>,
 }
 
 fn workspace_root() -> PathBuf {
@@ -80,9 +92,9 @@ pub fn require_docker() -> Result<()> {
 }
 
 impl DockerMesh {
-    /// Generates and starts the Bookinfo example; returns once every container is
+    /// Generates `mesh` for compose and starts it; returns once every container is
     /// healthy.
-    pub fn start() -> Result<DockerMesh> {
+    pub fn start(mesh_file: &Path) -> Result<DockerMesh> {
         require_docker()?;
         let root = workspace_root();
         let n = std::time::SystemTime::now()
@@ -97,18 +109,21 @@ impl DockerMesh {
             gateway_port: free_port()?,
             prometheus_port: free_port()?,
             keep_dir: false,
+            ips: BTreeMap::new(),
+            helpers: Mutex::new(BTreeMap::new()),
         };
         // On any failure below, Drop still runs `down` and keeps the directory.
         mesh.keep_dir = true;
-        mesh.prepare(&root)?;
+        mesh.prepare(&root, mesh_file)?;
         mesh.up()?;
         mesh.wait_healthy()?;
+        mesh.refresh_ips()?;
         mesh.keep_dir = false;
         Ok(mesh)
     }
 
     /// Filters, images and the generated compose project in the scratch directory.
-    fn prepare(&self, root: &Path) -> Result<()> {
+    fn prepare(&self, root: &Path, mesh_file: &Path) -> Result<()> {
         for name in FILTERS {
             let wasm = wasmesh_harness::build::try_wasm_module(&format!("wasmesh-{name}"))
                 .map_err(|e| anyhow::anyhow!("building filter {name}: {e}"))?;
@@ -119,7 +134,7 @@ impl DockerMesh {
         run(Command::new(cargo)
             .current_dir(root)
             .args(["run", "-q", "-p", "wasmesh", "--", "generate"])
-            .arg(root.join("examples/bookinfo/mesh.yaml"))
+            .arg(mesh_file)
             .arg("--out")
             .arg(&self.dir)
             .args(["--target", "compose", "--certs"])
@@ -225,58 +240,137 @@ impl DockerMesh {
         }
     }
 
-    pub fn gateway_url(&self) -> String {
+    /// The sidecar containers' addresses on the project network.
+    fn refresh_ips(&mut self) -> Result<()> {
+        let sidecars: Vec<String> = run(self.compose().args(["config", "--services"]))?
+            .lines()
+            .filter(|l| !l.ends_with("-app") && *l != "prometheus")
+            .map(str::to_string)
+            .collect();
+        for s in sidecars {
+            let id = self.container(&s)?;
+            let ip = docker(&[
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                &id,
+            ])?;
+            let ip = ip
+                .split_whitespace()
+                .next()
+                .with_context(|| format!("{s} has no network address"))?;
+            self.ips.insert(s, ip.parse()?);
+        }
+        Ok(())
+    }
+
+    /// The helper that forwards to `instance`'s outbound listener, started on first use.
+    fn helper_addr(&self, instance: &str) -> Result<SocketAddr> {
+        let ip = *self
+            .ips
+            .get(instance)
+            .with_context(|| format!("no sidecar named {instance}"))?;
+        let addr = SocketAddr::new(ip, docker_call::HELPER_PORT);
+        let mut helpers = self
+            .helpers
+            .lock()
+            .map_err(|_| anyhow::anyhow!("helper table poisoned"))?;
+        if !helpers.contains_key(instance) {
+            let sidecar = self.container(instance)?;
+            let id = docker_call::start_helper(&self.dir, &self.project, &sidecar, addr)?;
+            helpers.insert(instance.to_string(), id);
+        }
+        Ok(addr)
+    }
+
+    /// Removes `instance`'s helper: it dies with the namespace it joined.
+    fn drop_helper(&mut self, instance: &str) {
+        let id = self.helpers.get_mut().ok().and_then(|h| h.remove(instance));
+        if let Some(id) = id {
+            let _ = docker(&["rm", "-f", &id]);
+        }
+    }
+
+    /// The compose project name.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The scratch directory: generated files, certificates, filters.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl LocalMesh for DockerMesh {
+    fn gateway_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.gateway_port)
     }
 
-    pub fn prometheus_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.prometheus_port)
+    fn prometheus_url(&self) -> Option<String> {
+        Some(format!("http://127.0.0.1:{}", self.prometheus_port))
     }
 
-    /// Stops an instance (`reviews-v1-0`): its app, then its sidecar, as a node that
-    /// goes away takes both; callers see connection failures, as in process mode.
-    pub fn stop_instance(&self, instance: &str) -> Result<()> {
+    /// Its app, then its sidecar, as a pod that dies takes both.
+    fn stop_instance(&mut self, instance: &str) -> Result<()> {
+        self.drop_helper(instance);
         let app = self.container(&format!("{instance}-app"))?;
         let sidecar = self.container(instance)?;
-        docker(&["stop", "-t", "2", &app, &sidecar]).map(|_| ())
+        docker(&["stop", "-t", "2", &app, &sidecar]).map(drop)
     }
 
-    /// Starts a stopped instance again (sidecar first: the app joins its network
-    /// namespace) and waits until both are healthy.
-    pub fn start_instance(&self, instance: &str) -> Result<()> {
+    /// Sidecar first (the app joins its namespace), then the app; waits for health.
+    fn start_instance(&mut self, instance: &str) -> Result<()> {
         let sidecar = self.container(instance)?;
         docker(&["start", &sidecar])?;
         let app = self.container(&format!("{instance}-app"))?;
         docker(&["start", &app])?;
-        self.wait_healthy()
+        self.wait_healthy()?;
+        self.refresh_ips()
     }
 
-    /// The sidecar's inbound listener, at its container's address on the project
-    /// network (reachable from the host on Linux): for direct plaintext requests
-    /// that mTLS STRICT must refuse.
-    pub fn inbound_addr(&self, instance: &str) -> Result<SocketAddr> {
-        let id = self.container(instance)?;
-        let ip = docker(&[
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-            &id,
-        ])?;
-        let ip = ip
-            .split_whitespace()
-            .next()
-            .with_context(|| format!("{instance} has no network address"))?;
-        Ok(SocketAddr::new(ip.parse()?, INBOUND_PORT))
+    /// The sidecar's inbound listener at its container's address (the host reaches
+    /// the project network on Linux). An unknown instance gives port 0, which refuses.
+    fn inbound_addr(&self, instance: &str) -> SocketAddr {
+        let ip = self
+            .ips
+            .get(instance)
+            .copied()
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let port = if self.ips.contains_key(instance) {
+            INBOUND_PORT
+        } else {
+            0
+        };
+        SocketAddr::new(ip, port)
     }
 
-    /// The generated compose file this project runs.
-    pub fn compose_file(&self) -> PathBuf {
-        self.dir.join("docker-compose.yml")
+    fn call_from(
+        &self,
+        instance: &str,
+        method: &str,
+        authority: &str,
+        path: &str,
+    ) -> Result<Response> {
+        let addr = self.helper_addr(instance)?;
+        http::request(
+            method,
+            &format!("http://{addr}{path}"),
+            &[("host", authority)],
+            b"",
+        )
     }
 }
 
 impl Drop for DockerMesh {
     fn drop(&mut self) {
+        docker_call::remove_helpers(&self.project);
+        if self.keep_dir || std::thread::panicking() {
+            // `down` deletes the containers and their logs: keep the logs first.
+            if let Ok(out) = self.compose().args(["logs", "--no-color"]).output() {
+                let _ = std::fs::write(self.dir.join("compose.log"), text(&out));
+            }
+        }
         // Best effort in Drop: a failed teardown is printed with the project name so
         // it can be removed by hand.
         let down = self
