@@ -50,6 +50,10 @@ enum Command {
         /// Skip issuing certificates (for checked-in example output).
         #[arg(long)]
         no_certs: bool,
+        /// One mesh-module filter (dist/filters/mesh.wasm) per chain instead of
+        /// separate filters: one VM and one context per request.
+        #[arg(long)]
+        bundle: bool,
     },
     /// Check the mesh file: schema, references, weights, ports; load every filter
     /// config into the compiled filter; run `envoy --mode validate` when Envoy is found.
@@ -185,13 +189,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             port_base,
             certs,
             no_certs,
+            bundle,
         } => {
             let model = load(&mesh)?;
             let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
             let opts = match target {
                 TargetArg::Process => GenerateOptions::process(&out_label, port_base),
                 TargetArg::Compose => GenerateOptions::compose(&out_label),
-            };
+            }
+            .with_bundle(bundle);
             let files = wasmesh::generate(&model, &opts)?;
             wasmesh::write_files(&out, &files)
                 .with_context(|| format!("writing into {}", out.display()))?;
