@@ -406,6 +406,37 @@ fn apply_ops(map: MapType, ops: Vec<HeaderOp>) {
     }
 }
 
+/// Every this many finished streams, the VM's linear memory size is recorded in the
+/// gauge `wasmesh_wasm_memory_bytes;filter=NAME`: Envoy 1.40 has no stat for it, and a
+/// soak test needs it to show that memory stays flat.
+const MEMORY_REPORT_EVERY: u32 = 1024;
+
+thread_local! {
+    static STREAMS_SINCE_REPORT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+fn report_memory() {
+    let due = STREAMS_SINCE_REPORT.with(|n| {
+        let seen = n.get();
+        n.set((seen + 1) % MEMORY_REPORT_EVERY);
+        seen == 0
+    });
+    if !due {
+        return;
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let bytes = (core::arch::wasm32::memory_size(0) as u64) * 65_536;
+        let name = crate::metrics::encode_name(
+            "wasmesh_wasm_memory_bytes",
+            &[("filter", crate::log::prefix())],
+        );
+        if let Ok(id) = host::define_metric(host::MetricKind::Gauge, &name) {
+            let _ = host::record_metric(id, bytes);
+        }
+    }
+}
+
 /// One HTTP stream's context.
 struct Http<S: Stage> {
     shared: Rc<StreamShared<S>>,
@@ -502,6 +533,7 @@ impl<S: Stage> HttpContext for Http<S> {
         );
         let mut state = self.shared.state.borrow_mut();
         self.shared.stage.on_log(&view, &mut state.stream);
+        report_memory();
     }
 }
 

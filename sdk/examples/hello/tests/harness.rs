@@ -80,3 +80,19 @@ fn bad_config_is_refused_with_the_field_in_the_log() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn linear_memory_is_reported_as_a_gauge() {
+    let host = host(CONFIG);
+    let mut s = host.stream();
+    s.request_headers(&request("GET", "/public", "shop"), true);
+    s.response_headers(&response(200), true);
+    s.finish();
+    let memory = host
+        .metric("wasmesh_wasm_memory_bytes;filter=hello")
+        .unwrap();
+    assert!(
+        memory.value >= 65_536 && memory.value % 65_536 == 0,
+        "{memory:?}"
+    );
+}
