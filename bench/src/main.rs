@@ -13,6 +13,7 @@ mod configs;
 mod load;
 mod procfs;
 mod report;
+mod soak;
 
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ struct Args {
     duration: Duration,
     rounds: usize,
     only: Option<Vec<String>>,
+    /// Run the soak instead: this many requests through the named configuration.
+    soak: Option<(String, u64)>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -33,6 +36,7 @@ fn parse_args() -> Result<Args> {
         duration: Duration::from_secs(5),
         rounds: 3,
         only: None,
+        soak: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,7 +54,7 @@ fn parse_args() -> Result<Args> {
                         .collect(),
                 )
             }
-            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b)"),
+            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N)"),
         }
     }
     Ok(args)
@@ -86,6 +90,18 @@ fn main() -> Result<()> {
         );
     }
     let header = format!("authorization: Bearer {}", inputs.token);
+    if let Some((name, total)) = &args.soak {
+        let config = all
+            .iter()
+            .find(|c| &c.name == name)
+            .with_context(|| format!("no configuration {name}"))?;
+        let table = soak::run(name, &config.bootstrap, *total, &header)?;
+        println!("{table}");
+        let out = root.join("docs/bench");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join(format!("soak-{name}.md")), &table)?;
+        return Ok(());
+    }
 
     let mut running = Vec::new();
     for config in all {
@@ -171,7 +187,7 @@ fn main() -> Result<()> {
 }
 
 /// Pins every thread of `pid` to `cpu`, so Envoy and the load generator do not share.
-fn pin(pid: u32, cpu: usize) -> Result<()> {
+pub(crate) fn pin(pid: u32, cpu: usize) -> Result<()> {
     let status = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
         .output()
