@@ -16,6 +16,8 @@ pub struct DownReport {
     pub stopped: usize,
     /// Of those, the ones that ignored SIGTERM and were killed.
     pub killed: Vec<String>,
+    /// Docker mode: the compose project and how many of its containers were removed.
+    pub docker: Option<(String, usize)>,
 }
 
 /// Stops every process of the mesh whose state is in `dir`, in reverse start order
@@ -25,6 +27,16 @@ pub fn down(dir: &Path) -> Result<DownReport> {
     let Some(st) = state::load(dir)? else {
         return Ok(DownReport::default());
     };
+    if let Some(d) = &st.docker {
+        let removed = crate::docker::down(&st.root, d)?;
+        // Only once the project is gone: until then the state is what finds it.
+        state::remove(dir)?;
+        return Ok(DownReport {
+            mesh: Some(st.mesh),
+            docker: Some((d.project.clone(), removed)),
+            ..DownReport::default()
+        });
+    }
     let procs: Vec<&Running> = st.processes.iter().rev().collect();
     let stopped = procs
         .iter()
@@ -45,6 +57,7 @@ pub fn down(dir: &Path) -> Result<DownReport> {
         mesh: Some(st.mesh),
         stopped,
         killed,
+        docker: None,
     })
 }
 
@@ -53,6 +66,7 @@ pub fn down(dir: &Path) -> Result<DownReport> {
 pub fn stop_instance(dir: &Path, instance: &str) -> Result<()> {
     let st = state::load(dir)?
         .ok_or_else(|| anyhow!("no mesh is up (no state in {})", dir.display()))?;
+    crate::docker::process_mode_only(&st, "stop")?;
     let procs: Vec<&Running> = st
         .processes
         .iter()

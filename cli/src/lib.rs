@@ -13,6 +13,7 @@ pub mod bundlecheck;
 pub mod certs;
 pub mod check;
 pub mod compose;
+pub mod docker;
 pub mod down;
 pub mod duration;
 pub mod envoy;

@@ -84,6 +84,7 @@ enum Command {
     },
     /// Run the mesh locally (process mode): build what is missing, start every app,
     /// sidecar, the gateway and Prometheus (when installed), wait until all are ready.
+    /// With --docker: as a compose project on the local images (docs/docker.md).
     Up {
         #[arg(default_value = "examples/bookinfo/mesh.yaml")]
         mesh: PathBuf,
@@ -105,11 +106,25 @@ enum Command {
         /// Seconds everything may take to become ready.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Run as a docker compose project (generated into STATE_DIR/docker) instead
+        /// of processes; --gateway-port and --prometheus-port are then host ports.
+        #[arg(long, conflicts_with = "no_prometheus")]
+        docker: bool,
+        /// The compose project name (--docker).
+        #[arg(long, default_value = wasmesh::docker::DEFAULT_PROJECT, requires = "docker")]
+        project: String,
     },
-    /// Stop everything `wasmesh up` started (idempotent).
+    /// Stop everything `wasmesh up` started, processes or compose project, as the state
+    /// file records (idempotent).
     Down {
         #[command(flatten)]
         state: StateDirArg,
+        /// With no state file: remove the compose project --project by its label.
+        #[arg(long)]
+        docker: bool,
+        /// The compose project --docker removes when no state file names one.
+        #[arg(long, default_value = wasmesh::docker::DEFAULT_PROJECT, requires = "docker")]
+        project: String,
     },
     /// Requests/s, error rate and p50/p99 latency per service and instance, from the
     /// sidecars' stats (sampled twice, `--interval` apart).
@@ -246,7 +261,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_prometheus,
             certs,
             timeout,
+            docker,
+            project,
         } => {
+            if docker {
+                let opts = wasmesh::docker::DockerUpOptions {
+                    mesh,
+                    state_dir: state.state_dir,
+                    certs_dir: certs,
+                    project,
+                    gateway_port,
+                    prometheus_port,
+                    timeout: std::time::Duration::from_secs(timeout),
+                };
+                let started = std::time::Instant::now();
+                let st = wasmesh::docker::up(&opts)?;
+                let containers = st.docker.as_ref().map_or(0, |d| d.services.len());
+                println!(
+                    "\nmesh {} is up: {containers} containers healthy in {:.1} s",
+                    st.mesh,
+                    started.elapsed().as_secs_f64()
+                );
+                let flags = wasmesh::up::state_dir_flag(&opts.state_dir);
+                let model = wasmesh::load(&st.mesh_file).ok();
+                print!(
+                    "{}",
+                    wasmesh::summary::render(&st, model.as_ref(), &exe_name(), &flags)
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let opts = wasmesh::up::UpOptions {
                 mesh,
                 state_dir: state.state_dir,
@@ -273,16 +316,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Down { state } => {
+        Command::Down {
+            state,
+            docker,
+            project,
+        } => {
             let r = wasmesh::down::down(&state.state_dir)?;
-            match r.mesh {
-                Some(mesh) => {
+            match (r.mesh, r.docker) {
+                (Some(mesh), Some((project, n))) => {
+                    println!(
+                        "mesh {mesh} is down: removed compose project {project} ({n} containers)"
+                    );
+                }
+                (Some(mesh), None) => {
                     println!("mesh {mesh} is down: stopped {} processes", r.stopped);
                     if !r.killed.is_empty() {
                         println!("(killed after the grace period: {})", r.killed.join(", "));
                     }
                 }
-                None => println!("no mesh is up (nothing in {})", state.state_dir.display()),
+                (None, _) if docker => {
+                    // No state, e.g. after a deleted state directory: go by the label.
+                    let n = wasmesh::docker::down_project(&project)?;
+                    if n == 0 {
+                        println!("no compose project {project} is up");
+                    } else {
+                        println!("removed compose project {project} ({n} containers)");
+                    }
+                }
+                (None, _) => {
+                    println!("no mesh is up (nothing in {})", state.state_dir.display())
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

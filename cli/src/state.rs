@@ -28,8 +28,26 @@ pub struct State {
     pub port_base: u16,
     pub gateway_url: Option<String>,
     pub prometheus_url: Option<String>,
-    /// In start order.
+    /// In start order. Empty in docker mode.
     pub processes: Vec<Running>,
+    /// Set in docker mode (`wasmesh up --docker`): the compose project `down` removes.
+    /// Absent from state files of process mode, and of wasmesh versions before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerRun>,
+}
+
+/// A mesh run as a compose project: what `down` needs to remove it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerRun {
+    /// The compose project name (`-p`), also the `com.docker.compose.project` label.
+    pub project: String,
+    /// The generated compose file (absolute: `down` may run from elsewhere).
+    pub compose_file: PathBuf,
+    /// The host-port variables the file interpolates (`WASMESH_GATEWAY_PORT`, ...),
+    /// passed again to every later compose command.
+    pub env: BTreeMap<String, String>,
+    /// The compose services, in the order `up` saw them become ready.
+    pub services: Vec<String>,
 }
 
 /// One started process, with what it takes to start it again (`wasmesh start`).

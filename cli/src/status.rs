@@ -210,6 +210,7 @@ pub fn status(dir: &Path, interval: Duration) -> Result<String> {
             dir.display()
         )
     })?;
+    crate::docker::process_mode_only(&st, "status")?;
     // The gateway first: what clients get, then each service behind it.
     let envoys: Vec<&Running> = st
         .processes

@@ -11,10 +11,20 @@ use crate::state::State;
 /// `--state-dir` flags `status` and `down` need.
 pub fn render(st: &State, mesh: Option<&MeshFile>, exe: &str, flags: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n  SERVICE          INSTANCE                 APP    INBOUND  ADMIN  PID"
-    );
+    if let Some(d) = &st.docker {
+        let _ = writeln!(
+            out,
+            "\n  compose project {} ({} containers), {}",
+            d.project,
+            d.services.len(),
+            d.compose_file.display()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\n  SERVICE          INSTANCE                 APP    INBOUND  ADMIN  PID"
+        );
+    }
     for p in &st.processes {
         let port = |role: &str| p.ports.get(role).map_or("-".to_string(), u16::to_string);
         match p.kind.as_str() {
@@ -65,10 +75,25 @@ pub fn render(st: &State, mesh: Option<&MeshFile>, exe: &str, flags: &str) -> St
             );
         }
     }
-    let _ = writeln!(out, "  logs        {}/logs/", st_dir(flags));
+    match &st.docker {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "  logs        scripts/compose.sh -p {} -f {} logs SERVICE",
+                d.project,
+                d.compose_file.display()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  logs        {}/logs/", st_dir(flags));
+        }
+    }
     let _ = writeln!(out, "\n  Try:");
     let Some(gw) = &st.gateway_url else {
-        let _ = writeln!(out, "    {exe} status{flags}\n    {exe} down{flags}");
+        if st.docker.is_none() {
+            let _ = writeln!(out, "    {exe} status{flags}");
+        }
+        let _ = writeln!(out, "    {exe} down{flags}");
         return out;
     };
     let page = mesh.map_or("/".to_string(), first_gateway_path);
@@ -99,10 +124,13 @@ pub fn render(st: &State, mesh: Option<&MeshFile>, exe: &str, flags: &str) -> St
             "    curl -s '{url}/api/v1/query?query=sum(istio_requests_total)by(destination_service_name,response_code)'"
         );
     }
-    let _ = writeln!(
-        out,
-        "    {exe} status{flags}          # requests/s, errors, p50/p99 per instance"
-    );
+    // `status` reads the sidecars' admin ports, which compose does not publish.
+    if st.docker.is_none() {
+        let _ = writeln!(
+            out,
+            "    {exe} status{flags}          # requests/s, errors, p50/p99 per instance"
+        );
+    }
     let _ = writeln!(out, "    {exe} down{flags}            # stop everything");
     out
 }

@@ -48,7 +48,8 @@ pub fn up(opts: &UpOptions) -> Result<State> {
     let root = std::env::current_dir().context("reading the current directory")?;
     let dir = &opts.state_dir;
     if let Some(old) = state::load(dir)? {
-        if old.processes.iter().any(Running::is_alive) {
+        // A docker-mode state has no processes to ask: only `down` knows it is gone.
+        if old.docker.is_some() || old.processes.iter().any(Running::is_alive) {
             bail!(
                 "a mesh ({}) is already up with state in {}: run `wasmesh down{}` first",
                 old.mesh,
@@ -88,7 +89,7 @@ pub fn up(opts: &UpOptions) -> Result<State> {
         &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
     )?;
 
-    build_missing_filters(&root, &files)?;
+    build_missing_filters(&root, &files, &|p| root.join(p))?;
     let envoy = envoy_path(&root)?;
     let prometheus_bin = if opts.prometheus {
         find_on_path("prometheus")
@@ -184,6 +185,7 @@ pub fn up(opts: &UpOptions) -> Result<State> {
         gateway_url,
         prometheus_url,
         processes: Vec::new(),
+        docker: None,
     };
     let result = start_all(&root, dir, &mut st, procs, opts.timeout, started);
     if let Err(e) = result {
@@ -313,11 +315,7 @@ pub fn wait_ready(procs: &[&Running], timeout: Duration, started: Instant) -> Re
             });
             if ready {
                 done += 1;
-                println!(
-                    "[{done:>2}/{total}] {:<28} ready  ({:.1} s)",
-                    r.name,
-                    started.elapsed().as_secs_f64()
-                );
+                print_ready(done, total, &r.name, started);
             } else {
                 still.push(r);
             }
@@ -350,6 +348,14 @@ pub fn wait_ready(procs: &[&Running], timeout: Duration, started: Instant) -> Re
     Ok(())
 }
 
+/// The progress line of the readiness wait, shared by process and docker mode.
+pub fn print_ready(done: usize, total: usize, name: &str, started: Instant) {
+    println!(
+        "[{done:>2}/{total}] {name:<28} ready  ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -358,15 +364,20 @@ pub fn tail(path: &Path, n: usize) -> String {
 }
 
 /// Every `.wasm` the bootstraps name that does not exist yet, built by
-/// `scripts/build-filters.sh`.
-fn build_missing_filters(root: &Path, files: &[crate::OutputFile]) -> Result<()> {
+/// `scripts/build-filters.sh`. `on_host` maps a path as Envoy sees it to the host file
+/// (the same path in process mode; under the mounted directory in docker mode).
+pub(crate) fn build_missing_filters(
+    root: &Path,
+    files: &[crate::OutputFile],
+    on_host: &dyn Fn(&str) -> PathBuf,
+) -> Result<()> {
     let mut missing = BTreeSet::new();
     for (_, bytes) in files {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
             continue;
         };
         collect_wasm(&value, &mut |path| {
-            if !root.join(path).exists() {
+            if !on_host(path).exists() {
                 if let Some(stem) = Path::new(path).file_stem() {
                     missing.insert(stem.to_string_lossy().into_owned());
                 }
@@ -504,6 +515,7 @@ pub fn state_dir_flag(dir: &Path) -> String {
 pub fn start_instance(dir: &Path, instance: &str, timeout: Duration) -> Result<()> {
     let mut st = state::load(dir)?
         .ok_or_else(|| anyhow!("no mesh is up (no state in {})", dir.display()))?;
+    crate::docker::process_mode_only(&st, "start")?;
     let idx: Vec<usize> = st
         .processes
         .iter()
