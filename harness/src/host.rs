@@ -205,6 +205,14 @@ impl Host {
         self.workers.len()
     }
 
+    /// How many times the guest has called into the host so far, on every worker (every
+    /// import, WASI included). Take the difference around a request to count its calls.
+    pub fn host_calls(&self) -> u64 {
+        (0..self.workers.len())
+            .map(|w| self.vm(w).store.data().host_calls)
+            .sum()
+    }
+
     pub(crate) fn vm(&self, worker: usize) -> MutexGuard<'_, Vm> {
         // Guest code runs under this lock but cannot panic the host (traps are errors), so
         // poisoning means a harness bug; keep going with the data.

@@ -169,6 +169,9 @@ pub(crate) struct VmState {
     /// Argument buffer for `proxy_on_foreign_function` (BufferType::CallData).
     pub call_data: Option<Vec<u8>>,
     pub rng: u64,
+    /// Calls from the guest into the host (every import, WASI included), counted by
+    /// wasmtime's call hook: what a filter costs Envoy is mostly its host calls.
+    pub host_calls: u64,
 }
 
 impl VmState {

@@ -82,8 +82,15 @@ impl Vm {
             call_response: None,
             call_data: None,
             rng: seed,
+            host_calls: 0,
         };
         let mut store = Store::new(engine(), state);
+        store.call_hook(|mut ctx, hook| {
+            if matches!(hook, wasmtime::CallHook::CallingHost) {
+                ctx.data_mut().host_calls += 1;
+            }
+            Ok(())
+        });
         let inst_err = |e: wasmtime::Error| HarnessError::Instantiate {
             worker,
             message: format!("{e:#}"),

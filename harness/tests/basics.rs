@@ -182,3 +182,20 @@ fn request_headers_are_gone_after_the_phase_continued() {
         .iter()
         .any(|i| i.message.contains("request headers not available now")));
 }
+
+#[test]
+fn host_calls_are_counted_per_request() {
+    let host = common::host();
+    let count = |op_name: &str| {
+        let before = host.host_calls();
+        let mut s = host.stream();
+        s.request_headers(&common::op(op_name, &[]), true);
+        s.response_headers(&wasmesh_harness::response(200), true);
+        s.finish();
+        host.host_calls() - before
+    };
+    let passthrough = count("none");
+    assert!(passthrough > 0, "the probe reads its op header at least");
+    assert_eq!(count("none"), passthrough, "the same request costs the same calls");
+    assert!(count("set-header") > passthrough, "editing headers costs more host calls");
+}

@@ -31,6 +31,7 @@ pub trait AnyStage {
         result: CalloutResult,
     ) -> Decision;
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision;
+    fn wants_response(&self) -> bool;
     fn on_log(&self, log: &LogView<'_>, stream: &mut dyn Any);
 }
 
@@ -79,6 +80,9 @@ impl<S: Stage> AnyStage for Erased<S> {
     }
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision {
         with_stream::<S, _>(stream, Decision::Continue, |s| self.0.on_response(resp, s))
+    }
+    fn wants_response(&self) -> bool {
+        self.0.wants_response()
     }
     fn on_log(&self, log: &LogView<'_>, stream: &mut dyn Any) {
         with_stream::<S, _>(stream, (), |s| self.0.on_log(log, s))
@@ -252,12 +256,19 @@ impl<R: Registry> Stage for Pipeline<R> {
             let (Some(stage), Some(s)) = (self.stages.get(i), stream.streams.get_mut(i)) else {
                 continue;
             };
+            if !stage.wants_response() {
+                continue;
+            }
             let decision = stage.on_response(resp, s.as_mut());
             if outcome == Decision::Continue {
                 outcome = decision;
             }
         }
         outcome
+    }
+
+    fn wants_response(&self) -> bool {
+        self.stages.iter().any(|s| s.wants_response())
     }
 
     fn on_log(&self, log: &LogView<'_>, stream: &mut PipelineStream) {

@@ -11,7 +11,9 @@ use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
 use crate::props::HostProperties;
 use crate::request::Request;
-use crate::stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
+use crate::stage::{
+    Callout, CalloutResult, Decision, HeaderSource, LocalReply, LogView, Response, Stage,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -437,6 +439,19 @@ fn report_memory() {
     }
 }
 
+/// The current stream's header maps, from the host.
+struct HostHeaders;
+
+impl HeaderSource for HostHeaders {
+    fn request_headers(&self) -> HeaderMap {
+        HeaderMap::from_pairs(host::header_pairs(MapType::RequestHeaders).unwrap_or_default())
+    }
+
+    fn response_headers(&self) -> HeaderMap {
+        HeaderMap::from_pairs(host::header_pairs(MapType::ResponseHeaders).unwrap_or_default())
+    }
+}
+
 /// One HTTP stream's context.
 struct Http<S: Stage> {
     shared: Rc<StreamShared<S>>,
@@ -511,6 +526,9 @@ impl<S: Stage> HttpContext for Http<S> {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.shared.stage.wants_response() {
+            return Action::Continue;
+        }
         static PROPS: HostProperties = HostProperties;
         let pairs = host::header_pairs(MapType::ResponseHeaders).unwrap_or_default();
         let mut resp = Response::new(HeaderMap::from_pairs(pairs), &PROPS);
@@ -524,13 +542,7 @@ impl<S: Stage> HttpContext for Http<S> {
 
     fn on_log(&mut self) {
         static PROPS: HostProperties = HostProperties;
-        let request = host::header_pairs(MapType::RequestHeaders).unwrap_or_default();
-        let response = host::header_pairs(MapType::ResponseHeaders).unwrap_or_default();
-        let view = LogView::new(
-            HeaderMap::from_pairs(request),
-            HeaderMap::from_pairs(response),
-            &PROPS,
-        );
+        let view = LogView::lazy(&HostHeaders, &PROPS);
         let mut state = self.shared.state.borrow_mut();
         self.shared.stage.on_log(&view, &mut state.stream);
         report_memory();

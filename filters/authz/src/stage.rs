@@ -633,6 +633,11 @@ impl Stage for AuthzStage {
     type Config = Config;
     type Stream = AuthzStream;
 
+    /// Authorization is decided on the request; responses pass untouched.
+    fn wants_response(&self) -> bool {
+        false
+    }
+
     fn build(c: Config) -> Result<Self, ConfigError> {
         let providers = validate_list("extensionProviders", &c.extension_providers, |p| {
             let http = p.envoy_ext_authz_http.as_ref().ok_or_else(|| {

@@ -167,6 +167,10 @@ impl Stage for FaultStage {
         }
     }
 
+    fn wants_response(&self) -> bool {
+        false
+    }
+
     fn on_log(&self, _log: &LogView<'_>, stream: &mut Stream) {
         // A client that gave up during its delay still frees its slot.
         self.release(stream);

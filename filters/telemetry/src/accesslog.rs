@@ -135,7 +135,7 @@ impl Record<'_, '_> {
         let log = self.facts.log;
         let props = &log.props;
         let req = |h: &str| {
-            log.request
+            log.request()
                 .get(h)
                 .map_or(Value::Null, |v| Value::Str(Cow::Borrowed(v)))
         };
@@ -153,7 +153,7 @@ impl Record<'_, '_> {
                 .int(&["request", "time"])
                 .map_or(Value::Null, |ns| Value::Str(Cow::Owned(rfc3339_millis(ns)))),
             Field::Method => req(":method"),
-            Field::Path => match log.request.get("x-envoy-original-path") {
+            Field::Path => match log.request().get("x-envoy-original-path") {
                 Some(p) => Value::Str(Cow::Borrowed(p)),
                 None => req(":path"),
             },
@@ -165,7 +165,7 @@ impl Record<'_, '_> {
             Field::BytesSent => int(&["response", "size"]),
             Field::Duration => Value::Num(self.measures.duration_ms as f64),
             Field::UpstreamServiceTime => log
-                .response
+                .response()
                 .get("x-envoy-upstream-service-time")
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .map_or(Value::Null, Value::Num),

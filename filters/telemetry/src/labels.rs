@@ -301,14 +301,14 @@ impl<'a> Facts<'a> {
     fn source<'s>(&'s self, source: &'s Source) -> Option<Cow<'s, str>> {
         match source {
             Source::Literal(l) => Some(Cow::Borrowed(l)),
-            Source::Method => self.log.request.get(":method").map(Cow::Borrowed),
+            Source::Method => self.log.request().get(":method").map(Cow::Borrowed),
             Source::Protocol => Some(Cow::Borrowed(self.label(Label::RequestProtocol))),
             Source::ResponseCode => Some(Cow::Borrowed(self.label(Label::ResponseCode))),
             Source::ResponseFlags => Some(Cow::Borrowed(self.label(Label::ResponseFlags))),
             Source::ResponseCodeClass => Some(Cow::Borrowed(code_class(self.status))),
             Source::Standard(l) => Some(Cow::Borrowed(self.label(*l))),
-            Source::RequestHeader(h) => self.log.request.get(h).map(Cow::Borrowed),
-            Source::ResponseHeader(h) => self.log.response.get(h).map(Cow::Borrowed),
+            Source::RequestHeader(h) => self.log.request().get(h).map(Cow::Borrowed),
+            Source::ResponseHeader(h) => self.log.response().get(h).map(Cow::Borrowed),
             Source::Property(path) => self
                 .log
                 .props

@@ -178,7 +178,7 @@ impl TelemetryStage {
             }
         };
         let grpc_status: Cow<'s, str> = if stream.grpc {
-            match log.response.get("grpc-status") {
+            match log.response().get("grpc-status") {
                 Some(s) => Cow::Owned(clean(s).into_owned()),
                 None => log
                     .props
