@@ -5,8 +5,9 @@
 //! health (15021 `/healthz/ready`, answered by admin's `/ready`), Prometheus (15090
 //! `/stats/prometheus` only) and admin on loopback. The gateway has its client-facing
 //! listener instead of inbound/outbound. Wasm filters go in Istio's phase order; route
-//! faults become rules of the destination's inbound fault filter, because stock Envoy
-//! refuses per-route config for Wasm filters.
+//! faults become rules of each caller's outbound fault filter (stock Envoy refuses
+//! per-route config for Wasm filters), so, as in Istio, they run before the caller's
+//! router and its retries never see an injected abort.
 
 use crate::envoy::*;
 use crate::model::{
@@ -146,8 +147,8 @@ impl Builder<'_> {
     fn filter_configs(&self) -> Vec<(FilterName, Value)> {
         let specs: Vec<FilterSpec> = match self.inst.kind {
             InstanceKind::Sidecar { service, .. } => {
-                let mut v = inbound_filters(service);
-                v.extend(service.filters.outbound.iter().cloned());
+                let mut v = service.filters.inbound.clone();
+                v.extend(outbound_filters(self.mesh, service));
                 v
             }
             InstanceKind::Gateway => self
@@ -246,17 +247,8 @@ impl Builder<'_> {
             .map_or("default", |g| g.namespace.as_str())
     }
 
-    /// The services this sidecar's app may call: `calls` if given, else all.
     fn callees(&self, s: &ServiceSpec) -> Vec<&ServiceSpec> {
-        match &s.calls {
-            Some(names) => self
-                .mesh
-                .services
-                .iter()
-                .filter(|c| names.contains(&c.name))
-                .collect(),
-            None => self.mesh.services.iter().collect(),
-        }
+        callees(self.mesh, s)
     }
 
     fn gateway_callees(&self) -> Vec<&ServiceSpec> {
@@ -294,7 +286,7 @@ impl Builder<'_> {
             }),
             direct_response: None,
         };
-        let filters = inbound_filters(s);
+        let filters = &s.filters.inbound;
         let hcm = |plain: bool| HttpConnectionManager {
             stat_prefix: format!("inbound_0.0.0.0_{}", s.port),
             codec_type: "AUTO",
@@ -306,7 +298,7 @@ impl Builder<'_> {
                     routes: vec![route.clone()],
                 }],
             },
-            http_filters: self.http_filters(&filters),
+            http_filters: self.http_filters(filters),
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -378,7 +370,7 @@ impl Builder<'_> {
                 name: "outbound".into(),
                 virtual_hosts: vhosts,
             },
-            http_filters: self.http_filters(&s.filters.outbound),
+            http_filters: self.http_filters(&outbound_filters(self.mesh, s)),
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -839,11 +831,26 @@ pub fn with_workload(f: &FilterSpec, workload: impl FnOnce() -> Value) -> Value 
     config
 }
 
-/// The inbound chain of `s`: its inbound filters, with its routes' faults merged into
-/// the fault filter (appended to its `rules`, or a new fault filter).
-pub fn inbound_filters(s: &ServiceSpec) -> Vec<FilterSpec> {
-    let mut filters = s.filters.inbound.clone();
-    if let Some(rules) = fault_rules(s) {
+/// The services `s`'s app may call: `calls` if given, else all.
+pub fn callees<'m>(mesh: &'m MeshFile, s: &ServiceSpec) -> Vec<&'m ServiceSpec> {
+    match &s.calls {
+        Some(names) => mesh
+            .services
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect(),
+        None => mesh.services.iter().collect(),
+    }
+}
+
+/// The outbound chain of `s`: its outbound filters, with the route faults of every
+/// service it calls merged into the fault filter (appended to its `rules`, or a new
+/// fault filter). Faults run at the caller, before its router, as Istio injects them:
+/// on the callee's inbound side the caller's retries would retry the injected aborts.
+pub fn outbound_filters(mesh: &MeshFile, s: &ServiceSpec) -> Vec<FilterSpec> {
+    let mut filters = s.filters.outbound.clone();
+    let rules: Vec<Value> = callees(mesh, s).into_iter().flat_map(fault_rules).collect();
+    if !rules.is_empty() {
         merge_fault_rules(&mut filters, rules);
     }
     filters
@@ -939,25 +946,33 @@ fn route_match(m: &MatchSpec) -> RouteMatch {
     rm
 }
 
-/// The `Host` values that reach a service through the outbound listener.
-fn service_domains(s: &ServiceSpec) -> Vec<String> {
-    let names = [
+/// The names a caller may give a service, without the port.
+fn service_names(s: &ServiceSpec) -> [String; 4] {
+    [
         s.name.clone(),
         format!("{}.{}", s.name, s.namespace),
         format!("{}.{}.svc", s.name, s.namespace),
         service_host(s),
-    ];
+    ]
+}
+
+/// The `Host` values that reach a service through the outbound listener.
+fn service_domains(s: &ServiceSpec) -> Vec<String> {
     let mut out = Vec::new();
-    for n in names {
+    for n in service_names(s) {
         out.push(format!("{n}:{}", s.port));
         out.push(n);
     }
     out
 }
 
-/// The service's route faults as rules for the fault filter on its inbound side.
-/// The rule format is the fault filter's: `match` is the SDK's matcher config.
-fn fault_rules(s: &ServiceSpec) -> Option<Vec<Value>> {
+/// The service's route faults as rules for the fault filter on its callers' outbound
+/// side, one per route match, named as the Envoy route (`SERVICE.ROUTE`, plus `.K` for
+/// several matches: rule names must be unique). The rule format is the fault filter's:
+/// `match` is the SDK's matcher config, with the service's names as `hosts` since one
+/// outbound chain serves every callee. The SDK compares hosts without the port, so
+/// `ratings:9080` (what the apps send) matches `ratings`.
+fn fault_rules(s: &ServiceSpec) -> Vec<Value> {
     let mut rules = Vec::new();
     for (j, r) in s.routes.iter().enumerate() {
         let Some(f) = &r.fault else { continue };
@@ -967,10 +982,18 @@ fn fault_rules(s: &ServiceSpec) -> Option<Vec<Value>> {
         } else {
             r.matches.clone()
         };
-        for m in &matches {
+        let many = matches.len() > 1;
+        for (k, m) in matches.iter().enumerate() {
+            let rule_name = if many {
+                format!("{}.{name}.{k}", s.name)
+            } else {
+                format!("{}.{name}", s.name)
+            };
+            let mut matcher = sdk_match(m);
+            matcher.insert("hosts".into(), json!(service_names(s)));
             let mut rule = serde_json::Map::new();
-            rule.insert("name".into(), json!(format!("{}.{name}", s.name)));
-            rule.insert("match".into(), sdk_match(m));
+            rule.insert("name".into(), json!(rule_name));
+            rule.insert("match".into(), Value::Object(matcher));
             if let Some(a) = &f.abort {
                 rule.insert(
                     "abort".into(),
@@ -986,11 +1009,11 @@ fn fault_rules(s: &ServiceSpec) -> Option<Vec<Value>> {
             rules.push(Value::Object(rule));
         }
     }
-    (!rules.is_empty()).then_some(rules)
+    rules
 }
 
 /// A route match in the SDK's matcher config format (`path`, `methods`, `headers`).
-fn sdk_match(m: &MatchSpec) -> Value {
+fn sdk_match(m: &MatchSpec) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     let one = |k: Matcher<'_>| match k {
         Matcher::Exact(v) => ("exact", v.to_string()),
@@ -1014,7 +1037,7 @@ fn sdk_match(m: &MatchSpec) -> Value {
     if !headers.is_empty() {
         out.insert("headers".into(), Value::Array(headers));
     }
-    Value::Object(out)
+    out
 }
 
 /// Adds route-fault rules to the chain's fault filter, creating one if needed.

@@ -29,31 +29,32 @@ pub fn chains(mesh: &MeshFile) -> Vec<Chain> {
         out.push(Chain { path, filters });
     };
     for (i, s) in mesh.services.iter().enumerate() {
-        let user = s.filters.inbound.len();
-        let inbound = bootstrap::inbound_filters(s)
-            .into_iter()
-            .enumerate()
-            .map(|(k, f)| {
-                let p = if k < user {
-                    format!("services[{i}].filters.inbound[{k}].config")
-                } else {
-                    // The fault filter made from the routes' faults.
-                    format!("services[{i}].routes")
-                };
-                (p, f)
-            })
-            .collect();
-        push(format!("services[{i}].filters.inbound"), inbound);
-        let outbound = s
+        let inbound = s
             .filters
-            .outbound
+            .inbound
             .iter()
             .enumerate()
             .map(|(k, f)| {
                 (
-                    format!("services[{i}].filters.outbound[{k}].config"),
+                    format!("services[{i}].filters.inbound[{k}].config"),
                     f.clone(),
                 )
+            })
+            .collect();
+        push(format!("services[{i}].filters.inbound"), inbound);
+        let user = s.filters.outbound.len();
+        let outbound = bootstrap::outbound_filters(mesh, s)
+            .into_iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let p = if k < user {
+                    format!("services[{i}].filters.outbound[{k}].config")
+                } else {
+                    // The fault filter made from the faults on the routes of the
+                    // services it calls.
+                    format!("services[{i}].calls")
+                };
+                (p, f)
             })
             .collect();
         push(format!("services[{i}].filters.outbound"), outbound);

@@ -266,7 +266,7 @@ impl Checker<'_> {
             if owner.is_none() {
                 self.err(
                     format!("{at}.fault"),
-                    "faults are injected by the destination service's sidecar: put this route under the service's routes",
+                    "faults are injected by the sidecars calling a service: put this route under the service's routes",
                 );
             }
             if f.abort.is_none() && f.delay.is_none() {

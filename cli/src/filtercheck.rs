@@ -26,21 +26,22 @@ pub struct FilterReport {
 pub fn chains(mesh: &MeshFile) -> Vec<(String, FilterSpec)> {
     let mut out = Vec::new();
     for (i, s) in mesh.services.iter().enumerate() {
-        let user = s.filters.inbound.len();
-        for (k, f) in bootstrap::inbound_filters(s).into_iter().enumerate() {
-            let path = if k < user {
-                format!("services[{i}].filters.inbound[{k}].config")
-            } else {
-                // The fault filter made from the routes' faults.
-                format!("services[{i}].routes")
-            };
-            out.push((path, f));
-        }
-        for (k, f) in s.filters.outbound.iter().enumerate() {
+        for (k, f) in s.filters.inbound.iter().enumerate() {
             out.push((
-                format!("services[{i}].filters.outbound[{k}].config"),
+                format!("services[{i}].filters.inbound[{k}].config"),
                 f.clone(),
             ));
+        }
+        let user = s.filters.outbound.len();
+        for (k, f) in bootstrap::outbound_filters(mesh, s).into_iter().enumerate() {
+            let path = if k < user {
+                format!("services[{i}].filters.outbound[{k}].config")
+            } else {
+                // The fault filter made from the faults on the routes of the services
+                // it calls.
+                format!("services[{i}].calls")
+            };
+            out.push((path, f));
         }
     }
     if let Some(g) = &mesh.gateway {

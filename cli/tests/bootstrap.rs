@@ -109,14 +109,18 @@ fn sidecars_follow_istio_layout_names_and_phase_order() {
         assert!(tags.contains(&label), "{label}");
     }
     // Only the labels of the filters this Envoy runs: productpage has no fault or
-    // ratelimit filter, ratings has the fault made from its route fault.
+    // ratelimit filter; reviews, which calls ratings, has the fault made from ratings'
+    // route fault, and ratings itself does not.
     assert!(!tags.contains(&"rule"), "{tags:?}");
-    let ratings = bootstrap(&files, "ratings-v1-0");
-    assert!(ratings["stats_config"]["stats_tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["tag_name"] == "rule"));
+    let has_rule_tag = |name: &str| {
+        bootstrap(&files, name)["stats_config"]["stats_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tag_name"] == "rule")
+    };
+    assert!(has_rule_tag("reviews-v2-0"));
+    assert!(!has_rule_tag("ratings-v1-0"));
     assert_eq!(b["stats_flush_interval"], "1s");
     assert_eq!(
         b["stats_config"]["histogram_bucket_settings"][0]["match"]["prefix"],
@@ -163,25 +167,118 @@ fn routes_carry_the_canary_the_test_user_and_the_fault_rule() {
         "outbound|9080|v3|reviews.default.svc.cluster.local"
     );
     assert_eq!(routes[1]["route"]["retry_policy"]["num_retries"], 3);
-    // The ratings fault is a rule of the fault filter on ratings' inbound side.
-    let ratings = bootstrap(&files, "ratings-v1-0");
-    let inbound = listener(&ratings, "virtualInbound");
+    // The ratings fault is a rule of the fault filter on the caller's outbound side
+    // (reviews), before its router, so reviews' retries never see an injected abort.
+    let reviews = bootstrap(&files, "reviews-v2-0");
+    let outbound = listener(&reviews, "virtualOutbound");
     assert_eq!(
-        http_filter_names(inbound, 0),
+        http_filter_names(outbound, 0),
         [
-            "wasmesh.authz",
             "wasmesh.fault",
             "wasmesh.telemetry",
             "envoy.filters.http.router"
         ]
     );
-    let fault = inbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][1]
+    let fault = outbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
         ["typed_config"]["config"]["configuration"]["value"]
         .as_str()
         .unwrap();
     let fault: Value = serde_json::from_str(fault).unwrap();
-    assert_eq!(fault["rules"][0]["name"], "ratings.flaky");
-    assert_eq!(fault["rules"][0]["abort"]["http_status"], 503);
+    assert_eq!(fault["rules"].as_array().unwrap().len(), 1);
+    let rule = &fault["rules"][0];
+    assert_eq!(rule["name"], "ratings.flaky");
+    assert_eq!(rule["abort"]["http_status"], 503);
+    assert_eq!(rule["abort"]["percentage"], 10.0);
+    // Only calls to ratings, by any of the names the outbound listener routes (the SDK
+    // drops the port, so `ratings:9080` matches `ratings`).
+    assert_eq!(
+        rule["match"]["hosts"],
+        serde_json::json!([
+            "ratings",
+            "ratings.default",
+            "ratings.default.svc",
+            "ratings.default.svc.cluster.local"
+        ])
+    );
+    // ratings' own inbound chain carries no fault, nor do callers of other services.
+    let ratings = bootstrap(&files, "ratings-v1-0");
+    assert_eq!(
+        http_filter_names(listener(&ratings, "virtualInbound"), 0),
+        [
+            "wasmesh.authz",
+            "wasmesh.telemetry",
+            "envoy.filters.http.router"
+        ]
+    );
+    assert!(!http_filter_names(listener(&pp, "virtualOutbound"), 0)
+        .contains(&"wasmesh.fault".to_string()));
+}
+
+#[test]
+fn a_fault_on_a_route_with_several_matches_is_one_rule_per_match_at_each_caller() {
+    let mesh = wasmesh::load_str(
+        Path::new("mesh.yaml"),
+        r#"
+mesh: { name: t }
+services:
+  - name: api
+    port: 8080
+    calls: []
+    routes:
+      - name: slow
+        match:
+          - { path: { prefix: /search }, method: { exact: GET } }
+          - headers: { x-slow: { exact: "1" } }
+        route: [{ version: v1 }]
+        fault: { delay: { fixedDelay: 2s, percentage: 25 } }
+  - name: web
+    port: 80
+    calls: [api]
+    filters:
+      outbound:
+        - name: fault
+          config: { rules: [{ name: own, abort: { http_status: 500, percentage: 1 } }] }
+"#,
+    )
+    .unwrap();
+    let files = generate(&mesh, &GenerateOptions::process("out", 20000)).unwrap();
+    let web = bootstrap(&files, "web-v1-0");
+    let outbound = listener(&web, "virtualOutbound");
+    assert_eq!(
+        http_filter_names(outbound, 0),
+        ["wasmesh.fault", "envoy.filters.http.router"]
+    );
+    let fault = outbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+        ["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    let fault: Value = serde_json::from_str(fault).unwrap();
+    // The caller's own rule first, then one per match, named as the Envoy routes.
+    let names: Vec<&str> = fault["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["own", "api.slow.0", "api.slow.1"]);
+    let m0 = &fault["rules"][1]["match"];
+    assert_eq!(m0["path"]["prefix"], "/search");
+    assert_eq!(m0["methods"], serde_json::json!(["GET"]));
+    assert_eq!(m0["hosts"][0], "api");
+    let m1 = &fault["rules"][2]["match"];
+    assert_eq!(m1["headers"][0]["name"], "x-slow");
+    assert_eq!(fault["rules"][2]["delay"]["fixed_delay"], "2s");
+    // api's inbound chain has no fault filter.
+    let api = bootstrap(&files, "api-v1-0");
+    assert_eq!(
+        http_filter_names(listener(&api, "virtualInbound"), 0),
+        ["envoy.filters.http.router"]
+    );
+    // The compiled fault filter accepts the merged rules (names unique, `hosts` valid).
+    let report = wasmesh::filtercheck::check(Path::new("mesh.yaml"), &mesh, common::filters_dir());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(report.missing.is_empty(), "{:?}", report.missing);
+    assert_eq!(report.accepted, 1, "web's outbound fault filter");
 }
 
 const KITCHEN_SINK: &str = r#"
