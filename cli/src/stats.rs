@@ -56,9 +56,18 @@ fn filter_tags(filter: FilterName, config: &Value) -> Vec<StatsTag> {
 pub fn stats_config<'a>(filters: impl IntoIterator<Item = (FilterName, &'a Value)>) -> StatsConfig {
     let mut tags: BTreeMap<String, StatsTag> = BTreeMap::new();
     let mut telemetry = false;
+    let mut any = false;
     for (name, config) in filters {
+        any = true;
         telemetry |= name == FilterName::Telemetry;
         for t in filter_tags(name, config) {
+            tags.entry(t.tag_name.clone()).or_insert(t);
+        }
+    }
+    // Every wasmesh filter reports its VM's memory through the SDK.
+    if any {
+        for t in wasmesh_sdk::metrics::stats_tags(wasmesh_sdk::metrics::SDK_LABELS.iter().copied())
+        {
             tags.entry(t.tag_name.clone()).or_insert(t);
         }
     }
@@ -123,7 +132,8 @@ mod tests {
     fn without_telemetry_no_buckets_and_only_the_filters_labels() {
         let v = json!({});
         let c = stats_config([(FilterName::Ratelimit, &v), (FilterName::Headers, &v)]);
-        assert_eq!(names(&c), ["rule"]);
+        // `filter` labels the SDK's own memory gauge, which every wasmesh filter reports.
+        assert_eq!(names(&c), ["filter", "rule"]);
         assert!(c.histogram_bucket_settings.is_empty());
     }
 }

@@ -13,7 +13,7 @@ use wasmesh_integration::{http, EchoServer, Envoy};
 
 /// The only metric names our filters may print here: any other `istio_`/`wasmesh_`
 /// name is a label left inside the name (`istio_request_bytes_source_cluster_..`).
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "istio_requests_total",
     "istio_request_duration_milliseconds_bucket",
     "istio_request_duration_milliseconds_sum",
@@ -25,6 +25,8 @@ const NAMES: [&str; 11] = [
     "istio_response_bytes_sum",
     "istio_response_bytes_count",
     "wasmesh_authz_decisions_total",
+    // The SDK's per-filter VM memory gauge.
+    "wasmesh_wasm_memory_bytes",
 ];
 
 fn series_name(line: &str) -> &str {

@@ -27,7 +27,10 @@ fn labelled_counter_shows_labels_in_prometheus() {
         http::get(&format!("{base}{path}")).unwrap();
     }
     let text = envoy.admin().prometheus().unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains("wasmesh_hello")).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("wasmesh_hello"))
+        .collect();
     assert!(
         lines.contains(&r#"wasmesh_hello_requests_total{outcome="passed",rule=""} 3"#),
         "{lines:#?}"

@@ -16,6 +16,11 @@ use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Labels of the metrics the SDK itself emits for every filter (the VM's linear
+/// memory gauge, `wasmesh_wasm_memory_bytes{filter}`): a bootstrap running any wasmesh
+/// filter needs their tag extractors too.
+pub const SDK_LABELS: &[&str] = &["filter"];
+
 /// An Envoy bootstrap `stats_config.stats_tags` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatsTag {

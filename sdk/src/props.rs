@@ -121,8 +121,11 @@ impl<'a> Properties<'a> {
             .is_some_and(|b| b.first().is_some_and(|&x| x != 0))
     }
 
+    /// The route's name: `xds.route_name` (Envoy 1.40 answers only that), else the
+    /// older `route_name`.
     pub fn route_name(&self) -> Option<String> {
-        self.string(&["route_name"])
+        self.string(&["xds", "route_name"])
+            .or_else(|| self.string(&["route_name"]))
     }
 
     /// When the request started (`request.time`), in nanoseconds since the Unix epoch.

@@ -431,7 +431,7 @@ fn report_memory() {
         let bytes = (core::arch::wasm32::memory_size(0) as u64) * 65_536;
         let name = crate::metrics::encode_name(
             "wasmesh_wasm_memory_bytes",
-            &[("filter", crate::log::prefix())],
+            &[(crate::metrics::SDK_LABELS[0], crate::log::prefix())],
         );
         if let Ok(id) = host::define_metric(host::MetricKind::Gauge, &name) {
             let _ = host::record_metric(id, bytes);
