@@ -54,6 +54,11 @@ fn parse_args() -> Result<Args> {
                         .collect(),
                 )
             }
+            "--soak" => {
+                let name = it.next().context("--soak CONFIG REQUESTS")?;
+                let n = it.next().context("--soak CONFIG REQUESTS")?.parse()?;
+                args.soak = Some((name, n));
+            }
             other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N)"),
         }
     }
