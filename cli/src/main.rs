@@ -65,6 +65,10 @@ enum Command {
         /// Do not run Envoy even if it is installed.
         #[arg(long)]
         no_envoy: bool,
+        /// Check the bundled form (`generate --bundle`): each chain's stages loaded
+        /// into mesh.wasm, and the bundled bootstraps validated by Envoy.
+        #[arg(long)]
+        bundle: bool,
     },
     /// Write Kubernetes and Istio manifests of the mesh.
     K8s {
@@ -232,7 +236,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mesh,
             filters,
             no_envoy,
-        } => validate(&mesh, &filters, no_envoy),
+            bundle,
+        } => validate(&mesh, &filters, no_envoy, bundle),
         Command::K8s {
             mesh,
             out,
@@ -404,7 +409,7 @@ fn exe_name() -> String {
         .unwrap_or_else(|| exe.display().to_string())
 }
 
-fn validate(mesh: &Path, filters: &Path, no_envoy: bool) -> Result<ExitCode> {
+fn validate(mesh: &Path, filters: &Path, no_envoy: bool, bundle: bool) -> Result<ExitCode> {
     let model = match wasmesh::load(mesh) {
         Ok(m) => m,
         Err(errors) => {
@@ -415,7 +420,11 @@ fn validate(mesh: &Path, filters: &Path, no_envoy: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = filtercheck::check(mesh, &model, filters);
+    let report = if bundle {
+        wasmesh::bundlecheck::check(mesh, &model, filters)
+    } else {
+        filtercheck::check(mesh, &model, filters)
+    };
     for e in &report.errors {
         println!("{e}");
     }
@@ -437,7 +446,7 @@ fn validate(mesh: &Path, filters: &Path, no_envoy: bool) -> Result<ExitCode> {
     if no_envoy {
         return Ok(ExitCode::SUCCESS);
     }
-    match envoy_validate(&model, filters, report.missing.is_empty())? {
+    match envoy_validate(&model, filters, report.missing.is_empty(), bundle)? {
         Some(n) => println!("envoy --mode validate: {n} bootstrap(s) OK"),
         None => println!("note: Envoy not run (not found, or filters missing)"),
     }
@@ -450,6 +459,7 @@ fn envoy_validate(
     model: &wasmesh::model::MeshFile,
     filters: &Path,
     filters_complete: bool,
+    bundle: bool,
 ) -> Result<Option<usize>> {
     let Some(envoy) = wasmesh::envoy_bin() else {
         return Ok(None);
@@ -463,7 +473,8 @@ fn envoy_validate(
         let filters = std::fs::canonicalize(filters)
             .with_context(|| format!("resolving {}", filters.display()))?;
         let mut opts =
-            GenerateOptions::process(&dir.to_string_lossy(), topology::DEFAULT_PORT_BASE);
+            GenerateOptions::process(&dir.to_string_lossy(), topology::DEFAULT_PORT_BASE)
+                .with_bundle(bundle);
         opts.filters_dir = filters.to_string_lossy().into_owned();
         opts.certs_dir = certs_dir.to_string_lossy().into_owned();
         let files = wasmesh::generate(model, &opts)?;
