@@ -196,6 +196,13 @@ fn host_calls_are_counted_per_request() {
     };
     let passthrough = count("none");
     assert!(passthrough > 0, "the probe reads its op header at least");
-    assert_eq!(count("none"), passthrough, "the same request costs the same calls");
-    assert!(count("set-header") > passthrough, "editing headers costs more host calls");
+    assert_eq!(
+        count("none"),
+        passthrough,
+        "the same request costs the same calls"
+    );
+    assert!(
+        count("set-header") > passthrough,
+        "editing headers costs more host calls"
+    );
 }

@@ -16,12 +16,10 @@ mod docker;
 mod docker_call;
 
 use std::time::Instant;
-use wasmesh_integration::localmesh::{scenarios, LocalMesh};
+use wasmesh_integration::localmesh::scenarios;
 use wasmesh_integration::paths;
 
 const GATE: &str = "WASMESH_DOCKER_TESTS";
-
-type Scenario = fn(&mut dyn LocalMesh) -> anyhow::Result<String>;
 
 /// Whether the docker suite was asked for; says loudly when it was not.
 fn requested() -> bool {
@@ -47,33 +45,7 @@ fn bookinfo_docker_compose_mode_end_to_end() {
     let mesh_file = paths::workspace_root().join("integration/tests/meshes/bookinfo.yaml");
     let mut mesh = docker::DockerMesh::start(&mesh_file).unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("up in {:.1} s", started.elapsed().as_secs_f64());
-    let scenarios: [(&str, Scenario); 8] = [
-        ("mtls_strict", scenarios::mtls_strict),
-        ("test_user_routing", scenarios::test_user_routing),
-        ("canary_split", scenarios::canary_split),
-        ("ratings_fault", scenarios::ratings_fault),
-        ("authz_between_services", scenarios::authz_between_services),
-        ("prometheus_counts", scenarios::prometheus_counts),
-        ("gateway_rate_limit", scenarios::gateway_rate_limit),
-        (
-            "reviews_instance_failure",
-            scenarios::reviews_instance_failure,
-        ),
-    ];
-    let mut failures = Vec::new();
-    for (name, scenario) in scenarios {
-        let t = Instant::now();
-        match scenario(&mut mesh) {
-            Ok(summary) => eprintln!(
-                "ok   {name} ({:.1} s): {summary}",
-                t.elapsed().as_secs_f64()
-            ),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
+    let failures = scenarios::run_all(&mut mesh);
     assert!(
         failures.is_empty(),
         "{} scenario(s) failed in project {} (files in {}):\n{}",

@@ -9,10 +9,8 @@
 
 use std::time::Instant;
 use wasmesh_integration::localmesh::process::ProcessMesh;
-use wasmesh_integration::localmesh::{scenarios, LocalMesh};
+use wasmesh_integration::localmesh::scenarios;
 use wasmesh_integration::paths;
-
-type Scenario = fn(&mut dyn LocalMesh) -> anyhow::Result<String>;
 
 /// Alive and not a zombie.
 fn running(pid: i32) -> bool {
@@ -51,33 +49,7 @@ fn bookinfo_process_mode_end_to_end() {
         ProcessMesh::start(&paths::workspace_root().join("integration/tests/meshes/bookinfo.yaml"))
             .unwrap();
     eprintln!("up in {:.1} s", started.elapsed().as_secs_f64());
-    let scenarios: [(&str, Scenario); 8] = [
-        ("mtls_strict", scenarios::mtls_strict),
-        ("test_user_routing", scenarios::test_user_routing),
-        ("canary_split", scenarios::canary_split),
-        ("ratings_fault", scenarios::ratings_fault),
-        ("authz_between_services", scenarios::authz_between_services),
-        ("prometheus_counts", scenarios::prometheus_counts),
-        ("gateway_rate_limit", scenarios::gateway_rate_limit),
-        (
-            "reviews_instance_failure",
-            scenarios::reviews_instance_failure,
-        ),
-    ];
-    let mut failures = Vec::new();
-    for (name, scenario) in scenarios {
-        let t = Instant::now();
-        match scenario(&mut mesh) {
-            Ok(summary) => eprintln!(
-                "ok   {name} ({:.1} s): {summary}",
-                t.elapsed().as_secs_f64()
-            ),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
+    let failures = scenarios::run_all(&mut mesh);
     if !failures.is_empty() {
         let logs = mesh.keep_logs();
         panic!(

@@ -411,23 +411,22 @@ fn apply_ops(map: MapType, ops: Vec<HeaderOp>) {
 /// Every this many finished streams, the VM's linear memory size is recorded in the
 /// gauge `wasmesh_wasm_memory_bytes;filter=NAME`: Envoy 1.40 has no stat for it, and a
 /// soak test needs it to show that memory stays flat.
+#[cfg(target_arch = "wasm32")]
 const MEMORY_REPORT_EVERY: u32 = 1024;
 
+#[cfg(target_arch = "wasm32")]
 thread_local! {
     static STREAMS_SINCE_REPORT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
+#[cfg(target_arch = "wasm32")]
 fn report_memory() {
     let due = STREAMS_SINCE_REPORT.with(|n| {
         let seen = n.get();
         n.set((seen + 1) % MEMORY_REPORT_EVERY);
         seen == 0
     });
-    if !due {
-        return;
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
+    if due {
         let bytes = (core::arch::wasm32::memory_size(0) as u64) * 65_536;
         let name = crate::metrics::encode_name(
             "wasmesh_wasm_memory_bytes",
@@ -438,6 +437,10 @@ fn report_memory() {
         }
     }
 }
+
+/// Native builds (unit tests) have no VM memory to report.
+#[cfg(not(target_arch = "wasm32"))]
+fn report_memory() {}
 
 /// The current stream's header maps, from the host.
 struct HostHeaders;

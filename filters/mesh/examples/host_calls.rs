@@ -17,12 +17,19 @@ fn root() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(root().join("bench/fixtures").join(name)).unwrap().trim().to_string()
+    std::fs::read_to_string(root().join("bench/fixtures").join(name))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 fn config(name: &str) -> String {
-    let text = std::fs::read_to_string(root().join(format!("bench/configs/{name}.json"))).unwrap_or_default();
-    text.replace("\"$JWKS\"", &serde_json::to_string(&fixture("jwks.json")).unwrap())
+    let text = std::fs::read_to_string(root().join(format!("bench/configs/{name}.json")))
+        .unwrap_or_default();
+    text.replace(
+        "\"$JWKS\"",
+        &serde_json::to_string(&fixture("jwks.json")).unwrap(),
+    )
 }
 
 /// Mean host calls of one full request lifecycle (request headers, response headers,
@@ -57,7 +64,10 @@ fn calls_per_request(module: &Module, config: &str) -> f64 {
 fn main() {
     let mut rows = vec![(
         "noop-wasm".to_string(),
-        calls_per_request(&Module::load(build::wasm_module("wasmesh-bench-noop")).unwrap(), "{}"),
+        calls_per_request(
+            &Module::load(build::wasm_module("wasmesh-bench-noop")).unwrap(),
+            "{}",
+        ),
     )];
     for name in ["headers", "ratelimit", "fault", "authz", "telemetry"] {
         let module = Module::load(build::wasm_module(&format!("wasmesh-{name}"))).unwrap();
@@ -66,7 +76,10 @@ fn main() {
     let separate: f64 = rows[1..].iter().map(|(_, c)| c).sum();
     rows.push(("chain-separate (sum)".into(), separate));
     let mesh = Module::load(build::wasm_bundle("wasmesh-mesh")).unwrap();
-    rows.push(("chain-mesh".into(), calls_per_request(&mesh, &config("mesh"))));
+    rows.push((
+        "chain-mesh".into(),
+        calls_per_request(&mesh, &config("mesh")),
+    ));
     println!("| configuration | host calls per request |\n|---|---:|");
     for (name, calls) in rows {
         println!("| {name} | {calls:.1} |");

@@ -454,3 +454,38 @@ pub fn mtls_strict(mesh: &mut dyn LocalMesh) -> Result<String> {
         instances.join(", ")
     ))
 }
+
+/// A scenario: runs against a mesh, returns a one-line summary of what it measured.
+pub type Scenario = fn(&mut dyn LocalMesh) -> Result<String>;
+
+/// Every scenario, in the order the suites run them (cheap checks first, the instance
+/// failure last since it stops and restarts an instance).
+pub const ALL: [(&str, Scenario); 8] = [
+    ("mtls_strict", mtls_strict),
+    ("test_user_routing", test_user_routing),
+    ("canary_split", canary_split),
+    ("ratings_fault", ratings_fault),
+    ("authz_between_services", authz_between_services),
+    ("prometheus_counts", prometheus_counts),
+    ("gateway_rate_limit", gateway_rate_limit),
+    ("reviews_instance_failure", reviews_instance_failure),
+];
+
+/// Runs every scenario, printing each outcome with its time; returns the failures.
+pub fn run_all(mesh: &mut dyn LocalMesh) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, scenario) in ALL {
+        let t = Instant::now();
+        match scenario(mesh) {
+            Ok(summary) => eprintln!(
+                "ok   {name} ({:.1} s): {summary}",
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                eprintln!("FAIL {name}: {e:#}");
+                failures.push(format!("{name}: {e:#}"));
+            }
+        }
+    }
+    failures
+}

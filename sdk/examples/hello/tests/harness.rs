@@ -92,7 +92,7 @@ fn linear_memory_is_reported_as_a_gauge() {
         .metric("wasmesh_wasm_memory_bytes;filter=hello")
         .unwrap();
     assert!(
-        memory.value >= 65_536 && memory.value % 65_536 == 0,
+        memory.value >= 65_536 && memory.value.is_multiple_of(65_536),
         "{memory:?}"
     );
 }
