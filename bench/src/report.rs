@@ -39,7 +39,8 @@ pub fn svg(rows: &[Row]) -> String {
     let chart_w = 300.0;
     let gap = 60.0;
     let height = top + bar_h * rows.len() as f64 + 30.0;
-    let width = label_w + chart_w * 2.0 + gap + 60.0;
+    // Room for the longest p99 label to the right of the longest bar.
+    let width = label_w + chart_w * 2.0 + gap + 150.0;
     let max_p99 = rows.iter().map(|r| r.p99_us).fold(1.0, f64::max);
     let mut s = String::new();
     let _ = write!(
