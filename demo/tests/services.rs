@@ -346,7 +346,15 @@ async fn shutdown_finishes_the_request_in_flight_then_stops() {
     let mut pp = demo(&productpage_env(&fake.outbound())).await;
     let addr = pp.addr;
     let in_flight = tokio::spawn(async move { get(addr, "/productpage?format=json", &[]).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // In flight once productpage's call to details has reached the (slow) fake sidecar.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fake.seen_for("details:9080").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached details"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pp.stop();
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200);

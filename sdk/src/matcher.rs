@@ -19,7 +19,7 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MatchConfig {
-    /// Envoy route names (the `route_name` property); any of them.
+    /// Envoy route names (`xds.route_name`, else `route_name`); any of them.
     pub route_names: Vec<String>,
     /// Hosts: exact (`api.example.com`), wildcard suffix (`*.example.com`) or `*`.
     pub hosts: Vec<String>,
