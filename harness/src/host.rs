@@ -213,6 +213,14 @@ impl Host {
             .sum()
     }
 
+    /// How many times the host has called into the guest so far, on every worker:
+    /// callbacks (`proxy_on_*`) and the allocations that hand the guest data.
+    pub fn guest_entries(&self) -> u64 {
+        (0..self.workers.len())
+            .map(|w| self.vm(w).store.data().guest_entries)
+            .sum()
+    }
+
     pub(crate) fn vm(&self, worker: usize) -> MutexGuard<'_, Vm> {
         // Guest code runs under this lock but cannot panic the host (traps are errors), so
         // poisoning means a harness bug; keep going with the data.

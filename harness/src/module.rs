@@ -57,7 +57,23 @@ impl std::fmt::Debug for Module {
 /// The engine every module is compiled with; one per process so modules can be shared.
 pub(crate) fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(Engine::default)
+    ENGINE.get_or_init(new_engine)
+}
+
+/// With the `perfmap` feature and `WASMESH_PERFMAP=1`, wasmtime writes
+/// `/tmp/perf-PID.map`, so `perf record` names the guest's functions.
+#[cfg(feature = "perfmap")]
+fn new_engine() -> Engine {
+    let mut config = wasmtime::Config::new();
+    if std::env::var_os("WASMESH_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    Engine::new(&config).unwrap_or_else(|_| Engine::default())
+}
+
+#[cfg(not(feature = "perfmap"))]
+fn new_engine() -> Engine {
+    Engine::default()
 }
 
 type CacheKey = (PathBuf, u64, Option<SystemTime>);

@@ -170,8 +170,12 @@ pub(crate) struct VmState {
     pub call_data: Option<Vec<u8>>,
     pub rng: u64,
     /// Calls from the guest into the host (every import, WASI included), counted by
-    /// wasmtime's call hook: what a filter costs Envoy is mostly its host calls.
+    /// wasmtime's call hook.
     pub host_calls: u64,
+    /// Calls from the host into the guest: the ABI's callbacks, and the
+    /// `proxy_on_memory_allocate` behind every host call that hands the guest data.
+    /// In Envoy (V8) each entry costs several times a plain host call.
+    pub guest_entries: u64,
 }
 
 impl VmState {

@@ -83,11 +83,14 @@ impl Vm {
             call_data: None,
             rng: seed,
             host_calls: 0,
+            guest_entries: 0,
         };
         let mut store = Store::new(engine(), state);
         store.call_hook(|mut ctx, hook| {
-            if matches!(hook, wasmtime::CallHook::CallingHost) {
-                ctx.data_mut().host_calls += 1;
+            match hook {
+                wasmtime::CallHook::CallingHost => ctx.data_mut().host_calls += 1,
+                wasmtime::CallHook::CallingWasm => ctx.data_mut().guest_entries += 1,
+                _ => {}
             }
             Ok(())
         });

@@ -11,9 +11,7 @@ use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
 use crate::props::HostProperties;
 use crate::request::Request;
-use crate::stage::{
-    Callout, CalloutResult, Decision, HeaderSource, LocalReply, LogView, Response, Stage,
-};
+use crate::stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -268,12 +266,7 @@ enum Next {
 impl<S: Stage> StreamShared<S> {
     fn request_view(&self) -> Request<'static> {
         static PROPS: HostProperties = HostProperties;
-        let pairs = host::header_pairs(MapType::RequestHeaders).unwrap_or_default();
-        Request::new(
-            HeaderMap::from_pairs(pairs),
-            &PROPS,
-            self.stage.path_options(),
-        )
+        Request::new(host_request_headers(), &PROPS, self.stage.path_options())
     }
 
     /// Runs one request-phase step of the stage and carries out its decision.
@@ -442,17 +435,12 @@ fn report_memory() {
 #[cfg(not(target_arch = "wasm32"))]
 fn report_memory() {}
 
-/// The current stream's header maps, from the host.
-struct HostHeaders;
+fn host_request_headers() -> HeaderMap {
+    host::header_map(MapType::RequestHeaders).unwrap_or_default()
+}
 
-impl HeaderSource for HostHeaders {
-    fn request_headers(&self) -> HeaderMap {
-        HeaderMap::from_pairs(host::header_pairs(MapType::RequestHeaders).unwrap_or_default())
-    }
-
-    fn response_headers(&self) -> HeaderMap {
-        HeaderMap::from_pairs(host::header_pairs(MapType::ResponseHeaders).unwrap_or_default())
-    }
+fn host_response_headers() -> HeaderMap {
+    host::header_map(MapType::ResponseHeaders).unwrap_or_default()
 }
 
 /// One HTTP stream's context.
@@ -533,8 +521,8 @@ impl<S: Stage> HttpContext for Http<S> {
             return Action::Continue;
         }
         static PROPS: HostProperties = HostProperties;
-        let pairs = host::header_pairs(MapType::ResponseHeaders).unwrap_or_default();
-        let mut resp = Response::new(HeaderMap::from_pairs(pairs), &PROPS);
+        // Lazy: stages that only set or remove response headers cost no fetch.
+        let mut resp = Response::new(HeaderMap::lazy(host_response_headers), &PROPS);
         let decision = {
             let mut state = self.shared.state.borrow_mut();
             self.shared.stage.on_response(&mut resp, &mut state.stream)
@@ -545,7 +533,11 @@ impl<S: Stage> HttpContext for Http<S> {
 
     fn on_log(&mut self) {
         static PROPS: HostProperties = HostProperties;
-        let view = LogView::lazy(&HostHeaders, &PROPS);
+        let view = LogView::new(
+            HeaderMap::lazy(host_request_headers),
+            HeaderMap::lazy(host_response_headers),
+            &PROPS,
+        );
         let mut state = self.shared.state.borrow_mut();
         self.shared.stage.on_log(&view, &mut state.stream);
         report_memory();

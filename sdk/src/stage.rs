@@ -8,7 +8,6 @@ use crate::path::PathOptions;
 use crate::props::{Properties, PropertySource};
 use crate::request::Request;
 use serde::de::DeserializeOwned;
-use std::cell::OnceCell;
 use std::time::Duration;
 
 /// What the stream should do next.
@@ -105,55 +104,31 @@ impl<'a> Response<'a> {
     }
 }
 
-/// Where a finished stream's header maps come from, fetched only if a stage reads them.
-pub trait HeaderSource {
-    fn request_headers(&self) -> HeaderMap;
-    fn response_headers(&self) -> HeaderMap;
-}
-
 /// The finished stream, as `on_log` sees it: both header maps and the properties
 /// Envoy fills in at the end (`response.code`, `response.flags`, sizes, durations).
-/// The header maps are fetched on first use: a stage that only tidies its own state
-/// at the end (fault's slot release) costs no host call.
+/// The shell hands stages lazy maps ([`HeaderMap::lazy`]): a stage that only tidies
+/// its own state at the end (fault's slot release) costs no host call.
 pub struct LogView<'a> {
-    source: Option<&'a dyn HeaderSource>,
-    request: OnceCell<HeaderMap>,
-    response: OnceCell<HeaderMap>,
+    request: HeaderMap,
+    response: HeaderMap,
     pub props: Properties<'a>,
 }
 
 impl<'a> LogView<'a> {
-    /// A view over maps already at hand (tests, or a host that has them).
     pub fn new(request: HeaderMap, response: HeaderMap, props: &'a dyn PropertySource) -> Self {
         Self {
-            source: None,
-            request: OnceCell::from(request),
-            response: OnceCell::from(response),
-            props: Properties::new(props),
-        }
-    }
-
-    /// A view that fetches the maps from `source` when first read.
-    pub fn lazy(source: &'a dyn HeaderSource, props: &'a dyn PropertySource) -> Self {
-        Self {
-            source: Some(source),
-            request: OnceCell::new(),
-            response: OnceCell::new(),
+            request,
+            response,
             props: Properties::new(props),
         }
     }
 
     pub fn request(&self) -> &HeaderMap {
-        self.request
-            .get_or_init(|| self.source.map(|s| s.request_headers()).unwrap_or_default())
+        &self.request
     }
 
     pub fn response(&self) -> &HeaderMap {
-        self.response.get_or_init(|| {
-            self.source
-                .map(|s| s.response_headers())
-                .unwrap_or_default()
-        })
+        &self.response
     }
 
     /// `response.code`, else the `:status` header.

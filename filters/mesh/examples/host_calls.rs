@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 use wasmesh_harness::{build, request, response, Host, Module};
 
 fn root() -> PathBuf {
@@ -32,9 +32,16 @@ fn config(name: &str) -> String {
     )
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct Cost {
+    calls: f64,
+    entries: f64,
+    micros: f64,
+}
+
 /// Mean host calls of one full request lifecycle (request headers, response headers,
 /// log, done), after a warm-up request that fills caches (metric ids, JWT cache).
-fn calls_per_request(module: &Module, config: &str) -> f64 {
+fn calls_per_request(module: &Module, config: &str, timed: u32) -> Cost {
     let host = Host::builder(module)
         .plugin_config(config.to_string())
         .start_time(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
@@ -53,35 +60,87 @@ fn calls_per_request(module: &Module, config: &str) -> f64 {
         s.finish();
     };
     run();
-    let before = host.host_calls();
+    let (calls_before, entries_before) = (host.host_calls(), host.guest_entries());
     let n = 100;
     for _ in 0..n {
         run();
     }
-    (host.host_calls() - before) as f64 / f64::from(n)
+    let per_request = |count: u64| count as f64 / f64::from(n);
+    let calls = per_request(host.host_calls() - calls_before);
+    let entries = per_request(host.guest_entries() - entries_before);
+    let start = Instant::now();
+    for _ in 0..timed {
+        run();
+    }
+    let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(timed);
+    Cost {
+        calls,
+        entries,
+        micros,
+    }
 }
 
-fn main() {
-    let mut rows = vec![(
-        "noop-wasm".to_string(),
-        calls_per_request(
-            &Module::load(build::wasm_module("wasmesh-bench-noop")).unwrap(),
-            "{}",
+/// The module and config of a configuration: `noop-wasm`, a filter's name, or `mesh`.
+fn load(name: &str) -> (Module, String) {
+    match name {
+        "noop-wasm" => (
+            Module::load(build::wasm_module("wasmesh-bench-noop")).unwrap(),
+            "{}".into(),
         ),
-    )];
-    for name in ["headers", "ratelimit", "fault", "authz", "telemetry"] {
-        let module = Module::load(build::wasm_module(&format!("wasmesh-{name}"))).unwrap();
-        rows.push((name.to_string(), calls_per_request(&module, &config(name))));
+        "mesh" => (
+            Module::load(build::wasm_bundle("wasmesh-mesh")).unwrap(),
+            config("mesh"),
+        ),
+        filter => (
+            Module::load(build::wasm_module(&format!("wasmesh-{filter}"))).unwrap(),
+            config(filter),
+        ),
     }
-    let separate: f64 = rows[1..].iter().map(|(_, c)| c).sum();
+}
+
+/// `host_calls` prints the table; `host_calls NAME` runs one configuration for long
+/// enough to profile (`perf record`, with the harness's `perfmap` feature).
+fn main() {
+    if let Some(name) = std::env::args().nth(1) {
+        let (module, config) = load(&name);
+        let cost = calls_per_request(&module, &config, 200_000);
+        println!(
+            "{name}: {:.1} host calls, {:.1} guest entries, {:.2} µs per request",
+            cost.calls, cost.entries, cost.micros
+        );
+        return;
+    }
+    let mut rows = Vec::new();
+    for name in [
+        "noop-wasm",
+        "headers",
+        "ratelimit",
+        "fault",
+        "authz",
+        "telemetry",
+    ] {
+        let (module, config) = load(name);
+        rows.push((
+            name.to_string(),
+            calls_per_request(&module, &config, 20_000),
+        ));
+    }
+    let separate = rows[1..].iter().fold(Cost::default(), |sum, (_, c)| Cost {
+        calls: sum.calls + c.calls,
+        entries: sum.entries + c.entries,
+        micros: sum.micros + c.micros,
+    });
     rows.push(("chain-separate (sum)".into(), separate));
-    let mesh = Module::load(build::wasm_bundle("wasmesh-mesh")).unwrap();
+    let (mesh, config) = load("mesh");
     rows.push((
         "chain-mesh".into(),
-        calls_per_request(&mesh, &config("mesh")),
+        calls_per_request(&mesh, &config, 20_000),
     ));
-    println!("| configuration | host calls per request |\n|---|---:|");
-    for (name, calls) in rows {
-        println!("| {name} | {calls:.1} |");
+    println!("| configuration | host calls | guest entries | harness µs |\n|---|---:|---:|---:|");
+    for (name, c) in rows {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.2} |",
+            c.calls, c.entries, c.micros
+        );
     }
 }

@@ -4,37 +4,41 @@
 //! key and each value followed by a NUL. A map from a misbehaving host decodes to as
 //! many whole entries as it holds, never a panic.
 
-/// Decodes a serialised header map. Truncated input yields the entries before the cut.
-pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    let read_u32 = |at: usize| -> Option<usize> {
+/// The entries of a serialised header map as raw byte slices, in order. Truncated
+/// input yields the entries before the cut.
+pub fn wire_pairs(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let read_u32 = move |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
     };
-    let Some(count) = read_u32(0) else {
-        return Vec::new();
-    };
-    // A count larger than the buffer could possibly hold is a lie: cap the allocation.
-    let count = count.min(bytes.len() / 8);
-    let mut pairs = Vec::with_capacity(count);
+    // A count larger than the buffer could possibly hold is a lie: cap it.
+    let count = read_u32(0).unwrap_or(0).min(bytes.len() / 8);
     let mut data = 4 + count * 8;
-    for n in 0..count {
-        let (Some(klen), Some(vlen)) = (read_u32(4 + n * 8), read_u32(8 + n * 8)) else {
-            break;
-        };
-        let Some(key) = bytes.get(data..data + klen) else {
-            break;
-        };
+    (0..count).map_while(move |n| {
+        let (klen, vlen) = (read_u32(4 + n * 8)?, read_u32(8 + n * 8)?);
+        let key = bytes.get(data..data.checked_add(klen)?)?;
         data += klen + 1;
-        let Some(value) = bytes.get(data..data + vlen) else {
-            break;
-        };
+        let value = bytes.get(data..data.checked_add(vlen)?)?;
         data += vlen + 1;
-        pairs.push((
-            String::from_utf8_lossy(key).into_owned(),
-            String::from_utf8_lossy(value).into_owned(),
-        ));
+        Some((key, value))
+    })
+}
+
+/// Text from the host: checked as UTF-8 in one pass (the common case), converted
+/// lossily only when that fails (Envoy allows obs-text bytes in values).
+pub fn lossy(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
-    pairs
+}
+
+/// Decodes a serialised header map into owned pairs. Truncated input yields the
+/// entries before the cut.
+pub fn decode_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    wire_pairs(bytes)
+        .map(|(k, v)| (lossy(k).into_owned(), lossy(v).into_owned()))
+        .collect()
 }
 
 /// Encodes pairs in the wire format.

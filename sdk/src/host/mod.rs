@@ -11,7 +11,7 @@ mod codec;
 #[cfg(target_arch = "wasm32")]
 mod sys;
 
-pub use codec::{decode_pairs, encode_pairs};
+pub use codec::{decode_pairs, encode_pairs, lossy, wire_pairs};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -100,6 +100,9 @@ mod native {
     use super::*;
 
     pub fn header_pairs(_map: MapType) -> Result<Vec<(String, String)>, HostError> {
+        Err(HostError::Unavailable)
+    }
+    pub fn header_map(_map: MapType) -> Result<crate::HeaderMap, HostError> {
         Err(HostError::Unavailable)
     }
     pub fn header_value(_map: MapType, _name: &str) -> Result<Option<String>, HostError> {

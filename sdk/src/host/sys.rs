@@ -127,12 +127,21 @@ pub fn header_pairs(map: MapType) -> Result<Vec<(String, String)>, HostError> {
     Ok(bytes.map(|b| codec::decode_pairs(&b)).unwrap_or_default())
 }
 
+/// A header map in one host call, decoded straight into a [`crate::HeaderMap`].
+pub fn header_map(map: MapType) -> Result<crate::HeaderMap, HostError> {
+    // SAFETY: pointers to our locals, valid for the call.
+    let bytes = call_with_buffer(|d, l| unsafe { proxy_get_header_map_pairs(map as u32, d, l) })?;
+    Ok(bytes
+        .map(|b| crate::HeaderMap::from_wire(&b))
+        .unwrap_or_default())
+}
+
 pub fn header_value(map: MapType, name: &str) -> Result<Option<String>, HostError> {
     // SAFETY: `name` outlives the call; out-pointers are our locals.
     let bytes = call_with_buffer(|d, l| unsafe {
         proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), d, l)
     })?;
-    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    Ok(bytes.map(|b| codec::lossy(&b).into_owned()))
 }
 
 pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostError> {
