@@ -90,7 +90,7 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         },
         BenchConfig {
             name: "native-chain".into(),
-            what: "native fault 0%, rbac, jwt_authn (RS256), local_ratelimit, header_mutation"
+            what: "native fault 0%, jwt_authn (RS256, token cache), rbac, local_ratelimit, header_mutation"
                 .into(),
             bootstrap: native_chain(&inputs.jwks),
         },
@@ -147,7 +147,9 @@ fn native_chain(jwks: &str) -> Value {
             "providers": {"bench": {
                 "issuer": "https://bench.wasmesh.dev", "audiences": ["bench"], "forward": true,
                 "local_jwks": {"inline_string": jwks},
-                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}]}},
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                // Our authz caches verified tokens; so does the closest native chain.
+                "jwt_cache_config": {"jwt_cache_size": 100}}},
             "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}),
         json!({"name": "envoy.filters.http.rbac", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
