@@ -10,6 +10,7 @@
 //! /proc/PID/stat, memory from VmRSS after every configuration served >100k requests.
 
 mod configs;
+mod host_costs;
 mod load;
 mod procfs;
 mod report;
@@ -29,6 +30,8 @@ struct Args {
     only: Option<Vec<String>>,
     /// Run the soak instead: this many requests through the named configuration.
     soak: Option<(String, u64)>,
+    /// Price each kind of host call instead (see [`host_costs`]).
+    host_costs: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -37,6 +40,7 @@ fn parse_args() -> Result<Args> {
         rounds: 3,
         only: None,
         soak: None,
+        host_costs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -59,24 +63,25 @@ fn parse_args() -> Result<Args> {
                 let n = it.next().context("--soak CONFIG REQUESTS")?.parse()?;
                 args.soak = Some((name, n));
             }
-            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N)"),
+            "--host-costs" => args.host_costs = true,
+            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N, --host-costs)"),
         }
     }
     Ok(args)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-struct Running {
-    config: configs::BenchConfig,
+pub(crate) struct Running {
+    pub(crate) config: configs::BenchConfig,
     envoy: Envoy,
     url: String,
     addr: String,
     rps: Vec<f64>,
-    cpu_per_request: Vec<f64>,
+    pub(crate) cpu_per_request: Vec<f64>,
 }
 
 fn main() -> Result<()> {
@@ -108,39 +113,19 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
-    let mut running = Vec::new();
-    for config in all {
-        let envoy = Envoy::start_with(
-            &config.bootstrap,
-            &Options::default().concurrency(1).log_level("warning"),
-        )
-        .with_context(|| format!("starting Envoy for {}", config.name))?;
-        pin(envoy.pid(), 0)?;
-        let port = envoy.listener_port(INGRESS)?;
-        eprintln!("started {} (pid {})", config.name, envoy.pid());
-        running.push(Running {
-            config,
-            envoy,
-            url: format!("http://127.0.0.1:{port}/bench"),
-            addr: format!("127.0.0.1:{port}"),
-            rps: Vec::new(),
-            cpu_per_request: Vec::new(),
-        });
+    if args.host_costs {
+        let configs = host_costs::configs(&inputs, &all)?;
+        let running = measure(configs, &args, &header)?;
+        let table = host_costs::report(&running, host_costs::CALLS);
+        println!("{table}");
+        let out = root.join("docs/bench");
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(out.join("host-costs.md"), &table)?;
+        eprintln!("wrote docs/bench/host-costs.md");
+        return Ok(());
     }
-    for r in &running {
-        load::wrk(&r.url, 16, Duration::from_secs(1), 1, &header)
-            .with_context(|| format!("warm-up of {}", r.config.name))?;
-    }
-    for round in 0..args.rounds {
-        for r in running.iter_mut() {
-            let before = procfs::cpu_seconds(r.envoy.pid())?;
-            let t = load::wrk(&r.url, 16, args.duration, 1, &header)?;
-            let cpu = procfs::cpu_seconds(r.envoy.pid())? - before;
-            r.rps.push(t.rps);
-            r.cpu_per_request.push(cpu / t.requests.max(1) as f64 * 1e6);
-            eprintln!("round {round}: {:<16} {:>9.0} req/s", r.config.name, t.rps);
-        }
-    }
+
+    let running = measure(all, &args, &header)?;
     let bare_rps = median(running[0].rps.clone());
     let noop_rps = running
         .iter()
@@ -189,6 +174,45 @@ fn main() -> Result<()> {
     std::fs::write(out.join("chart.svg"), report::svg(&rows))?;
     eprintln!("wrote docs/bench/results.md and docs/bench/chart.svg");
     Ok(())
+}
+
+/// Starts every configuration in its own Envoy, warms each up, then measures
+/// throughput and CPU per request in interleaved rounds.
+fn measure(configs: Vec<configs::BenchConfig>, args: &Args, header: &str) -> Result<Vec<Running>> {
+    let mut running = Vec::new();
+    for config in configs {
+        let envoy = Envoy::start_with(
+            &config.bootstrap,
+            &Options::default().concurrency(1).log_level("warning"),
+        )
+        .with_context(|| format!("starting Envoy for {}", config.name))?;
+        pin(envoy.pid(), 0)?;
+        let port = envoy.listener_port(INGRESS)?;
+        eprintln!("started {} (pid {})", config.name, envoy.pid());
+        running.push(Running {
+            config,
+            envoy,
+            url: format!("http://127.0.0.1:{port}/bench"),
+            addr: format!("127.0.0.1:{port}"),
+            rps: Vec::new(),
+            cpu_per_request: Vec::new(),
+        });
+    }
+    for r in &running {
+        load::wrk(&r.url, 16, Duration::from_secs(1), 1, header)
+            .with_context(|| format!("warm-up of {}", r.config.name))?;
+    }
+    for round in 0..args.rounds {
+        for r in running.iter_mut() {
+            let before = procfs::cpu_seconds(r.envoy.pid())?;
+            let t = load::wrk(&r.url, 16, args.duration, 1, header)?;
+            let cpu = procfs::cpu_seconds(r.envoy.pid())? - before;
+            r.rps.push(t.rps);
+            r.cpu_per_request.push(cpu / t.requests.max(1) as f64 * 1e6);
+            eprintln!("round {round}: {:<16} {:>9.0} req/s", r.config.name, t.rps);
+        }
+    }
+    Ok(running)
 }
 
 /// Pins every thread of `pid` to `cpu`, so Envoy and the load generator do not share.

@@ -1,0 +1,129 @@
+//! wasmesh-bench-hostcost: a proxy-wasm filter that makes N host calls of one kind in
+//! each request's header phase. The rig (`wasmesh-bench --host-costs`) compares it
+//! with the do-nothing filter to price each kind of call in Envoy.
+//!
+//! Plugin configuration: `KIND,N`, with KIND one of [`Kind::ALL`]'s names.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use std::rc::Rc;
+
+/// The kinds of host call measured. The first four hand data back to the guest, so
+/// the host also calls the guest's allocator; the rest do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Property,
+    HeaderValue,
+    HeaderMap,
+    SharedGet,
+    SetHeader,
+    Counter,
+    Histogram,
+    LogLevel,
+}
+
+impl Kind {
+    pub const ALL: [(&'static str, Kind); 8] = [
+        ("property", Kind::Property),
+        ("header-value", Kind::HeaderValue),
+        ("header-map", Kind::HeaderMap),
+        ("shared-get", Kind::SharedGet),
+        ("set-header", Kind::SetHeader),
+        ("counter", Kind::Counter),
+        ("histogram", Kind::Histogram),
+        ("log-level", Kind::LogLevel),
+    ];
+}
+
+struct Plan {
+    kind: Kind,
+    calls: u32,
+    metric: u32,
+}
+
+#[derive(Default)]
+struct Root {
+    plan: Option<Rc<Plan>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = String::from_utf8_lossy(&config);
+        let Some((name, calls)) = config.split_once(',') else {
+            let _ = hostcalls::log(LogLevel::Error, "configuration: expected KIND,N");
+            return false;
+        };
+        let Some(kind) = Kind::ALL
+            .iter()
+            .find(|(n, _)| *n == name.trim())
+            .map(|k| k.1)
+        else {
+            let _ = hostcalls::log(
+                LogLevel::Error,
+                &format!("configuration: unknown kind {name}"),
+            );
+            return false;
+        };
+        let Ok(calls) = calls.trim().parse() else {
+            let _ = hostcalls::log(LogLevel::Error, "configuration: N is not a number");
+            return false;
+        };
+        let metric_type = if kind == Kind::Histogram {
+            MetricType::Histogram
+        } else {
+            MetricType::Counter
+        };
+        let metric = hostcalls::define_metric(metric_type, "wasmesh_hostcost").unwrap_or(0);
+        let _ = hostcalls::set_shared_data("wasmesh.hostcost", Some(b"0123456789abcdef"), None);
+        self.plan = Some(Rc::new(Plan {
+            kind,
+            calls,
+            metric,
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream(self.plan.clone()?)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream(Rc<Plan>);
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end: bool) -> Action {
+        let plan = &self.0;
+        for _ in 0..plan.calls {
+            // Results are ignored: only the call's cost is of interest.
+            let _ = match plan.kind {
+                Kind::Property => hostcalls::get_property(vec!["source", "address"]).map(drop),
+                Kind::HeaderValue => {
+                    hostcalls::get_map_value(MapType::HttpRequestHeaders, ":path").map(drop)
+                }
+                Kind::HeaderMap => hostcalls::get_map(MapType::HttpRequestHeaders).map(drop),
+                Kind::SharedGet => hostcalls::get_shared_data("wasmesh.hostcost").map(drop),
+                Kind::SetHeader => {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-cost", Some("1"))
+                }
+                Kind::Counter => hostcalls::increment_metric(plan.metric, 1),
+                Kind::Histogram => hostcalls::record_metric(plan.metric, 5),
+                Kind::LogLevel => hostcalls::get_log_level().map(drop),
+            };
+        }
+        Action::Continue
+    }
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
