@@ -58,6 +58,18 @@ impl Entries {
             .map(|(k, v)| (self.text(*k), self.text(*v)))
     }
 
+    /// Indexes of the pairs named `name`, in order. Names of another length are
+    /// skipped without looking at their text (most lookups miss most names).
+    fn positions<'s>(&'s self, name: &'s str) -> impl Iterator<Item = usize> + 's {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, (k, _))| {
+                let same_len = (k.end - k.start) as usize == name.len();
+                (same_len && same_name(self.text(*k), name)).then_some(i)
+            })
+    }
+
     /// Drops every value of `name` except, with `keep`, the one at that index.
     fn retain_except(&mut self, name: &str, keep: Option<usize>) {
         let text = &self.text;
@@ -73,18 +85,27 @@ impl Entries {
     fn apply(&mut self, op: &HeaderOp) {
         match op {
             HeaderOp::Set(name, value) => {
-                let first = self.iter().position(|(k, _)| same_name(k, name));
+                let (first, repeated) = {
+                    let mut found = self.positions(name);
+                    (found.next(), found.next().is_some())
+                };
                 match first {
                     Some(first) => {
                         let span = self.span(value);
                         self.pairs[first].1 = span;
-                        self.retain_except(name, Some(first));
+                        if repeated {
+                            self.retain_except(name, Some(first));
+                        }
                     }
                     None => self.push(name, value),
                 }
             }
             HeaderOp::Add(name, value) => self.push(name, value),
-            HeaderOp::Remove(name) => self.retain_except(name, None),
+            HeaderOp::Remove(name) => {
+                if self.positions(name).next().is_some() {
+                    self.retain_except(name, None);
+                }
+            }
         }
     }
 }
@@ -133,8 +154,9 @@ impl HeaderMap {
 
     /// A map from the ABI's serialised form (see [`crate::host::wire_pairs`]).
     pub fn from_wire(bytes: &[u8]) -> Self {
+        // Room for a few edits, so the first one does not copy the whole text.
         let mut entries = Entries {
-            text: String::with_capacity(bytes.len()),
+            text: String::with_capacity(bytes.len() + 256),
             pairs: Vec::new(),
         };
         for (k, v) in crate::host::wire_pairs(bytes) {
@@ -167,16 +189,17 @@ impl HeaderMap {
 
     /// The first value of `name` (like Envoy's `get_header_map_value`).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(k, _)| same_name(k, name))
-            .map(|(_, v)| v)
+        let entries = self.entries();
+        let first = entries.positions(name).next()?;
+        Some(entries.text(entries.pairs[first].1))
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.iter()
-            .filter(move |(k, _)| same_name(k, name))
-            .map(|(_, v)| v)
+        let entries = self.entries();
+        entries
+            .positions(name)
+            .map(|i| entries.text(entries.pairs[i].1))
     }
 
     /// How many values `name` has.
@@ -225,7 +248,7 @@ impl HeaderMap {
         let absent = self
             .entries
             .get()
-            .is_some_and(|e| !e.iter().any(|(k, _)| same_name(k, name)));
+            .is_some_and(|e| e.positions(name).next().is_none());
         if !absent {
             self.record(HeaderOp::Remove(name.to_ascii_lowercase()));
         }

@@ -57,9 +57,9 @@ pub struct Context {
 impl Context {
     pub fn trace_id_hex(&self) -> String {
         if self.short_trace_id {
-            format!("{:016x}", self.trace_id as u64)
+            hex(self.trace_id, 16)
         } else {
-            format!("{:032x}", self.trace_id)
+            hex(self.trace_id, 32)
         }
     }
 
@@ -250,24 +250,32 @@ impl Tracing {
                     } else {
                         "00"
                     };
-                    headers.set(
-                        "traceparent",
-                        &format!("00-{:032x}-{:016x}-{flags}", ctx.trace_id, ctx.span_id),
-                    );
+                    let mut v = String::with_capacity(55);
+                    v.push_str("00-");
+                    push_hex(&mut v, ctx.trace_id, 32);
+                    v.push('-');
+                    push_hex(&mut v, u128::from(ctx.span_id), 16);
+                    v.push('-');
+                    v.push_str(flags);
+                    headers.set("traceparent", &v);
                 }
                 Format::B3 if b3_ctx.is_none() => {
-                    let mut v =
-                        format!("{}-{:016x}-{}", ctx.trace_id_hex(), ctx.span_id, ctx.flag());
+                    let mut v = ctx.trace_id_hex();
+                    v.push('-');
+                    push_hex(&mut v, u128::from(ctx.span_id), 16);
+                    v.push('-');
+                    v.push_str(ctx.flag());
                     if let Some(p) = ctx.parent_span_id {
-                        v.push_str(&format!("-{p:016x}"));
+                        v.push('-');
+                        push_hex(&mut v, u128::from(p), 16);
                     }
                     headers.set("b3", &v);
                 }
                 Format::B3Multi if multi.is_none() => {
                     headers.set("x-b3-traceid", &ctx.trace_id_hex());
-                    headers.set("x-b3-spanid", &format!("{:016x}", ctx.span_id));
+                    headers.set("x-b3-spanid", &hex(u128::from(ctx.span_id), 16));
                     match ctx.parent_span_id {
-                        Some(p) => headers.set("x-b3-parentspanid", &format!("{p:016x}")),
+                        Some(p) => headers.set("x-b3-parentspanid", &hex(u128::from(p), 16)),
                         None => headers.remove("x-b3-parentspanid"),
                     }
                     if ctx.debug {
@@ -296,14 +304,36 @@ impl Tracing {
 pub fn uuid_v4(rng: &mut Rng) -> String {
     let hi = (rng.next_u64() & 0xffff_ffff_ffff_0fff) | 0x4000;
     let lo = (rng.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
+    let mut id = String::with_capacity(36);
+    for (value, digits) in [
+        (hi >> 32, 8),
+        ((hi >> 16) & 0xffff, 4),
+        (hi & 0xffff, 4),
+        (lo >> 48, 4),
+        (lo & 0xffff_ffff_ffff, 12),
+    ] {
+        if !id.is_empty() {
+            id.push('-');
+        }
+        push_hex(&mut id, u128::from(value), digits);
+    }
+    id
+}
+
+/// `value`'s low `digits` hex digits, zero-padded, lower case. The hot path writes
+/// several ids per request; `format!` costs several times more.
+fn push_hex(out: &mut String, value: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        let nibble = (value >> (i * 4)) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
+    }
+}
+
+fn hex(value: u128, digits: u32) -> String {
+    let mut out = String::with_capacity(digits as usize);
+    push_hex(&mut out, value, digits);
+    out
 }
 
 #[cfg(test)]
@@ -311,6 +341,25 @@ mod tests {
     use super::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn hex_matches_format() {
+        for v in [
+            0u128,
+            1,
+            0xabc,
+            u128::from(u64::MAX),
+            u128::MAX,
+            0x4bf9_2f35_77b3_4da6,
+        ] {
+            assert_eq!(hex(v, 32), format!("{v:032x}"));
+            assert_eq!(hex(v, 16), format!("{:016x}", v as u64));
+        }
+        let mut rng = Rng::from_seed(7);
+        let id = uuid_v4(&mut rng);
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4', "version 4: {id}");
+    }
 
     fn all() -> Tracing {
         Tracing {
