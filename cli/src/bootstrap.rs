@@ -436,6 +436,7 @@ impl Builder<'_> {
                     tls_certificate_sds_secret_configs: vec![
                         self.sds(SECRET_GATEWAY, SDS_GATEWAY_FILE)
                     ],
+                    validation_context: None,
                     combined_validation_context: None,
                     alpn_protocols: vec!["h2".into(), "http/1.1".into()],
                 },
@@ -654,8 +655,10 @@ impl Builder<'_> {
     fn mtls_context(&self, peer_san: Option<String>) -> CommonTlsContext {
         CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![self.sds(SECRET_CERT, SDS_CERT_FILE)],
+            validation_context: None,
             combined_validation_context: Some(CombinedValidationContext {
                 default_validation_context: CertificateValidationContext {
+                    trusted_ca: None,
                     match_typed_subject_alt_names: peer_san
                         .into_iter()
                         .map(|san| SubjectAltNameMatcher {
@@ -1196,12 +1199,38 @@ fn egress_cluster(e: &crate::model::EgressSpec) -> Cluster {
         c.transport_socket = Some(TransportSocket {
             name: "envoy.transport_sockets.tls".into(),
             typed_config: TypedConfig::UpstreamTlsContext(Box::new(UpstreamTlsContext {
-                common_tls_context: CommonTlsContext::default(),
+                common_tls_context: CommonTlsContext {
+                    validation_context: egress_validation(e),
+                    ..CommonTlsContext::default()
+                },
                 sni: e.host.clone(),
             })),
         });
     }
     c
+}
+
+/// The external server's certificate must chain to the trusted CAs and name the host
+/// (a DNS SAN), as Istio's DestinationRule with `credentialName`/`caCertificates`
+/// checks it; `insecureSkipVerify` turns both off.
+fn egress_validation(e: &crate::model::EgressSpec) -> Option<CertificateValidationContext> {
+    if e.insecure_skip_verify {
+        return None;
+    }
+    let ca = e
+        .ca_certificates
+        .clone()
+        .unwrap_or_else(|| crate::model::SYSTEM_CA_BUNDLE.to_string());
+    Some(CertificateValidationContext {
+        trusted_ca: Some(DataSource { filename: ca }),
+        match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+            san_type: "DNS",
+            matcher: StringMatcher {
+                exact: Some(e.host.clone()),
+                ..Default::default()
+            },
+        }],
+    })
 }
 
 fn tracing_cluster(p: Provider, address: &str) -> Cluster {

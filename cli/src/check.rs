@@ -114,6 +114,22 @@ impl Checker<'_> {
             if e.port == 0 {
                 self.err(format!("{at}.port"), "must be 1 to 65535");
             }
+            let verify_settings = e.ca_certificates.is_some() || e.insecure_skip_verify;
+            if verify_settings && !e.tls {
+                self.err(
+                    format!("{at}.tls"),
+                    "caCertificates and insecureSkipVerify apply to TLS origination: set tls: true",
+                );
+            }
+            if e.ca_certificates.is_some() && e.insecure_skip_verify {
+                self.err(
+                    format!("{at}.insecureSkipVerify"),
+                    "give caCertificates or insecureSkipVerify, not both",
+                );
+            }
+            if e.ca_certificates.as_deref().is_some_and(str::is_empty) {
+                self.err(format!("{at}.caCertificates"), "must be a file path");
+            }
         }
     }
 

@@ -473,7 +473,10 @@ pub struct UpstreamTlsContext {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CommonTlsContext {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_certificate_sds_secret_configs: Vec<SdsSecretConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_context: Option<CertificateValidationContext>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub combined_validation_context: Option<CombinedValidationContext>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -488,6 +491,8 @@ pub struct CombinedValidationContext {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CertificateValidationContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_ca: Option<DataSource>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub match_typed_subject_alt_names: Vec<SubjectAltNameMatcher>,
 }

@@ -530,7 +530,18 @@ pub struct EgressSpec {
     /// Originate TLS to the external host (the app speaks plain HTTP to its sidecar).
     #[serde(default)]
     pub tls: bool,
+    /// PEM bundle the server's certificate must chain to, as a path the sidecar can
+    /// read (Istio's `caCertificates`); default [`SYSTEM_CA_BUNDLE`].
+    #[serde(default)]
+    pub ca_certificates: Option<String>,
+    /// Originate TLS without checking the server's certificate (Istio's
+    /// `insecureSkipVerify`): encrypted, but open to anyone on the path.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
+
+/// Debian's (and Ubuntu's, and Alpine's) CA bundle; the wasmesh/envoy image ships it.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A mesh file problem: where (file, field path, line if known) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -353,3 +353,101 @@ fn a_mesh_using_every_option_passes_envoy_validate() {
         "tls"
     );
 }
+
+fn cluster<'a>(b: &'a Value, name: &str) -> &'a Value {
+    b["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+#[test]
+fn egress_tls_verifies_the_server_unless_told_not_to() {
+    let dir = common::scratch("egress-ca");
+    let ca = dir.join("partner-ca.pem");
+    let issuer = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["partner-ca".to_string()])
+        .unwrap()
+        .self_signed(&issuer)
+        .unwrap();
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let yaml = format!(
+        r#"
+mesh: {{ name: egress }}
+services:
+  - {{ name: web, port: 80 }}
+egress:
+  - {{ host: api.github.com, port: 443, tls: true }}
+  - {{ host: partner.example, port: 443, tls: true, caCertificates: "{}" }}
+  - {{ host: legacy.example, port: 443, tls: true, insecureSkipVerify: true }}
+"#,
+        ca.display()
+    );
+    let mesh = wasmesh::load_str(Path::new("egress.yaml"), &yaml).unwrap();
+    let mut opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE);
+    opts.filters_dir = common::filters_dir().display().to_string();
+    let certs_dir = dir.join("certs");
+    certs::ensure(&mesh, &certs_dir).unwrap();
+    opts.certs_dir = certs_dir.display().to_string();
+    let files = generate(&mesh, &opts).unwrap();
+    let web = bootstrap(&files, "web-v1-0");
+    Envoy::validate(&web).unwrap();
+
+    let tls = |host: &str| {
+        cluster(&web, &format!("outbound|443||{host}"))["transport_socket"]["typed_config"].clone()
+    };
+    let github = tls("api.github.com");
+    assert_eq!(github["sni"], "api.github.com");
+    let v = &github["common_tls_context"]["validation_context"];
+    assert_eq!(
+        v["trusted_ca"]["filename"],
+        "/etc/ssl/certs/ca-certificates.crt"
+    );
+    assert_eq!(
+        v["match_typed_subject_alt_names"],
+        serde_json::json!([{"san_type": "DNS", "matcher": {"exact": "api.github.com"}}]),
+        "a certificate for another host must not do"
+    );
+    let partner = tls("partner.example");
+    let v = &partner["common_tls_context"]["validation_context"];
+    assert_eq!(v["trusted_ca"]["filename"], ca.display().to_string());
+    assert_eq!(
+        v["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        "partner.example"
+    );
+    let legacy = tls("legacy.example");
+    assert!(legacy["common_tls_context"]["validation_context"].is_null());
+    assert_eq!(legacy["sni"], "legacy.example");
+}
+
+#[test]
+fn egress_verification_settings_are_checked() {
+    let errors = |egress: &str| {
+        let yaml = format!("mesh: {{ name: e }}\nservices:\n  - {{ name: web, port: 80 }}\negress:\n  - {egress}\n");
+        match wasmesh::load_str(Path::new("e.yaml"), &yaml) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }
+    };
+    let e = errors("{ host: a.example, port: 443, caCertificates: /ca.pem }");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("egress[0].tls") && m.contains("tls: true")),
+        "{e:?}"
+    );
+    let e = errors("{ host: a.example, port: 443, tls: true, caCertificates: /ca.pem, insecureSkipVerify: true }");
+    assert!(
+        e.iter().any(|m| m.contains("egress[0].insecureSkipVerify")),
+        "{e:?}"
+    );
+    let e = errors("{ host: a.example, port: 443, tls: true, caCertificates: \"\" }");
+    assert!(
+        e.iter().any(|m| m.contains("egress[0].caCertificates")),
+        "{e:?}"
+    );
+    assert!(
+        errors("{ host: a.example, port: 443, tls: true, insecureSkipVerify: true }").is_empty()
+    );
+}

@@ -2,8 +2,8 @@
 //! overrides) and custom metrics, each series defined once per VM.
 //!
 //! Cost per request: every metric whose label layout is the same shares one lookup
-//! (without overrides, all four standard metrics share one), keyed by the label
-//! values joined into one string; only a new label set builds encoded names and
+//! (without overrides, all four standard metrics share one), keyed by a hash of the
+//! label values; only a new label set builds encoded names and
 //! calls the host to define them. After [`MetricSet::max_series`] distinct label
 //! sets, a new set has its peer labels (and configured labels) collapsed to
 //! `unknown`/`other`, so a stream of invented peers cannot grow the stats without
@@ -14,6 +14,7 @@ use crate::labels::{Facts, Label, LabelValue, StandardMetric, STANDARD_LABELS, U
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use wasmesh_sdk::host::{self, MetricKind};
 use wasmesh_sdk::metrics::encode_name;
 use wasmesh_sdk::ConfigError;
@@ -105,8 +106,47 @@ struct Group {
     names: Vec<String>,
     slots: Vec<Slot>,
     members: Vec<Member>,
-    /// Label values joined with `\x1f` → one id per member (None: the host refused).
-    cache: RefCell<HashMap<String, Vec<Option<u32>>>>,
+    cache: RefCell<SeriesCache>,
+}
+
+/// Ids per member (None: the host refused the definition).
+type Ids = Vec<Option<u32>>;
+
+/// Label values → the group's metric ids, one entry per series. Keyed by a keyed hash
+/// of the values, so a request builds no key string; a hit compares the values
+/// themselves, so two series never share ids.
+#[derive(Default)]
+struct SeriesCache {
+    state: RandomState,
+    buckets: HashMap<u64, Vec<(Vec<String>, Ids)>>,
+}
+
+impl SeriesCache {
+    fn hash(&self, values: &[Cow<'_, str>]) -> u64 {
+        let mut h = self.state.build_hasher();
+        for v in values {
+            h.write(v.as_bytes());
+            h.write_u8(0x1f);
+        }
+        h.finish()
+    }
+
+    fn get(&self, values: &[Cow<'_, str>]) -> Option<&Ids> {
+        let same = |stored: &[String]| {
+            stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| a == b)
+        };
+        self.buckets
+            .get(&self.hash(values))?
+            .iter()
+            .find(|(stored, _)| same(stored))
+            .map(|(_, ids)| ids)
+    }
+
+    fn insert(&mut self, values: &[Cow<'_, str>], ids: Ids) {
+        let owned = values.iter().map(|v| v.to_string()).collect();
+        let hash = self.hash(values);
+        self.buckets.entry(hash).or_default().push((owned, ids));
+    }
 }
 
 pub struct MetricSet {
@@ -135,7 +175,7 @@ impl MetricSet {
                 names,
                 slots,
                 members: vec![member],
-                cache: RefCell::new(HashMap::new()),
+                cache: RefCell::new(SeriesCache::default()),
             }),
         };
         if standard_enabled {
@@ -239,17 +279,15 @@ impl MetricSet {
     pub fn record(&self, facts: &Facts<'_>, measures: &Measures, sink: &dyn Sink) {
         for group in &self.groups {
             let mut values = self.values(group, facts, false);
-            let mut key = join(&values);
-            // The hot path: a known label set, no allocation beyond the key.
-            if let Some(ids) = group.cache.borrow().get(&key) {
+            // The hot path: a known label set.
+            if let Some(ids) = group.cache.borrow().get(&values) {
                 emit(group, ids, measures, sink);
                 continue;
             }
             if self.series.get() >= self.max_series {
                 values = self.values(group, facts, true);
-                key = join(&values);
             }
-            let cached = group.cache.borrow().get(&key).cloned();
+            let cached = group.cache.borrow().get(&values).cloned();
             let ids = match cached {
                 Some(ids) => ids,
                 None => {
@@ -259,13 +297,13 @@ impl MetricSet {
                         .map(String::as_str)
                         .zip(values.iter().map(|v| v.as_ref()))
                         .collect();
-                    let ids: Vec<Option<u32>> = group
+                    let ids: Ids = group
                         .members
                         .iter()
                         .map(|m| sink.define(m.kind, &encode_name(&m.name, &pairs)))
                         .collect();
                     self.series.set(self.series.get() + 1);
-                    group.cache.borrow_mut().insert(key, ids.clone());
+                    group.cache.borrow_mut().insert(&values, ids.clone());
                     ids
                 }
             };
@@ -298,13 +336,4 @@ fn emit(group: &Group, ids: &[Option<u32>], measures: &Measures, sink: &dyn Sink
             sink.add(*id, member.kind, measures.get(member.measure));
         }
     }
-}
-
-fn join(values: &[Cow<'_, str>]) -> String {
-    let mut key = String::with_capacity(values.iter().map(|v| v.len() + 1).sum());
-    for v in values {
-        key.push_str(v);
-        key.push('\x1f');
-    }
-    key
 }
