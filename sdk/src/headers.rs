@@ -1,8 +1,12 @@
 //! A header map fetched once per phase, edited in memory, written back as a diff.
 //!
-//! Each host call that hands data to the guest costs about a microsecond, so a phase
-//! fetches all headers in one call, stages read and edit this copy, and the SDK then
-//! replays only the recorded edits (usually one or two host calls, often none).
+//! A host call that hands the guest data is the expensive kind in Envoy (the host
+//! re-enters the VM to allocate; `scripts/bench.sh --host-costs` prices it at a fifth
+//! of a Wasm filter's whole fixed cost per request), so a phase fetches all headers in
+//! one call, stages read and edit this copy, and the SDK then replays only the
+//! recorded edits (plain calls, several times cheaper).
+
+use std::cell::OnceCell;
 
 /// One recorded edit, replayed against the host in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +18,6 @@ pub enum HeaderOp {
     /// Remove every value.
     Remove(String),
 }
-
-use std::cell::OnceCell;
 
 /// Where a name or value lives in a map's text.
 #[derive(Debug, Clone, Copy)]

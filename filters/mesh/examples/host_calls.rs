@@ -1,9 +1,12 @@
-//! Host calls per request for each filter, with the benchmark's realistic configs
-//! (bench/configs/*.json), counted in the harness by wasmtime's call hook.
+//! Host calls, guest entries and harness time per request for each filter, with the
+//! benchmark's realistic configs (bench/configs/*.json), counted in the harness by
+//! wasmtime's call hook.
 //!
-//! `cargo run -p wasmesh-mesh --example host_calls` prints a Markdown table. Every host
-//! call that hands data to the guest costs about a microsecond in Envoy, so this is
-//! the first number to look at when a filter is slow.
+//! `cargo run --release -p wasmesh-mesh --example host_calls` prints a Markdown table;
+//! `... host_calls NAME` runs one configuration long enough to profile. Guest entries
+//! beyond the six lifecycle callbacks are host calls that hand the guest data, the
+//! expensive kind in Envoy (`scripts/bench.sh --host-costs` prices each kind), so
+//! they are the first number to look at when a filter is slow.
 
 // A measuring tool: a failure to load a module should stop it loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
