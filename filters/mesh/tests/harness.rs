@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use wasmesh_harness::{build, request, response, Action, Host, Level, Module};
+use wasmesh_harness::{build, request, response, Action, Host, Level, Module, PropertyValue};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -134,4 +134,39 @@ fn a_bad_stage_config_is_refused_with_its_path() {
         "{:?}",
         host.logs_at(Level::Error)
     );
+}
+
+/// The budget of host traffic per request that docs/benchmarks.md reports: a change
+/// that adds a data-returning host call (the expensive kind in Envoy) fails here.
+#[test]
+fn a_cached_request_stays_within_its_host_call_budget() {
+    let host = host();
+    let run = || {
+        let mut s = host.stream();
+        s.set_property(&["source", "address"], "10.0.0.7:4000");
+        s.request_headers(&authed("GET", "/api/items"), true);
+        assert!(s.local_response().is_none(), "{:?}", s.local_response());
+        s.response_headers(&response(200), true);
+        for (path, value) in [
+            (["response", "code"], 200i64),
+            (["response", "flags"], 0),
+            (["request", "duration"], 1_500_000),
+            (["request", "total_size"], 900),
+            (["response", "total_size"], 120),
+        ] {
+            s.set_property(&path, value);
+        }
+        s.set_property(&["connection", "mtls"], PropertyValue::bool(false));
+        s.finish();
+    };
+    run(); // fills the caches: verified token, metric ids
+    let (calls, entries) = (host.host_calls(), host.guest_entries());
+    run();
+    let calls = host.host_calls() - calls;
+    let entries = host.guest_entries() - entries;
+    // Six lifecycle callbacks; eight data-returning calls: the request header map,
+    // ratelimit's bucket and six end-of-stream properties for telemetry. The response
+    // phase only writes, so its header map is never fetched.
+    assert!(entries <= 14, "{entries} guest entries per request");
+    assert!(calls <= 31, "{calls} host calls per request");
 }
