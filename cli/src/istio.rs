@@ -30,6 +30,23 @@ pub type Gateway = Resource<GatewaySpec>;
 pub type PeerAuthentication = Resource<PeerAuthenticationSpec>;
 pub type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 pub type RequestAuthentication = Resource<RequestAuthenticationSpec>;
+pub type ServiceEntry = Resource<ServiceEntrySpec>;
+
+/// An external host added to the mesh's registry (`egress[]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceEntrySpec {
+    pub hosts: Vec<String>,
+    pub ports: Vec<ServiceEntryPort>,
+    pub resolution: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceEntryPort {
+    pub number: u16,
+    pub name: String,
+    pub protocol: String,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -237,8 +254,15 @@ pub struct OutlierDetection {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClientTlsSettings {
     pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

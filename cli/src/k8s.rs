@@ -6,7 +6,8 @@
 //! `match.mode` SERVER for inbound and CLIENT for outbound, in our phase order. An authz
 //! config that is plain Istio (only `policies` and `jwtRules`) becomes native
 //! AuthorizationPolicy and RequestAuthentication resources instead, unless
-//! `authz: wasm` is asked for. mTLS becomes a mesh-wide PeerAuthentication.
+//! `authz: wasm` is asked for. mTLS becomes a mesh-wide PeerAuthentication; each
+//! egress host a ServiceEntry, plus a DestinationRule when the sidecar originates TLS.
 //!
 //! Built from k8s-openapi's types and ours in [`crate::istio`]; files are
 //! `<namespace>/<kind>-<name>.yaml` plus a `kustomization.yaml` listing them.
@@ -120,6 +121,9 @@ pub fn generate(mesh: &MeshFile, opts: &K8sOptions) -> Result<Vec<OutputFile>, G
         },
     };
     out.push(ISTIO_SYSTEM, "PeerAuthentication", "default", &peer)?;
+    for e in &mesh.egress {
+        egress(e, &mut out)?;
+    }
     out.files.sort_by(|a, b| a.0.cmp(&b.0));
     let resources: Vec<String> = out
         .files
@@ -427,6 +431,7 @@ fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::DestinationRule 
         tls: (mesh.mesh.mtls != crate::model::MtlsMode::Disable).then(|| {
             istio::ClientTlsSettings {
                 mode: "ISTIO_MUTUAL".into(),
+                ..Default::default()
             }
         }),
     };
@@ -447,6 +452,53 @@ fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::DestinationRule 
                 .collect(),
         },
     }
+}
+
+/// An external host: a ServiceEntry in the root namespace (visible mesh-wide), and for
+/// TLS origination a DestinationRule that makes the sidecar speak TLS to it, checking
+/// the server as the generated Envoy bootstraps do (Istio's own default since 1.20).
+fn egress(e: &crate::model::EgressSpec, out: &mut Out) -> Result<(), GenerateError> {
+    let name = format!("egress-{}-{}", e.host.replace('.', "-"), e.port);
+    let entry = istio::ServiceEntry {
+        api_version: istio::NETWORKING.into(),
+        kind: "ServiceEntry".into(),
+        metadata: meta(&name, ISTIO_SYSTEM, BTreeMap::new()),
+        spec: istio::ServiceEntrySpec {
+            hosts: vec![e.host.clone()],
+            // The app speaks plain HTTP to its sidecar on this port; with `tls` the
+            // sidecar originates TLS to the same port.
+            ports: vec![istio::ServiceEntryPort {
+                number: e.port,
+                name: format!("http-{}", e.port),
+                protocol: "HTTP".into(),
+            }],
+            resolution: "DNS".into(),
+            location: "MESH_EXTERNAL".into(),
+        },
+    };
+    out.push(ISTIO_SYSTEM, "ServiceEntry", &name, &entry)?;
+    if !e.tls {
+        return Ok(());
+    }
+    let rule = istio::DestinationRule {
+        api_version: istio::NETWORKING.into(),
+        kind: "DestinationRule".into(),
+        metadata: meta(&name, ISTIO_SYSTEM, BTreeMap::new()),
+        spec: istio::DestinationRuleSpec {
+            host: e.host.clone(),
+            traffic_policy: Some(istio::TrafficPolicy {
+                tls: Some(istio::ClientTlsSettings {
+                    mode: "SIMPLE".into(),
+                    sni: Some(e.host.clone()),
+                    ca_certificates: e.ca_certificates.clone(),
+                    insecure_skip_verify: e.insecure_skip_verify,
+                }),
+                ..Default::default()
+            }),
+            subsets: Vec::new(),
+        },
+    };
+    out.push(ISTIO_SYSTEM, "DestinationRule", &name, &rule)
 }
 
 fn string_match(m: &crate::model::StringMatch) -> istio::StringMatch {

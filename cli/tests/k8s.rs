@@ -151,3 +151,61 @@ fn wasm_authz_mode_and_https_urls_pin_the_module_by_sha256() {
         .iter()
         .any(|(p, _)| p.to_string_lossy().contains("authorizationpolicy")));
 }
+
+#[test]
+fn egress_becomes_service_entries_and_tls_origination_rules() {
+    let yaml = r#"
+mesh: { name: egress }
+services:
+  - { name: web, port: 80 }
+egress:
+  - { host: api.partner.example, port: 443, tls: true, caCertificates: /etc/partner/ca.pem }
+  - { host: legacy.example, port: 8443, tls: true, insecureSkipVerify: true }
+  - { host: example.com, port: 80 }
+"#;
+    let mesh = wasmesh::load_str(std::path::Path::new("egress.yaml"), yaml).unwrap();
+    let opts = K8sOptions::new("oci://registry.example/wasmesh/", common::filters_dir());
+    let files = generate(&mesh, &opts).unwrap();
+    let find = |name: &str| {
+        let (path, bytes) = files
+            .iter()
+            .find(|(p, _)| p.display().to_string() == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        (path.display().to_string(), bytes.clone())
+    };
+    let (p, b) = find("istio-system/serviceentry-egress-api-partner-example-443.yaml");
+    let entry: istio::ServiceEntry = parse(&p, &b);
+    assert_eq!(entry.spec.hosts, ["api.partner.example"]);
+    assert_eq!(entry.spec.ports[0].number, 443);
+    assert_eq!(
+        entry.spec.ports[0].protocol, "HTTP",
+        "the app speaks plain HTTP"
+    );
+    assert_eq!(entry.spec.location, "MESH_EXTERNAL");
+    let (p, b) = find("istio-system/destinationrule-egress-api-partner-example-443.yaml");
+    let rule: istio::DestinationRule = parse(&p, &b);
+    let tls = rule.spec.traffic_policy.unwrap().tls.unwrap();
+    assert_eq!(tls.mode, "SIMPLE");
+    assert_eq!(tls.sni.as_deref(), Some("api.partner.example"));
+    assert_eq!(tls.ca_certificates.as_deref(), Some("/etc/partner/ca.pem"));
+    assert!(!tls.insecure_skip_verify);
+    let (p, b) = find("istio-system/destinationrule-egress-legacy-example-8443.yaml");
+    let rule: istio::DestinationRule = parse(&p, &b);
+    assert!(
+        rule.spec
+            .traffic_policy
+            .unwrap()
+            .tls
+            .unwrap()
+            .insecure_skip_verify
+    );
+    // Plain HTTP egress needs no DestinationRule.
+    find("istio-system/serviceentry-egress-example-com-80.yaml");
+    assert!(!files.iter().any(|(p, _)| p
+        .display()
+        .to_string()
+        .contains("destinationrule-egress-example-com")));
+    let (_, kustomization) = find("kustomization.yaml");
+    let text = String::from_utf8(kustomization).unwrap();
+    assert!(text.contains("istio-system/serviceentry-egress-example-com-80.yaml"));
+}
