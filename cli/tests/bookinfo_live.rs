@@ -7,38 +7,18 @@
 mod common;
 
 use serde_json::Value;
-use std::net::TcpListener;
 use wasmesh::{certs, generate, topology, GenerateOptions};
 use wasmesh_integration::{http, Echo, EchoServer, Envoy};
-
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A base whose 7 blocks (gateway + 6 sidecars) are free right now.
-fn free_port_base() -> u16 {
-    let start = 40000 + (std::process::id() % 1000) as u16 * 10;
-    (0..100u16)
-        .map(|i| (start + i * 70) % 20000 + 40000)
-        .find(|b| {
-            (*b..b + 7 * topology::BLOCK).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        })
-        .unwrap()
-}
 
 #[test]
 fn gateway_to_productpage_to_details_with_mtls_and_authz() {
     let mut mesh = common::bookinfo();
-    let gateway_port = free_port();
+    let gateway_port = wasmesh_integration::ports::free_port().unwrap();
     mesh.gateway.as_mut().unwrap().port = gateway_port;
     let dir = common::scratch("bookinfo-live");
     let certs_dir = dir.join("certs");
     certs::ensure(&mesh, &certs_dir).unwrap();
-    let base = free_port_base();
+    let base = common::free_port_base(7);
     let mut opts = GenerateOptions::process("out", base);
     opts.filters_dir = common::filters_dir().display().to_string();
     opts.certs_dir = certs_dir.display().to_string();

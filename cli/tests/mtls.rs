@@ -6,7 +6,6 @@
 mod common;
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use wasmesh::{certs, generate, topology, GenerateOptions};
@@ -24,17 +23,6 @@ services:
     port: 9080
     calls: []
 "#;
-
-/// A base port whose two blocks (client, server) are free right now.
-fn free_port_base() -> u16 {
-    let start = 30000 + (std::process::id() % 2000) as u16 * 10;
-    (0..200u16)
-        .map(|i| start.wrapping_add(i * 20) % 40000 + 20000)
-        .find(|base| {
-            (*base..base + 2 * topology::BLOCK).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        })
-        .unwrap()
-}
 
 fn bootstraps(certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
     let mesh = wasmesh::load_str(Path::new("pair.yaml"), MESH).unwrap();
@@ -60,7 +48,7 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
     let dir = common::scratch("mtls");
     let certs_dir = dir.join("certs");
     certs::ensure(&mesh, &certs_dir).unwrap();
-    let base = free_port_base();
+    let base = common::free_port_base(2);
     let configs = bootstraps(&certs_dir, base);
     let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
     // Instances in order: client (block 0), server (block 1); apps at offset 5.

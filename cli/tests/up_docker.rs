@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use wasmesh_integration::http;
@@ -46,15 +45,6 @@ fn show(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A host port free now on every interface (Docker publishes on all of them).
-fn free_port() -> u16 {
-    TcpListener::bind(("0.0.0.0", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn containers(project: &str) -> Vec<String> {
@@ -105,8 +95,8 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
     let dir = std::env::temp_dir().join(&project);
     let _ = std::fs::remove_dir_all(&dir);
     let dir_s = dir.to_str().unwrap().to_string();
-    let gateway = free_port();
-    let prometheus = free_port();
+    let gateway = wasmesh_integration::ports::free_port().unwrap();
+    let prometheus = wasmesh_integration::ports::free_port().unwrap();
     let guard = Down(dir.clone());
 
     let out = wasmesh(&[

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use wasmesh::state;
@@ -16,15 +15,6 @@ fn wasmesh(args: &[&str]) -> std::process::Output {
         .args(args)
         .current_dir(common::workspace_root())
         .output()
-        .unwrap()
-}
-
-/// A port block base with room for Bookinfo's 7 instances plus a gateway port, free now.
-fn free_base() -> u16 {
-    let start = 42000 + (std::process::id() % 500) as u16 * 10;
-    (0..200u16)
-        .map(|i| 42000 + (start - 42000 + i * 80) % 20000)
-        .find(|b| (*b..b + 80).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
         .unwrap()
 }
 
@@ -41,7 +31,8 @@ fn pids_alive(dir: &Path) -> Vec<String> {
 fn up_serves_bookinfo_and_down_leaves_nothing() {
     let dir = std::env::temp_dir().join(format!("wasmesh-up-down-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let base = free_base();
+    // Room for Bookinfo's 7 instance blocks plus a gateway port.
+    let base = wasmesh_integration::ports::free_range(80).unwrap();
     let gateway = base + 75;
     let dir_s = dir.to_str().unwrap();
     let out = wasmesh(&[

@@ -28,6 +28,7 @@ pub mod envoy;
 pub mod http;
 pub mod localmesh;
 pub mod paths;
+pub mod ports;
 
 pub use admin::{Admin, Stats};
 pub use bootstrap::{FailurePolicy, WasmFilter};

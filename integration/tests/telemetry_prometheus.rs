@@ -5,7 +5,6 @@
 // Test helpers fail loudly by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,15 +26,6 @@ fn prometheus_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// A free loopback port: Prometheus needs a concrete listen address.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus server, killed on drop.
@@ -67,7 +57,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
+        let port = wasmesh_integration::ports::free_port().unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
         let child = Command::new(prometheus_bin())
             .arg(format!("--config.file={}", config.display()))

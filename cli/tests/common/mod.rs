@@ -60,14 +60,8 @@ pub fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// A process-target port base whose first `blocks` blocks are free right now (tests
-/// in one binary run in parallel: each picks its own).
+/// A process-target port base whose first `blocks` blocks are free right now, below
+/// the ephemeral range (tests in one binary run in parallel: each gets its own).
 pub fn free_port_base(blocks: u16) -> u16 {
-    use std::net::TcpListener;
-    let block = wasmesh::topology::BLOCK;
-    let start = 40000 + (std::process::id() % 1000) as u16 * 10;
-    (0..200u16)
-        .map(|i| (start + i * 70) % 20000 + 40000)
-        .find(|b| (*b..b + blocks * block).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
-        .unwrap()
+    wasmesh_integration::ports::free_range(blocks * wasmesh::topology::BLOCK).unwrap()
 }

@@ -76,10 +76,6 @@ fn docker(args: &[&str]) -> Result<String> {
     run(Command::new("docker").args(args))
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-}
-
 /// Fails loudly, with what to do, when Docker or Compose is missing.
 pub fn require_docker() -> Result<()> {
     docker(&["info", "--format", "{{.ServerVersion}}"]).context(
@@ -106,8 +102,8 @@ impl DockerMesh {
         let mut mesh = DockerMesh {
             project,
             dir,
-            gateway_port: free_port()?,
-            prometheus_port: free_port()?,
+            gateway_port: crate::ports::free_port()?,
+            prometheus_port: crate::ports::free_port()?,
             keep_dir: false,
             ips: BTreeMap::new(),
             helpers: Mutex::new(BTreeMap::new()),
