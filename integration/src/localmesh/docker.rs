@@ -15,7 +15,7 @@
 use super::docker_call;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -102,8 +102,8 @@ impl DockerMesh {
         let mut mesh = DockerMesh {
             project,
             dir,
-            gateway_port: crate::ports::free_port()?,
-            prometheus_port: crate::ports::free_port()?,
+            gateway_port: wasmesh_integration::ports::free_port()?,
+            prometheus_port: wasmesh_integration::ports::free_port()?,
             keep_dir: false,
             ips: BTreeMap::new(),
             helpers: Mutex::new(BTreeMap::new()),
