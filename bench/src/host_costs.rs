@@ -15,7 +15,7 @@ pub const CALLS: u32 = 20;
 
 /// The kinds, in the order reported, and whether the host hands the guest data back
 /// (which makes it call the guest's allocator: a second crossing, host to guest).
-pub const KINDS: [(&str, bool); 8] = [
+pub const KINDS: [(&str, bool); 10] = [
     ("property", true),
     ("header-value", true),
     ("header-map", true),
@@ -24,6 +24,8 @@ pub const KINDS: [(&str, bool); 8] = [
     ("counter", false),
     ("histogram", false),
     ("log-level", false),
+    ("expr-6", true),
+    ("clear-route", false),
 ];
 
 /// bare and noop-wasm from the main list, then one configuration per kind.

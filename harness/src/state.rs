@@ -168,6 +168,9 @@ pub(crate) struct VmState {
     pub call_response: Option<(HeaderMap, Vec<u8>, HeaderMap)>,
     /// Argument buffer for `proxy_on_foreign_function` (BufferType::CallData).
     pub call_data: Option<Vec<u8>>,
+    /// Expressions compiled with `expr_create`: the token is the index (None once
+    /// deleted), each expression the attribute paths it reads.
+    pub expressions: Vec<Option<Vec<Vec<u8>>>>,
     pub rng: u64,
     /// Calls from the guest into the host (every import, WASI included), counted by
     /// wasmtime's call hook.

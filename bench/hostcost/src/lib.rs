@@ -21,10 +21,24 @@ pub enum Kind {
     Counter,
     Histogram,
     LogLevel,
+    /// One `expr_evaluate` of a CEL list of [`BATCH`]'s six attributes: what the SDK's
+    /// property batch costs, to set against six `property` calls.
+    Expr6,
+    /// Envoy's `clear_route_cache` foreign function (the route is matched again).
+    ClearRoute,
 }
 
+/// The attributes `expr-6` reads, all bound in the request phase, each guarded the way
+/// the SDK guards them.
+pub const BATCH: &str = "[has(source.address) ? [source.address] : [], \
+    has(source.port) ? [source.port] : [], \
+    has(destination.address) ? [destination.address] : [], \
+    has(destination.port) ? [destination.port] : [], \
+    has(request.total_size) ? [request.total_size] : [], \
+    has(connection.mtls) ? [connection.mtls] : []]";
+
 impl Kind {
-    pub const ALL: [(&'static str, Kind); 8] = [
+    pub const ALL: [(&'static str, Kind); 10] = [
         ("property", Kind::Property),
         ("header-value", Kind::HeaderValue),
         ("header-map", Kind::HeaderMap),
@@ -33,6 +47,8 @@ impl Kind {
         ("counter", Kind::Counter),
         ("histogram", Kind::Histogram),
         ("log-level", Kind::LogLevel),
+        ("expr-6", Kind::Expr6),
+        ("clear-route", Kind::ClearRoute),
     ];
 }
 
@@ -40,6 +56,8 @@ struct Plan {
     kind: Kind,
     calls: u32,
     metric: u32,
+    /// `expr-6`'s compiled expression.
+    token: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -79,10 +97,21 @@ impl RootContext for Root {
         };
         let metric = hostcalls::define_metric(metric_type, "wasmesh_hostcost").unwrap_or(0);
         let _ = hostcalls::set_shared_data("wasmesh.hostcost", Some(b"0123456789abcdef"), None);
+        let mut token = Vec::new();
+        if kind == Kind::Expr6 {
+            match hostcalls::call_foreign_function("expr_create", Some(BATCH.as_bytes())) {
+                Ok(Some(t)) => token = t,
+                _ => {
+                    let _ = hostcalls::log(LogLevel::Error, "expr_create refused the batch");
+                    return false;
+                }
+            }
+        }
         self.plan = Some(Rc::new(Plan {
             kind,
             calls,
             metric,
+            token,
         }));
         true
     }
@@ -118,6 +147,12 @@ impl HttpContext for Stream {
                 Kind::Counter => hostcalls::increment_metric(plan.metric, 1),
                 Kind::Histogram => hostcalls::record_metric(plan.metric, 5),
                 Kind::LogLevel => hostcalls::get_log_level().map(drop),
+                Kind::Expr6 => {
+                    hostcalls::call_foreign_function("expr_evaluate", Some(&plan.token)).map(drop)
+                }
+                Kind::ClearRoute => {
+                    hostcalls::call_foreign_function("clear_route_cache", None).map(drop)
+                }
             };
         }
         Action::Continue
