@@ -15,7 +15,7 @@ pub const CALLS: u32 = 20;
 
 /// The kinds, in the order reported, and whether the host hands the guest data back
 /// (which makes it call the guest's allocator: a second crossing, host to guest).
-pub const KINDS: [(&str, bool); 10] = [
+pub const KINDS: [(&str, bool); 12] = [
     ("property", true),
     ("header-value", true),
     ("header-map", true),
@@ -25,6 +25,8 @@ pub const KINDS: [(&str, bool); 10] = [
     ("histogram", false),
     ("log-level", false),
     ("expr-6", true),
+    ("expr-6-plain", true),
+    ("expr-1", true),
     ("clear-route", false),
 ];
 

@@ -370,6 +370,13 @@ fn properties() {
                 prop("response.code"),
                 Expect::status(404).body(eq("not found")),
             )
+            // Bound on every stream, even before a response: no flags (an 8-byte 0),
+            // a plaintext connection (a one-byte false).
+            .send(
+                prop("response.flags"),
+                Expect::status(200).body(eq("\0".repeat(8))),
+            )
+            .send(prop("connection.mtls"), Expect::status(200).body(eq("\0")))
             .send(
                 prop("no.such.property"),
                 Expect::status(404).body(eq("not found")),

@@ -24,6 +24,10 @@ pub enum Kind {
     /// One `expr_evaluate` of a CEL list of [`BATCH`]'s six attributes: what the SDK's
     /// property batch costs, to set against six `property` calls.
     Expr6,
+    /// The same six attributes unguarded (`[a.b, ...]`): what the guards cost.
+    Expr6Plain,
+    /// One guarded attribute: the fixed cost of an evaluation.
+    Expr1,
     /// Envoy's `clear_route_cache` foreign function (the route is matched again).
     ClearRoute,
 }
@@ -37,8 +41,12 @@ pub const BATCH: &str = "[has(source.address) ? [source.address] : [], \
     has(request.total_size) ? [request.total_size] : [], \
     has(connection.mtls) ? [connection.mtls] : []]";
 
+/// [`BATCH`] without the guards: fails whole if one attribute is missing.
+pub const BATCH_PLAIN: &str = "[source.address, source.port, destination.address, \
+    destination.port, request.total_size, connection.mtls]";
+
 impl Kind {
-    pub const ALL: [(&'static str, Kind); 10] = [
+    pub const ALL: [(&'static str, Kind); 12] = [
         ("property", Kind::Property),
         ("header-value", Kind::HeaderValue),
         ("header-map", Kind::HeaderMap),
@@ -48,6 +56,8 @@ impl Kind {
         ("histogram", Kind::Histogram),
         ("log-level", Kind::LogLevel),
         ("expr-6", Kind::Expr6),
+        ("expr-6-plain", Kind::Expr6Plain),
+        ("expr-1", Kind::Expr1),
         ("clear-route", Kind::ClearRoute),
     ];
 }
@@ -98,8 +108,14 @@ impl RootContext for Root {
         let metric = hostcalls::define_metric(metric_type, "wasmesh_hostcost").unwrap_or(0);
         let _ = hostcalls::set_shared_data("wasmesh.hostcost", Some(b"0123456789abcdef"), None);
         let mut token = Vec::new();
-        if kind == Kind::Expr6 {
-            match hostcalls::call_foreign_function("expr_create", Some(BATCH.as_bytes())) {
+        let expression = match kind {
+            Kind::Expr6 => Some(BATCH),
+            Kind::Expr6Plain => Some(BATCH_PLAIN),
+            Kind::Expr1 => Some("[has(source.address) ? [source.address] : []]"),
+            _ => None,
+        };
+        if let Some(expression) = expression {
+            match hostcalls::call_foreign_function("expr_create", Some(expression.as_bytes())) {
                 Ok(Some(t)) => token = t,
                 _ => {
                     let _ = hostcalls::log(LogLevel::Error, "expr_create refused the batch");
@@ -147,7 +163,7 @@ impl HttpContext for Stream {
                 Kind::Counter => hostcalls::increment_metric(plan.metric, 1),
                 Kind::Histogram => hostcalls::record_metric(plan.metric, 5),
                 Kind::LogLevel => hostcalls::get_log_level().map(drop),
-                Kind::Expr6 => {
+                Kind::Expr6 | Kind::Expr6Plain | Kind::Expr1 => {
                     hostcalls::call_foreign_function("expr_evaluate", Some(&plan.token)).map(drop)
                 }
                 Kind::ClearRoute => {

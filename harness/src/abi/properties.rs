@@ -1,7 +1,8 @@
 //! Properties. Lookup order: values set on the stream (by the test or the filter), values
 //! derived from the stream's headers (`request.path`, `request.headers`, `response.code`...),
-//! host-wide values the test set, then the plugin's own (`plugin_name`, `plugin_root_id`,
-//! `plugin_vm_id`). Anything else is NotFound, as in Envoy.
+//! host-wide values the test set, what Envoy binds on every stream (`response.flags`,
+//! `connection.mtls`, the total sizes), then the plugin's own (`plugin_name`,
+//! `plugin_root_id`, `plugin_vm_id`). Anything else is NotFound, as in Envoy.
 
 use super::{finish, give, pairs, read, Defs, HostResult, C};
 use crate::state::{StreamState, VmState};
@@ -52,6 +53,13 @@ pub(crate) fn lookup(s: &mut VmState, path: &[u8]) -> Option<Vec<u8>> {
     if let Some(v) = s.shared.lock().properties.get(path) {
         return Some(v.clone());
     }
+    if let Some(v) = s
+        .streams
+        .get(&s.effective)
+        .and_then(|st| always_bound(st, path))
+    {
+        return Some(v);
+    }
     let config = &s.config;
     match path {
         b"plugin_name" => Some(config.plugin_name.as_bytes().to_vec()),
@@ -93,6 +101,27 @@ fn derived(st: &StreamState, path: &[u8]) -> Option<Vec<u8>> {
             let code: i64 = headers.get(":status")?.parse().ok()?;
             Some(PropertyValue::int(code).0)
         }
+        _ => None,
+    }
+}
+
+/// What Envoy has a value for on every stream, set or not: no response flags, a
+/// plaintext connection, and sizes counted as Envoy counts them (header names and
+/// values, plus the body bytes that went through).
+fn always_bound(st: &StreamState, path: &[u8]) -> Option<Vec<u8>> {
+    let size = |headers: &Option<HeaderMap>, body: &[u8]| {
+        let header_bytes: usize = headers
+            .iter()
+            .flat_map(|h| h.0.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        PropertyValue::int(i64::try_from(header_bytes + body.len()).unwrap_or(i64::MAX)).0
+    };
+    match path {
+        b"response\0flags" => Some(PropertyValue::int(0).0),
+        b"connection\0mtls" => Some(PropertyValue::bool(false).0),
+        b"request\0total_size" => Some(size(&st.request_headers, &st.forwarded[0])),
+        b"response\0total_size" => Some(size(&st.response_headers, &st.forwarded[1])),
         _ => None,
     }
 }
