@@ -135,6 +135,35 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
     Ok((configs, missing))
 }
 
+/// The same configurations with modules from `dir` (`--baseline DIR`: the filters as
+/// built from another commit), named `<configuration>@base`, for an A/B comparison in
+/// one interleaved run. Only modules present in `dir` are added.
+pub fn baseline(inputs: &Inputs, dir: &Path) -> Result<Vec<BenchConfig>> {
+    let mut out = Vec::new();
+    for (module, config) in [
+        ("headers", "headers"),
+        ("ratelimit", "ratelimit"),
+        ("fault", "fault"),
+        ("authz", "authz"),
+        ("telemetry", "telemetry"),
+        ("mesh", "chain-mesh"),
+    ] {
+        let path = dir.join(format!("{module}.wasm"));
+        if !path.exists() {
+            continue;
+        }
+        let filter = WasmFilter::new(&format!("wasmesh.{module}"), path)
+            .config(inputs.filter_config(module)?);
+        out.push(BenchConfig {
+            name: format!("{config}@base"),
+            what: format!("{config} with {module}.wasm from {}", dir.display()),
+            bootstrap: direct(&[filter]),
+        });
+    }
+    anyhow::ensure!(!out.is_empty(), "no filter modules in {}", dir.display());
+    Ok(out)
+}
+
 /// The closest native Envoy chain to our filter chain.
 fn native_chain(jwks: &str) -> Value {
     let hundred = |n: u32| json!({"numerator": n, "denominator": "HUNDRED"});

@@ -32,6 +32,8 @@ struct Args {
     soak: Option<(String, u64)>,
     /// Price each kind of host call instead (see [`host_costs`]).
     host_costs: bool,
+    /// Also run each filter with its module from this directory ([`configs::baseline`]).
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -41,6 +43,7 @@ fn parse_args() -> Result<Args> {
         only: None,
         soak: None,
         host_costs: false,
+        baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,7 +67,8 @@ fn parse_args() -> Result<Args> {
                 args.soak = Some((name, n));
             }
             "--host-costs" => args.host_costs = true,
-            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N, --host-costs)"),
+            "--baseline" => args.baseline = Some(it.next().context("--baseline DIR")?.into()),
+            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N, --host-costs, --baseline DIR)"),
         }
     }
     Ok(args)
@@ -90,8 +94,15 @@ fn main() -> Result<()> {
     let inputs = configs::Inputs::load(&root)?;
     let echo = EchoServer::start()?;
     let (mut all, missing) = configs::all(&inputs, echo.port())?;
+    if let Some(dir) = &args.baseline {
+        all.extend(configs::baseline(&inputs, dir)?);
+    }
     if let Some(only) = &args.only {
-        all.retain(|c| c.name == "bare" || c.name == "noop-wasm" || only.contains(&c.name));
+        // A configuration's baseline twin goes with it.
+        all.retain(|c| {
+            let name = c.name.trim_end_matches("@base");
+            name == "bare" || name == "noop-wasm" || only.iter().any(|o| o == name)
+        });
     }
     if !missing.is_empty() {
         eprintln!(
@@ -170,6 +181,12 @@ fn main() -> Result<()> {
     );
     let out = root.join("docs/bench");
     std::fs::create_dir_all(&out)?;
+    if args.baseline.is_some() {
+        // An A/B run answers one question; the published table stays the full run's.
+        std::fs::write(out.join("baseline-compare.md"), &table)?;
+        eprintln!("wrote docs/bench/baseline-compare.md");
+        return Ok(());
+    }
     std::fs::write(out.join("results.md"), &table)?;
     std::fs::write(out.join("chart.svg"), report::svg(&rows))?;
     eprintln!("wrote docs/bench/results.md and docs/bench/chart.svg");
