@@ -148,10 +148,6 @@ pub(crate) struct StreamState {
     pub done_result: Option<bool>,
 }
 
-/// One element of a compiled CEL list (`abi::expr`): an attribute path, NUL-separated
-/// as `proxy_get_property` takes it, and whether the read is guarded with `has()`.
-pub(crate) type ExprItem = (Vec<u8>, bool);
-
 /// Data of one worker VM, stored in its wasmtime `Store`.
 pub(crate) struct VmState {
     pub worker: usize,
@@ -172,10 +168,6 @@ pub(crate) struct VmState {
     pub call_response: Option<(HeaderMap, Vec<u8>, HeaderMap)>,
     /// Argument buffer for `proxy_on_foreign_function` (BufferType::CallData).
     pub call_data: Option<Vec<u8>>,
-    /// Expressions compiled with `expr_create`: the token is the index (None once
-    /// deleted), each expression the attribute paths it reads and whether each is
-    /// guarded.
-    pub expressions: Vec<Option<Vec<ExprItem>>>,
     pub rng: u64,
     /// Calls from the guest into the host (every import, WASI included), counted by
     /// wasmtime's call hook.

@@ -84,7 +84,6 @@ impl Vm {
             rng: seed,
             host_calls: 0,
             guest_entries: 0,
-            expressions: Vec::new(),
         };
         let mut store = Store::new(engine(), state);
         store.call_hook(|mut ctx, hook| {

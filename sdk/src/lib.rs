@@ -5,7 +5,6 @@
 //! handlers that read a view ([`Request`], [`Response`]) and return a [`Decision`].
 //! `export_stage!(MyStage)` turns it into a Proxy-Wasm module.
 
-pub mod batch;
 pub mod config;
 pub mod duration;
 pub mod headers;

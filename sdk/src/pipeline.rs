@@ -33,7 +33,6 @@ pub trait AnyStage {
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision;
     fn wants_response(&self) -> bool;
     fn on_log(&self, log: &LogView<'_>, stream: &mut dyn Any);
-    fn log_properties(&self) -> Vec<crate::batch::Path>;
 }
 
 struct Erased<S: Stage>(S);
@@ -87,9 +86,6 @@ impl<S: Stage> AnyStage for Erased<S> {
     }
     fn on_log(&self, log: &LogView<'_>, stream: &mut dyn Any) {
         with_stream::<S, _>(stream, (), |s| self.0.on_log(log, s))
-    }
-    fn log_properties(&self) -> Vec<crate::batch::Path> {
-        self.0.log_properties()
     }
 }
 
@@ -279,14 +275,6 @@ impl<R: Registry> Stage for Pipeline<R> {
         for (stage, s) in self.stages.iter().zip(stream.streams.iter_mut()) {
             stage.on_log(log, s.as_mut());
         }
-    }
-
-    /// Every stage's, so the whole chain's end-of-stream reads are one host call.
-    fn log_properties(&self) -> Vec<crate::batch::Path> {
-        self.stages
-            .iter()
-            .flat_map(|s| s.log_properties())
-            .collect()
     }
 }
 

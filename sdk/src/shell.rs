@@ -6,11 +6,10 @@
 //! from the root context's tick, which all paused streams share) or pauses for a
 //! callout (resumed from the callout's response).
 
-use crate::batch::{HostBatch, Prefetched};
 use crate::config;
 use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
-use crate::props::{HostProperties, PropertySource};
+use crate::props::HostProperties;
 use crate::request::Request;
 use crate::stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -60,8 +59,6 @@ pub struct Root<S: Stage> {
     stage_tick: Option<(Duration, SystemTime)>,
     /// Background callouts in flight: token → index in the list `on_tick` returned.
     background: HashMap<u32, usize>,
-    /// The stage's end-of-stream properties, compiled into one host call.
-    log_batch: Option<Rc<HostBatch>>,
 }
 
 impl<S: Stage> Default for Root<S> {
@@ -77,7 +74,6 @@ impl<S: Stage> Root<S> {
             timers: Rc::new(RefCell::new(Timers::default())),
             stage_tick: None,
             background: HashMap::new(),
-            log_batch: None,
         }
     }
 
@@ -149,10 +145,6 @@ impl<S: Stage> RootContext for Root<S> {
                     self.stage_tick = Some((period, SystemTime::UNIX_EPOCH));
                     let _ = host::set_tick_period(period);
                 }
-                if let Some(old) = self.log_batch.take() {
-                    old.delete();
-                }
-                self.log_batch = HostBatch::create(stage.log_properties()).map(Rc::new);
                 self.stage = Some(Rc::new(stage));
                 true
             }
@@ -171,7 +163,6 @@ impl<S: Stage> RootContext for Root<S> {
                 stage,
                 state: RefCell::new(StreamState::default()),
                 timers: Rc::downgrade(&self.timers),
-                log_batch: self.log_batch.clone(),
             }),
         }))
     }
@@ -263,7 +254,6 @@ struct StreamShared<S: Stage> {
     stage: Rc<S>,
     state: RefCell<StreamState<S::Stream>>,
     timers: Weak<RefCell<Timers>>,
-    log_batch: Option<Rc<HostBatch>>,
 }
 
 /// Whether the request may go on now (`Continue`) or stays paused.
@@ -543,16 +533,10 @@ impl<S: Stage> HttpContext for Http<S> {
 
     fn on_log(&mut self) {
         static PROPS: HostProperties = HostProperties;
-        let batch = self.shared.log_batch.as_deref();
-        let prefetched = batch.and_then(|b| Some(Prefetched::new(b.paths(), b.fetch()?, &PROPS)));
-        let props: &dyn PropertySource = match &prefetched {
-            Some(p) => p,
-            None => &PROPS,
-        };
         let view = LogView::new(
             HeaderMap::lazy(host_request_headers),
             HeaderMap::lazy(host_response_headers),
-            props,
+            &PROPS,
         );
         let mut state = self.shared.state.borrow_mut();
         self.shared.stage.on_log(&view, &mut state.stream);

@@ -189,13 +189,6 @@ pub trait Stage: Sized + 'static {
     /// Called once when the stream ends (also for local replies and resets).
     fn on_log(&self, _log: &LogView<'_>, _stream: &mut Self::Stream) {}
 
-    /// The properties [`Stage::on_log`] reads on every request. The shell fetches them
-    /// together in one host call where the host can ([`crate::batch`]); a property
-    /// left out is still read when asked for, one host call each.
-    fn log_properties(&self) -> Vec<crate::batch::Path> {
-        Vec::new()
-    }
-
     /// How often [`Stage::on_tick`] runs (per worker), if at all.
     fn tick_period(&self) -> Option<Duration> {
         None

@@ -96,41 +96,6 @@ impl Stage for TelemetryStage {
         Decision::Continue
     }
 
-    /// What `on_log` reads on every request, so the shell fetches it in one host
-    /// call. Custom labels' property paths are left to single reads.
-    fn log_properties(&self) -> Vec<&'static [&'static str]> {
-        if self.rt.metrics.is_empty() && self.rt.access_log.is_none() {
-            return Vec::new();
-        }
-        let mut paths: Vec<&'static [&'static str]> = vec![
-            &["response", "code"],
-            &["response", "flags"],
-            &["request", "duration"],
-            &["request", "total_size"],
-            &["response", "total_size"],
-        ];
-        match self.rt.reporter {
-            Reporter::Destination => {
-                paths.extend([
-                    &["connection", "mtls"][..],
-                    &["connection", "uri_san_peer_certificate"],
-                ]);
-            }
-            // The destination service comes from the cluster when the peer is unknown.
-            Reporter::Source => paths.push(&["xds", "cluster_name"]),
-        }
-        if self.rt.access_log.is_some() {
-            paths.extend([
-                &["request", "time"][..],
-                &["request", "protocol"],
-                &["response", "code_details"],
-                &["request", "size"],
-                &["response", "size"],
-            ]);
-        }
-        paths
-    }
-
     fn on_log(&self, log: &LogView<'_>, stream: &mut Stream) {
         if self.rt.metrics.is_empty() && self.rt.access_log.is_none() {
             return;

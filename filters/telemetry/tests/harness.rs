@@ -135,68 +135,6 @@ fn measures_are_recorded_in_milliseconds_and_bytes() {
     );
 }
 
-/// The measures and labels of one request, as recorded.
-fn recorded(host: &Host) -> Vec<(String, Vec<u64>)> {
-    let mut out: Vec<(String, Vec<u64>)> = host
-        .metric_names()
-        .into_iter()
-        .filter(|n| n.starts_with("istio_"))
-        .map(|n| {
-            let m = host.metric(&n).unwrap();
-            (
-                n,
-                if m.samples.is_empty() {
-                    vec![m.value]
-                } else {
-                    m.samples
-                },
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-#[test]
-fn end_of_stream_properties_are_one_host_call_and_read_singly_where_cel_is_missing() {
-    let batched = host(json!({"workload": reviews()}));
-    run(&batched, "GET", "/a", &[], 503);
-    run(&batched, "GET", "/a", &[], 503);
-    let names: Vec<String> = batched
-        .foreign_calls()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(
-        names,
-        ["expr_create", "expr_evaluate", "expr_evaluate"],
-        "compiled once at configure, one evaluation per request"
-    );
-
-    // A host without CEL refuses the expression: the same request reads each
-    // property on its own and records exactly the same series and values.
-    let single = Host::builder(&module())
-        .plugin_config(json!({"workload": reviews()}).to_string())
-        .foreign_function("expr_create", |_| {
-            Err(wasmesh_harness::Status::Unimplemented)
-        })
-        .build()
-        .unwrap();
-    assert!(single.configured());
-    run(&single, "GET", "/a", &[], 503);
-    run(&single, "GET", "/a", &[], 503);
-    assert_eq!(recorded(&single), recorded(&batched));
-    assert!(recorded(&batched)
-        .iter()
-        .any(|(n, v)| n.contains("response_code=503")
-            && n.starts_with("istio_requests_total")
-            && v == &[2]));
-    assert!(single
-        .logs()
-        .iter()
-        .any(|l| l.message.contains("read one by one (expr_create: ")));
-}
-
 #[test]
 fn unknown_and_hostile_peers_are_reported_as_unknown_and_paths_never_are_labels() {
     let host = host(json!({"workload": reviews()}));

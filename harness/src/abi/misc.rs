@@ -222,9 +222,6 @@ fn foreign(c: &mut C<'_>, name: (u32, u32), args: (u32, u32), result: (u32, u32)
     let f = s.config.foreign.get(&name).cloned();
     let out = match f {
         Some(f) => f(&args).map_err(Fail::Status)?,
-        None if name == "expr_create" => super::expr::create(s, &args).map_err(Fail::Status)?,
-        None if name == "expr_evaluate" => super::expr::evaluate(s, &args).map_err(Fail::Status)?,
-        None if name == "expr_delete" => super::expr::delete(s, &args).map_err(Fail::Status)?,
         None if name == "clear_route_cache" => {
             if let Some(st) = s.stream() {
                 st.route_cache_cleared += 1;

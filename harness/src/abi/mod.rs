@@ -5,7 +5,6 @@
 
 pub(crate) mod buffers;
 pub(crate) mod calls;
-pub(crate) mod expr;
 pub(crate) mod headers;
 pub(crate) mod metrics;
 pub(crate) mod misc;

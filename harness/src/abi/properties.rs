@@ -36,7 +36,7 @@ fn set(c: &mut C<'_>, path: (u32, u32), value: (u32, u32)) -> HostResult {
     Ok(())
 }
 
-pub(crate) fn lookup(s: &mut VmState, path: &[u8]) -> Option<Vec<u8>> {
+fn lookup(s: &mut VmState, path: &[u8]) -> Option<Vec<u8>> {
     if let Some(st) = s.streams.get(&s.effective) {
         if let Some(v) = st.properties.get(path) {
             return Some(v.clone());
