@@ -147,9 +147,10 @@ fn project_label(project: &str) -> String {
     format!("label=com.docker.compose.project={project}")
 }
 
-/// Each container of the project by compose service: (state, health or `none`).
-/// An inspect that races a container's removal yields nothing this round.
-fn states(project: &str) -> Result<BTreeMap<String, (String, String)>> {
+/// Each container of the compose project by service: (state, health or `none`).
+/// An inspect that races a container's removal yields nothing this round. The
+/// integration rig's docker mode polls with it too.
+pub fn states(project: &str) -> Result<BTreeMap<String, (String, String)>> {
     let ids = docker(&["ps", "-aq", "--filter", &project_label(project)])?;
     let mut args = vec![
         "inspect",
@@ -380,11 +381,13 @@ fn start_and_wait(
     result
 }
 
-fn ready((status, health): &(String, String)) -> bool {
+/// Running, and healthy where the image has a health check.
+pub fn ready((status, health): &(String, String)) -> bool {
     status == "running" && (health == "healthy" || health == "none")
 }
 
-fn failed((status, health): &(String, String)) -> bool {
+/// Exited, dead or unhealthy: waiting longer will not help.
+pub fn failed((status, health): &(String, String)) -> bool {
     status == "exited" || status == "dead" || health == "unhealthy"
 }
 

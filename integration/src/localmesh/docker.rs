@@ -153,55 +153,29 @@ impl DockerMesh {
         run(self.compose().args(["up", "-d"])).map(|_| ())
     }
 
-    /// Every container of the project: (name, state, health or `none`).
-    fn states(&self) -> Result<Vec<(String, String, String)>> {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        let ids = docker(&["ps", "-aq", "--filter", &label])?;
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec![
-            "inspect",
-            "-f",
-            "{{.Name}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}",
-        ];
-        args.extend(ids);
-        Ok(docker(&args)?
-            .lines()
-            .filter_map(|l| {
-                let mut p = l.split('|');
-                Some((
-                    p.next()?.trim_start_matches('/').to_string(),
-                    p.next()?.to_string(),
-                    p.next()?.to_string(),
-                ))
-            })
-            .collect())
-    }
-
-    /// Polls until every container is running and healthy (bounded).
+    /// Polls until every compose service's container is running and healthy (bounded),
+    /// judged as `wasmesh up --docker` judges it.
     pub fn wait_healthy(&self) -> Result<()> {
+        use wasmesh::docker::{failed, ready, states};
         let expected = self.service_count()?;
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
-            let states = self.states()?;
-            let bad: Vec<&(String, String, String)> = states
-                .iter()
-                .filter(|(_, s, h)| s != "running" || (h != "healthy" && h != "none"))
-                .collect();
-            if states.len() == expected && bad.is_empty() {
+            let states = states(&self.project)?;
+            let pending: Vec<(&String, &(String, String))> =
+                states.iter().filter(|(_, st)| !ready(st)).collect();
+            if states.len() == expected && pending.is_empty() {
                 return Ok(());
             }
-            if let Some((name, _, _)) = states
-                .iter()
-                .find(|(_, s, h)| s == "exited" || s == "dead" || h == "unhealthy")
-            {
-                bail!("container {name} failed: {states:?}\n{}", self.logs(name));
+            if let Some((service, _)) = states.iter().find(|(_, st)| failed(st)) {
+                let logs = match self.container(service) {
+                    Ok(id) => self.logs(&id),
+                    Err(e) => e.to_string(),
+                };
+                bail!("container of {service} failed: {states:?}\n{logs}");
             }
             if Instant::now() > deadline {
                 bail!(
-                    "not healthy after {HEALTH_TIMEOUT:?} ({} of {expected} containers): {bad:?}",
+                    "not healthy after {HEALTH_TIMEOUT:?} ({} of {expected} containers): {pending:?}",
                     states.len()
                 );
             }
