@@ -199,6 +199,41 @@ pub fn write_files(dir: &Path, files: &[OutputFile]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `envoy --mode validate` on a config file (JSON or YAML): Envoy's output when it
+/// says OK, an error with that output otherwise. Validation reads the files the config
+/// names (the .wasm included) but opens no listeners. The integration rig validates
+/// through this too.
+pub fn envoy_validate_file(envoy: &Path, config: &Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new(envoy)
+        .args([
+            "--mode",
+            "validate",
+            "--use-dynamic-base-id",
+            "-l",
+            "warning",
+            "-c",
+        ])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", envoy.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && text.contains("OK") {
+        Ok(text)
+    } else {
+        anyhow::bail!(
+            "Envoy rejected {} ({}):\n{}",
+            config.display(),
+            output.status,
+            text.trim_end()
+        )
+    }
+}
+
 /// The Envoy binary: `$ENVOY_BIN`, `.venv/bin/envoy` under the current directory, or
 /// `envoy` on `PATH`.
 pub fn envoy_bin() -> Option<PathBuf> {

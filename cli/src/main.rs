@@ -1,7 +1,7 @@
 //! The `wasmesh` command line: generate, validate, k8s, certs; up, down, status,
 //! start and stop for the local mesh.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -488,27 +488,7 @@ fn envoy_validate(
             if rel.as_os_str() == wasmesh::runplan::PLAN_FILE {
                 continue;
             }
-            let path = dir.join(rel);
-            let out = std::process::Command::new(&envoy)
-                .args([
-                    "--mode",
-                    "validate",
-                    "--use-dynamic-base-id",
-                    "-l",
-                    "warning",
-                    "-c",
-                ])
-                .arg(&path)
-                .output()
-                .with_context(|| format!("running {}", envoy.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "envoy rejected {}:\n{}{}",
-                    rel.display(),
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            wasmesh::envoy_validate_file(&envoy, &dir.join(rel))?;
             n += 1;
         }
         Ok(n)

@@ -138,30 +138,7 @@ impl Envoy {
     /// `envoy --mode validate` on a config file (JSON or YAML): Envoy's output when it
     /// says OK, an error with that output otherwise.
     pub fn validate_file(config: &std::path::Path) -> Result<String> {
-        let bin = paths::envoy_bin()?;
-        let output = Command::new(&bin)
-            .args(["--mode", "validate", "-c"])
-            .arg(config)
-            .arg("--use-dynamic-base-id")
-            .args(["-l", "warning"])
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("spawning {}", bin.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() && text.contains("OK") {
-            Ok(text)
-        } else {
-            bail!(
-                "Envoy rejected {} ({}):\n{}",
-                config.display(),
-                output.status,
-                text.trim_end()
-            )
-        }
+        wasmesh::envoy_validate_file(&paths::envoy_bin()?, config)
     }
 
     /// Validates `examples/NAME/envoy.yaml`, with its module path
