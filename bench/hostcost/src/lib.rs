@@ -21,8 +21,9 @@ pub enum Kind {
     Counter,
     Histogram,
     LogLevel,
-    /// One `expr_evaluate` of a CEL list of [`BATCH`]'s six attributes: what the SDK's
-    /// property batch costs, to set against six `property` calls.
+    /// One `expr_evaluate` of a CEL list of [`BATCH`]'s six attributes: what fetching
+    /// six properties in one call costs, against six `property` calls (tried for
+    /// telemetry's end-of-stream reads and reverted: docs/benchmarks.md).
     Expr6,
     /// The same six attributes unguarded (`[a.b, ...]`): what the guards cost.
     Expr6Plain,
@@ -32,8 +33,8 @@ pub enum Kind {
     ClearRoute,
 }
 
-/// The attributes `expr-6` reads, all bound in the request phase, each guarded the way
-/// the SDK guards them.
+/// The attributes `expr-6` reads, all bound in the request phase, each guarded with
+/// `has()` so that an unset one cannot fail the whole evaluation.
 pub const BATCH: &str = "[has(source.address) ? [source.address] : [], \
     has(source.port) ? [source.port] : [], \
     has(destination.address) ? [destination.address] : [], \
