@@ -488,7 +488,8 @@ fn envoy_validate(
             if rel.as_os_str() == wasmesh::runplan::PLAN_FILE {
                 continue;
             }
-            wasmesh::envoy_validate_file(&envoy, &dir.join(rel))?;
+            wasmesh::envoy_validate_file(&envoy, &dir.join(rel))
+                .with_context(|| format!("generated bootstrap {}", rel.display()))?;
             n += 1;
         }
         Ok(n)
