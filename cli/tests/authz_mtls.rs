@@ -6,6 +6,8 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use serde_json::{json, Value};
 use std::path::Path;
 use wasmesh::certs::Ca;
@@ -17,14 +19,8 @@ use wasmesh_integration::{http, EchoServer, Envoy};
 const TRUST: &str = "cluster.local";
 
 fn write_identity(dir: &Path, name: &str, ca: &Ca) -> (String, String) {
-    let issued = ca
-        .issue(Some(&format!("spiffe://{TRUST}/ns/default/sa/{name}")), &[])
-        .unwrap();
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    std::fs::write(&cert, issued.chain_pem).unwrap();
-    std::fs::write(&key, issued.key_pem).unwrap();
-    (cert.display().to_string(), key.display().to_string())
+    let spiffe = format!("spiffe://{TRUST}/ns/default/sa/{name}");
+    common::write_issued(dir, name, ca, Some(&spiffe), &[])
 }
 
 fn tls_context(cert: &(String, String), ca_file: &str) -> Value {
@@ -81,10 +77,7 @@ fn client_sidecar(server_port: u16, identity: &(String, String), ca_file: &str) 
 #[test]
 fn authz_allows_and_denies_by_mtls_principal() {
     let dir = TempDir::new("authz-mtls").unwrap();
-    let ca = Ca::generate("authz-mtls").unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    let ca_file = ca_file.display().to_string();
+    let (ca, ca_file) = common::ca_in(dir.path(), "authz-mtls");
     let server_id = write_identity(dir.path(), "server", &ca);
     let a_id = write_identity(dir.path(), "client-a", &ca);
     let b_id = write_identity(dir.path(), "client-b", &ca);

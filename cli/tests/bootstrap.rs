@@ -11,20 +11,11 @@ use wasmesh::{certs, generate, topology, GenerateOptions};
 use wasmesh_integration::Envoy;
 
 fn bootstrap(files: &[wasmesh::OutputFile], name: &str) -> Value {
-    let (_, bytes) = files
-        .iter()
-        .find(|(p, _)| p.file_name().unwrap().to_string_lossy() == format!("{name}.json"))
-        .unwrap();
-    serde_json::from_slice(bytes).unwrap()
+    common::generated_bootstrap(files, name)
 }
 
 fn listener<'a>(b: &'a Value, name: &str) -> &'a Value {
-    b["static_resources"]["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .unwrap()
+    common::resource(b, "listeners", name)
 }
 
 fn http_filter_names(l: &Value, chain: usize) -> Vec<String> {
@@ -355,12 +346,7 @@ fn a_mesh_using_every_option_passes_envoy_validate() {
 }
 
 fn cluster<'a>(b: &'a Value, name: &str) -> &'a Value {
-    b["static_resources"]["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no cluster {name}"))
+    common::resource(b, "clusters", name)
 }
 
 #[test]

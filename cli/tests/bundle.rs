@@ -25,20 +25,12 @@ fn bundle_dir() -> &'static Path {
 }
 
 fn bootstrap(files: &[OutputFile], name: &str) -> Value {
-    let (_, b) = files
-        .iter()
-        .find(|(p, _)| p.file_name().unwrap().to_string_lossy() == format!("{name}.json"))
-        .unwrap();
-    serde_json::from_slice(b).unwrap()
+    common::generated_bootstrap(files, name)
 }
 
 fn http_filters(b: &Value, listener: &str) -> Vec<Value> {
-    b["static_resources"]["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == listener)
-        .unwrap()["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    common::resource(b, "listeners", listener)["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"]
         .as_array()
         .unwrap()
         .clone()

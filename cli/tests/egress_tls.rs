@@ -9,7 +9,7 @@
 
 mod common;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use wasmesh::certs::Ca;
 use wasmesh::{generate, topology, GenerateOptions};
@@ -19,11 +19,7 @@ use wasmesh_integration::{http, Envoy};
 
 /// An external HTTPS server answering `external` with a certificate for `dns`.
 fn external_server(dir: &Path, ca: &Ca, dns: &str) -> Envoy {
-    let issued = ca.issue(None, &[dns.to_string()]).unwrap();
-    let cert = dir.join(format!("{dns}.pem"));
-    let key = dir.join(format!("{dns}-key.pem"));
-    std::fs::write(&cert, issued.chain_pem).unwrap();
-    std::fs::write(&key, issued.key_pem).unwrap();
+    let (cert, key) = common::write_issued(dir, dns, ca, None, &[dns.to_string()]);
     let route = json!({"match": {"prefix": "/"},
         "direct_response": {"status": 200, "body": {"inline_string": "external"}}});
     let mut listener = http_listener(INGRESS, vec![], vec![route]);
@@ -32,8 +28,8 @@ fn external_server(dir: &Path, ca: &Ca, dns: &str) -> Envoy {
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
             "common_tls_context": {"tls_certificates": [{
-                "certificate_chain": {"filename": cert.display().to_string()},
-                "private_key": {"filename": key.display().to_string()},
+                "certificate_chain": {"filename": cert},
+                "private_key": {"filename": key},
             }]},
         },
     });
@@ -53,19 +49,9 @@ fn client_with_generated_egress(egress: &str, port: u16) -> Envoy {
     let mut opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE);
     opts.filters_dir = common::filters_dir().display().to_string();
     let files = generate(&mesh, &opts).unwrap();
-    let (_, bytes) = files
-        .iter()
-        .find(|(p, _)| p.ends_with("web-v1-0.json"))
-        .unwrap();
-    let web: Value = serde_json::from_slice(bytes).unwrap();
-    let name = format!("outbound|{port}||localhost");
-    let mut cluster = web["static_resources"]["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name.as_str())
-        .unwrap_or_else(|| panic!("no cluster {name}"))
-        .clone();
+    let web = common::generated_bootstrap(&files, "web-v1-0");
+    let mut cluster =
+        common::resource(&web, "clusters", &format!("outbound|{port}||localhost")).clone();
     cluster["name"] = json!(bootstrap::UPSTREAM);
     let mut config = bootstrap::proxy_to(port, &[]);
     config["static_resources"]["clusters"] = json!([cluster]);
@@ -84,10 +70,7 @@ fn status_via(client: &Envoy) -> u16 {
 #[test]
 fn egress_tls_reaches_only_a_server_that_proves_its_name() {
     let dir = TempDir::new("egress-tls").unwrap();
-    let partner_ca = Ca::generate("partner").unwrap();
-    let ca_file = dir.join("partner-ca.pem");
-    std::fs::write(&ca_file, &partner_ca.cert_pem).unwrap();
-    let ca_file = ca_file.display().to_string();
+    let (partner_ca, ca_file) = common::ca_in(dir.path(), "partner");
 
     let server = external_server(dir.path(), &partner_ca, "localhost");
     let port = server.listener_port(INGRESS).unwrap();

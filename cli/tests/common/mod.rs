@@ -1,8 +1,10 @@
 //! Shared test support: the Bookinfo example, compiled filters in one directory.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use wasmesh::certs::Ca;
 use wasmesh::model::{FilterName, MeshFile};
 
 pub fn workspace_root() -> PathBuf {
@@ -64,4 +66,49 @@ pub fn scratch(label: &str) -> PathBuf {
 /// the ephemeral range (tests in one binary run in parallel: each gets its own).
 pub fn free_port_base(blocks: u16) -> u16 {
     wasmesh_integration::ports::free_range(blocks * wasmesh::topology::BLOCK).unwrap()
+}
+
+/// The generated bootstrap `<name>.json` among `files`, parsed.
+pub fn generated_bootstrap(files: &[wasmesh::OutputFile], name: &str) -> Value {
+    let (_, bytes) = files
+        .iter()
+        .find(|(p, _)| p.file_name().unwrap().to_string_lossy() == format!("{name}.json"))
+        .unwrap_or_else(|| panic!("no bootstrap {name}.json"));
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// The static resource of `kind` (`listeners`, `clusters`) called `name` in a bootstrap.
+pub fn resource<'a>(bootstrap: &'a Value, kind: &str, name: &str) -> &'a Value {
+    bootstrap["static_resources"][kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} entry {name}"))
+}
+
+/// A new CA called `name`, its certificate written to `dir/<name>-ca.pem` (the path
+/// returned next to it).
+pub fn ca_in(dir: &Path, name: &str) -> (Ca, String) {
+    let ca = Ca::generate(name).unwrap();
+    let file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&file, &ca.cert_pem).unwrap();
+    (ca, file.display().to_string())
+}
+
+/// A certificate from `ca` for a SPIFFE ID and/or DNS names, written as
+/// `dir/<file>.pem` (chain) and `dir/<file>-key.pem`: the two paths.
+pub fn write_issued(
+    dir: &Path,
+    file: &str,
+    ca: &Ca,
+    spiffe: Option<&str>,
+    dns: &[String],
+) -> (String, String) {
+    let issued = ca.issue(spiffe, dns).unwrap();
+    let cert = dir.join(format!("{file}.pem"));
+    let key = dir.join(format!("{file}-key.pem"));
+    std::fs::write(&cert, issued.chain_pem).unwrap();
+    std::fs::write(&key, issued.key_pem).unwrap();
+    (cert.display().to_string(), key.display().to_string())
 }
