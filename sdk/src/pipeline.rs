@@ -9,7 +9,7 @@
 //! A delay or callout pauses the chain at the stage that asked for it and resumes
 //! there. Each stage keeps its own path normalisation options.
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
 use crate::stage::{CalloutResult, Decision, LogView, Response, Stage};
@@ -89,18 +89,10 @@ impl<S: Stage> AnyStage for Erased<S> {
     }
 }
 
-/// Builds stage `S` from its JSON config, reporting errors with full field paths.
-///
-/// The config goes back to bytes and through [`crate::config::parse`], the path every
-/// standalone filter takes: one deserializer instantiation per config type instead of
-/// two (bytes and `Value`) keeps the bundle module smaller, and errors read the same.
-pub fn build_stage<S: Stage>(config: serde_json::Value) -> Result<Box<dyn AnyStage>, ConfigError> {
-    let bytes = if config.is_null() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(&config).map_err(|e| ConfigError::at("", e.to_string()))?
-    };
-    let parsed: S::Config = crate::config::parse(&bytes)?;
+/// Builds stage `S` from its part of the pipeline's config, reporting errors with
+/// field paths relative to it, as the standalone filter would.
+pub fn build_stage<S: Stage>(config: &Json) -> Result<Box<dyn AnyStage>, ConfigError> {
+    let parsed: S::Config = crate::config::from_json(config)?;
     Ok(Box::new(Erased(S::build(parsed)?)))
 }
 
@@ -109,10 +101,7 @@ pub trait Registry: 'static {
     /// The module's name, for logs.
     const NAME: &'static str;
     /// Builds the stage called `kind`, or `None` if this module has no such stage.
-    fn build(
-        kind: &str,
-        config: serde_json::Value,
-    ) -> Option<Result<Box<dyn AnyStage>, ConfigError>>;
+    fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>>;
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,7 +117,7 @@ pub struct StageEntry {
     pub name: String,
     /// That stage's usual configuration.
     #[serde(default)]
-    pub config: serde_json::Value,
+    pub config: Json,
 }
 
 /// A chain of stages that is itself a stage.
@@ -203,7 +192,7 @@ impl<R: Registry> Stage for Pipeline<R> {
         }
         let mut stages = Vec::with_capacity(config.stages.len());
         for (i, entry) in config.stages.into_iter().enumerate() {
-            let stage = match R::build(&entry.name, entry.config) {
+            let stage = match R::build(&entry.name, &entry.config) {
                 None => {
                     return Err(ConfigError::at(
                         format!("stages[{i}].name"),
@@ -332,10 +321,7 @@ mod tests {
     struct Mesh;
     impl Registry for Mesh {
         const NAME: &'static str = "test-mesh";
-        fn build(
-            kind: &str,
-            config: serde_json::Value,
-        ) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
+        fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
             (kind == "tag").then(|| build_stage::<Tag>(config))
         }
     }

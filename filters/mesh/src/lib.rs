@@ -6,6 +6,7 @@
 //! (`scripts/build-filters.sh` does) so the stage crates do not export entry points
 //! of their own.
 
+use wasmesh_sdk::config::Json;
 use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::ConfigError;
 
@@ -17,10 +18,7 @@ pub struct Mesh;
 impl Registry for Mesh {
     const NAME: &'static str = "wasmesh-mesh";
 
-    fn build(
-        kind: &str,
-        config: serde_json::Value,
-    ) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
+    fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
         Some(match kind {
             "authz" => build_stage::<wasmesh_authz::AuthzStage>(config),
             "fault" => build_stage::<wasmesh_fault::FaultStage>(config),

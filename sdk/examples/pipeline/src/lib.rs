@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use std::time::Duration;
+use wasmesh_sdk::config::Json;
 use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::{Callout, CalloutResult, ConfigError, Decision, LocalReply, Request, Stage};
 
@@ -132,10 +133,7 @@ pub struct Stages;
 impl Registry for Stages {
     const NAME: &'static str = "pipeline-example";
 
-    fn build(
-        kind: &str,
-        config: serde_json::Value,
-    ) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
+    fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
         match kind {
             "check" => Some(build_stage::<Check>(config)),
             "slow" => Some(build_stage::<Slow>(config)),

@@ -4,6 +4,15 @@
 //! own serde type and then validates that into a runtime object. Both steps report a
 //! [`ConfigError`] whose `path` is the dotted/indexed path of the offending field
 //! (`rules[2].match.path.regex`), so the log line Envoy prints says exactly what to fix.
+//!
+//! The bytes are parsed into a [`Json`] tree (serde_json's parser; duplicate keys are
+//! refused) and the config type is deserialized from the tree by a deserializer that
+//! tracks the path (`de`).
+
+mod de;
+mod tree;
+
+pub use tree::Json;
 
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -59,41 +68,25 @@ impl std::error::Error for ConfigError {}
 /// Parses a plugin configuration. Empty input (no `configuration` in Envoy) parses as
 /// `{}` so that filters whose fields all have defaults need no config at all.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = render_path(err.path());
-        let inner = err.into_inner();
-        ConfigError::at(path, strip_position(&inner))
-    })?;
-    de.end()
-        .map_err(|e| ConfigError::at("", format!("trailing data after the JSON document: {e}")))?;
-    Ok(value)
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return from_json(&Json::Null);
+    }
+    // A syntax error has no field to name, so it keeps serde_json's line and column.
+    let doc: Json = serde_json::from_slice(bytes)
+        .map_err(|e| ConfigError::at("", format!("invalid JSON: {e}")))?;
+    from_json(&doc)
 }
 
-/// serde_path_to_error renders the root as `.`; we want an empty path there and
-/// `a.b[0]` elsewhere.
-fn render_path(path: &serde_path_to_error::Path) -> String {
-    let rendered = path.to_string();
-    if rendered == "." {
-        String::new()
-    } else {
-        rendered
-    }
-}
-
-/// serde_json appends ` at line L column C`; the path already says where, and the
-/// config is usually a one-line string inside Envoy's YAML, so the position only confuses.
-fn strip_position(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
+/// Deserializes a config from a parsed document; `null` stands for `{}`, as empty
+/// input does for [`parse`]. Errors name the field, relative to `doc`.
+pub fn from_json<T: DeserializeOwned>(doc: &Json) -> Result<T, ConfigError> {
+    let empty = Json::Object(Vec::new());
+    let value = if *doc == Json::Null { &empty } else { doc };
+    T::deserialize(de::Node {
+        value,
+        path: &de::Path::Root,
+    })
+    .map_err(ConfigError::from)
 }
 
 /// Validation helper: a list of items, each validated with its index in the path.
@@ -160,9 +153,86 @@ mod tests {
     }
 
     #[test]
-    fn syntax_error_is_reported() {
+    fn syntax_error_is_reported_with_its_position() {
         let err = parse::<Root>(b"{\"rules\": [").unwrap_err();
         assert!(err.message.contains("EOF"), "{err}");
+        assert!(err.message.contains("line 1 column 11"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let err = parse::<Root>(br#"{"rules":[{"name":"a","limit":1,"limit":2}]}"#).unwrap_err();
+        assert!(err.message.contains("duplicate field `limit`"), "{err}");
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    enum Action {
+        Allow,
+        Deny { reason: String },
+        Delay(u32),
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Policy {
+        actions: Vec<Action>,
+        #[serde(default)]
+        note: Option<String>,
+        #[serde(default)]
+        weights: std::collections::BTreeMap<String, f64>,
+    }
+
+    #[test]
+    fn enums_options_and_maps_deserialize_as_with_serde_json() {
+        let p: Policy = parse(
+            br#"{"actions":["allow",{"deny":{"reason":"no"}},{"delay":5}],"note":null,"weights":{"a":1,"b":0.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.actions,
+            [
+                Action::Allow,
+                Action::Deny {
+                    reason: "no".into()
+                },
+                Action::Delay(5)
+            ]
+        );
+        assert_eq!(p.note, None);
+        assert_eq!(p.weights["a"], 1.0);
+        assert_eq!(p.weights["b"], 0.5);
+    }
+
+    #[test]
+    fn errors_inside_enums_and_maps_name_their_place() {
+        let at = |json: &[u8]| parse::<Policy>(json).unwrap_err();
+        let e = at(br#"{"actions":["allow",{"deny":{"reasn":"x"}}]}"#);
+        assert_eq!(e.path, "actions[1].deny.reasn");
+        assert!(e.message.contains("unknown field `reasn`"), "{e}");
+        let e = at(br#"{"actions":[{"delay":-1}]}"#);
+        assert_eq!(e.path, "actions[0].delay");
+        assert!(e.message.contains("integer `-1`"), "{e}");
+        let e = at(br#"{"actions":["jump"]}"#);
+        assert_eq!(e.path, "actions[0]");
+        assert!(e.message.contains("unknown variant `jump`"), "{e}");
+        let e = at(br#"{"actions":[],"weights":{"a":"heavy"}}"#);
+        assert_eq!(e.path, "weights.a");
+        assert!(e.message.contains("invalid type: string \"heavy\""), "{e}");
+        let e = at(br#"{"actions":[{"delay":1.5}]}"#);
+        assert_eq!(e.path, "actions[0].delay");
+        assert!(
+            e.message.contains("floating point `1.5`, expected u32"),
+            "{e}"
+        );
+        let e = at(br#"{"actions":[{"allow":null,"deny":{}}]}"#);
+        assert_eq!(e.path, "actions[0]");
+    }
+
+    #[test]
+    fn null_config_is_an_empty_object() {
+        let root: Root = from_json(&Json::Null).unwrap();
+        assert!(root.rules.is_empty());
     }
 
     #[test]

@@ -1,0 +1,413 @@
+//! A serde `Deserializer` over a [`Json`] tree that knows where it is, so an error
+//! names its field (`rules[2].match.path.regex`).
+//!
+//! This replaces serde_json's streaming deserializer wrapped in serde_path_to_error:
+//! that pair instantiated every config type's visitors twice over (the wrapper's
+//! types around serde_json's), a fifth of each filter module's code. Here each config
+//! type is instantiated once, over [`Node`], and the path costs a pointer per level.
+//! An error takes the path of the innermost value it passes through, as with
+//! serde_path_to_error: a bad value names itself, an unknown key names the key, and a
+//! missing field names the object it is missing from.
+
+use super::tree::Json;
+use super::ConfigError;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
+};
+use std::fmt;
+
+/// A deserialization error, with the path of the value it arose at once known.
+#[derive(Debug)]
+pub struct Error {
+    path: Option<String>,
+    message: String,
+}
+
+impl Error {
+    /// Gives the error `path` unless a value deeper down already gave it one.
+    fn at(mut self, path: &Path<'_>) -> Self {
+        if self.path.is_none() {
+            self.path = Some(path.render());
+        }
+        self
+    }
+}
+
+impl de::Error for Error {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Self {
+            path: None,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for ConfigError {
+    fn from(e: Error) -> Self {
+        ConfigError::at(e.path.unwrap_or_default(), e.message)
+    }
+}
+
+/// Where a value sits: a chain of steps back to the document root, each on the
+/// stack frame that is deserializing that level.
+#[derive(Debug, Clone, Copy)]
+pub enum Path<'p> {
+    Root,
+    Field(&'p Path<'p>, &'p str),
+    Index(&'p Path<'p>, usize),
+}
+
+impl Path<'_> {
+    /// `a.b[0].c`; empty for the root.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Field(parent, name) => {
+                parent.write(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Path::Index(parent, i) => {
+                parent.write(out);
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+}
+
+/// A value of the tree, and where it is.
+#[derive(Clone, Copy)]
+pub struct Node<'v, 'p> {
+    pub value: &'v Json,
+    pub path: &'p Path<'p>,
+}
+
+impl<'de> Deserializer<'de> for Node<'de, '_> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let path = self.path;
+        match self.value {
+            Json::Null => visitor.visit_unit(),
+            Json::Bool(b) => visitor.visit_bool(*b),
+            Json::Int(n) => visitor.visit_i64(*n),
+            Json::UInt(n) => visitor.visit_u64(*n),
+            Json::Float(f) => visitor.visit_f64(*f),
+            Json::String(s) => visitor.visit_borrowed_str(s),
+            Json::Array(items) => visitor.visit_seq(Items::new(items, path)),
+            Json::Object(members) => visitor.visit_map(Members::new(members, path)),
+        }
+        .map_err(|e| e.at(path))
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+        .map_err(|e| e.at(self.path))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    /// `"name"` for a unit variant, `{"name": value}` for the others, as serde_json.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match self.value {
+            Json::String(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+            Json::Object(members) if members.len() == 1 => {
+                let (name, value) = &members[0];
+                visitor.visit_enum(Variant {
+                    name,
+                    value,
+                    path: self.path,
+                })
+            }
+            other => Err(de::Error::invalid_type(
+                other.unexpected(),
+                &"a variant name, or an object with one key",
+            )),
+        }
+        .map_err(|e| e.at(self.path))
+    }
+
+    // The typed entry points below hand each visitor only the kind of value it asks
+    // for and refuse the rest themselves. Routing them through `deserialize_any`
+    // would instantiate every visitor method of every type, such as the array form of
+    // each config struct, which no config uses; that doubled the config code.
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::Object(members) => visitor
+                .visit_map(Members::new(members, self.path))
+                .map_err(|e| e.at(self.path)),
+            _ => Err(self.mismatch(&visitor)),
+        }
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::Array(items) => visitor
+                .visit_seq(Items::new(items, self.path))
+                .map_err(|e| e.at(self.path)),
+            _ => Err(self.mismatch(&visitor)),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::String(s) => visitor
+                .visit_borrowed_str::<Error>(s)
+                .map_err(|e| e.at(self.path)),
+            _ => Err(self.mismatch(&visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::Bool(b) => visitor.visit_bool::<Error>(*b).map_err(|e| e.at(self.path)),
+            _ => Err(self.mismatch(&visitor)),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.value {
+            Json::Null => visitor.visit_unit::<Error>().map_err(|e| e.at(self.path)),
+            _ => Err(self.mismatch(&visitor)),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    serde::forward_to_deserialize_any! {
+        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 bytes byte_buf
+    }
+}
+
+impl Node<'_, '_> {
+    /// `invalid type: string "x", expected a boolean`, at this node.
+    fn mismatch(&self, expected: &dyn de::Expected) -> Error {
+        <Error as de::Error>::invalid_type(self.value.unexpected(), expected).at(self.path)
+    }
+}
+
+struct Items<'v, 'p> {
+    items: std::iter::Enumerate<std::slice::Iter<'v, Json>>,
+    path: &'p Path<'p>,
+}
+
+impl<'v, 'p> Items<'v, 'p> {
+    fn new(items: &'v [Json], path: &'p Path<'p>) -> Self {
+        Self {
+            items: items.iter().enumerate(),
+            path,
+        }
+    }
+}
+
+impl<'de> SeqAccess<'de> for Items<'de, '_> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        let Some((i, value)) = self.items.next() else {
+            return Ok(None);
+        };
+        let path = Path::Index(self.path, i);
+        seed.deserialize(Node { value, path: &path })
+            .map(Some)
+            .map_err(|e| e.at(&path))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
+struct Members<'v, 'p> {
+    members: std::slice::Iter<'v, (String, Json)>,
+    /// The member whose key was just handed out and whose value comes next.
+    pending: Option<&'v (String, Json)>,
+    path: &'p Path<'p>,
+}
+
+impl<'v, 'p> Members<'v, 'p> {
+    fn new(members: &'v [(String, Json)], path: &'p Path<'p>) -> Self {
+        Self {
+            members: members.iter(),
+            pending: None,
+            path,
+        }
+    }
+}
+
+impl<'de> MapAccess<'de> for Members<'de, '_> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        let Some(member) = self.members.next() else {
+            return Ok(None);
+        };
+        self.pending = Some(member);
+        let key = BorrowedStrDeserializer::<Error>::new(&member.0);
+        // An unknown or misspelt key names itself.
+        seed.deserialize(key)
+            .map(Some)
+            .map_err(|e| e.at(&Path::Field(self.path, &member.0)))
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let Some((name, value)) = self.pending.take() else {
+            return Err(de::Error::custom("a value was asked for before its key"));
+        };
+        let path = Path::Field(self.path, name);
+        seed.deserialize(Node { value, path: &path })
+            .map_err(|e| e.at(&path))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.members.len())
+    }
+}
+
+/// `{"name": value}` as an enum variant.
+struct Variant<'v, 'p> {
+    name: &'v str,
+    value: &'v Json,
+    path: &'p Path<'p>,
+}
+
+impl<'de, 'p> EnumAccess<'de> for Variant<'de, 'p> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), Error> {
+        let name = seed.deserialize(BorrowedStrDeserializer::<Error>::new(self.name))?;
+        Ok((name, self))
+    }
+}
+
+impl<'de> VariantAccess<'de> for Variant<'de, '_> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<(), Error> {
+        match self.value {
+            Json::Null => Ok(()),
+            other => Err(de::Error::invalid_type(other.unexpected(), &"unit variant")),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
+        let path = Path::Field(self.path, self.name);
+        seed.deserialize(Node {
+            value: self.value,
+            path: &path,
+        })
+        .map_err(|e| e.at(&path))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
+        let path = Path::Field(self.path, self.name);
+        Node {
+            value: self.value,
+            path: &path,
+        }
+        .deserialize_seq(visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let path = Path::Field(self.path, self.name);
+        Node {
+            value: self.value,
+            path: &path,
+        }
+        .deserialize_map(visitor)
+    }
+}
