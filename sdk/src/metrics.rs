@@ -15,6 +15,7 @@ use crate::host::{self, MetricKind};
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 /// Labels of the metrics the SDK itself emits for every filter (the VM's linear
 /// memory gauge, `wasmesh_wasm_memory_bytes{filter}`): a bootstrap running any wasmesh
@@ -64,12 +65,77 @@ pub fn stats_tags<'a>(labels: impl IntoIterator<Item = &'a str>) -> Vec<StatsTag
     names.into_iter().map(stats_tag).collect()
 }
 
+/// Label values → what they were defined as (metric ids), found without building a
+/// key: entries are filed by a keyed hash of the values and compared in full, so a
+/// request whose label set was seen before allocates nothing. Nearly every request's
+/// is, which makes this the hot path of every labelled metric.
+pub struct SeriesMap<V> {
+    /// foldhash, already linked through proxy-wasm's hash maps: several times faster
+    /// than SipHash on a couple of dozen short values, and seeded per VM.
+    state: foldhash::fast::RandomState,
+    buckets: HashMap<u64, Vec<Series<V>>>,
+    len: usize,
+}
+
+/// One filed label set and its value.
+type Series<V> = (Box<[String]>, V);
+
+impl<V> Default for SeriesMap<V> {
+    fn default() -> Self {
+        Self {
+            state: foldhash::fast::RandomState::default(),
+            buckets: HashMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> SeriesMap<V> {
+    fn hash<S: AsRef<str>>(&self, values: &[S]) -> u64 {
+        let mut h = self.state.build_hasher();
+        for v in values {
+            h.write(v.as_ref().as_bytes());
+            // A separator, so ("ab", "c") and ("a", "bc") differ.
+            h.write_u8(0x1f);
+        }
+        h.finish()
+    }
+
+    pub fn get<S: AsRef<str>>(&self, values: &[S]) -> Option<&V> {
+        let same = |stored: &[String]| {
+            stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| a == b.as_ref())
+        };
+        self.buckets
+            .get(&self.hash(values))?
+            .iter()
+            .find(|(stored, _)| same(stored))
+            .map(|(_, v)| v)
+    }
+
+    /// Files `v` under `values`; the caller has checked they are not there yet.
+    pub fn insert<S: AsRef<str>>(&mut self, values: &[S], v: V) {
+        let owned = values.iter().map(|s| s.as_ref().to_string()).collect();
+        let hash = self.hash(values);
+        self.buckets.entry(hash).or_default().push((owned, v));
+        self.len += 1;
+    }
+
+    /// How many label sets are filed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A metric family: a name, a kind and label names; values are given per use.
 pub struct Family {
     name: String,
     kind: MetricKind,
     labels: Vec<String>,
-    ids: RefCell<HashMap<Vec<String>, u32>>,
+    ids: RefCell<SeriesMap<u32>>,
 }
 
 impl Family {
@@ -78,7 +144,7 @@ impl Family {
             name: name.to_string(),
             kind,
             labels: labels.iter().map(|s| s.to_string()).collect(),
-            ids: RefCell::new(HashMap::new()),
+            ids: RefCell::new(SeriesMap::default()),
         }
     }
 
@@ -104,12 +170,11 @@ impl Family {
     /// The host id for these label values, defined on first use. `None` if the host
     /// refused (the metric is then silently not recorded: telemetry never fails a request).
     pub fn id(&self, values: &[&str]) -> Option<u32> {
-        let key: Vec<String> = values.iter().map(|s| s.to_string()).collect();
-        if let Some(id) = self.ids.borrow().get(&key) {
+        if let Some(id) = self.ids.borrow().get(values) {
             return Some(*id);
         }
         let id = host::define_metric(self.kind, &self.encoded(values)).ok()?;
-        self.ids.borrow_mut().insert(key, id);
+        self.ids.borrow_mut().insert(values, id);
         Some(id)
     }
 }
@@ -175,6 +240,19 @@ impl Histogram {
 mod tests {
     use super::*;
     use regex::Regex;
+
+    #[test]
+    fn series_map_finds_label_sets_by_value() {
+        let mut m: SeriesMap<u32> = SeriesMap::default();
+        assert!(m.get(&["a", "bc"]).is_none());
+        m.insert(&["a", "bc"], 1);
+        m.insert(&[String::from("ab"), String::from("c")], 2);
+        assert_eq!(m.get(&["a", "bc"]), Some(&1));
+        assert_eq!(m.get(&[String::from("ab"), String::from("c")]), Some(&2));
+        assert!(m.get(&["a", "b", "c"]).is_none());
+        assert!(m.get(&["a"]).is_none());
+        assert_eq!(m.len(), 2);
+    }
 
     /// Applies tag extraction the way Envoy does: for each regex, remove the first
     /// capture group from the name and take the second as the tag value.

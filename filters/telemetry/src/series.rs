@@ -13,10 +13,8 @@ use crate::config::Reporter;
 use crate::labels::{Facts, Label, LabelValue, StandardMetric, STANDARD_LABELS, UNKNOWN};
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use wasmesh_sdk::host::{self, MetricKind};
-use wasmesh_sdk::metrics::encode_name;
+use wasmesh_sdk::metrics::{encode_name, SeriesMap};
 use wasmesh_sdk::ConfigError;
 
 /// One validated `metrics.overrides[]` entry.
@@ -106,48 +104,12 @@ struct Group {
     names: Vec<String>,
     slots: Vec<Slot>,
     members: Vec<Member>,
-    cache: RefCell<SeriesCache>,
+    /// Label values → the group's metric ids, one entry per series.
+    cache: RefCell<SeriesMap<Ids>>,
 }
 
 /// Ids per member (None: the host refused the definition).
 type Ids = Vec<Option<u32>>;
-
-/// Label values → the group's metric ids, one entry per series. Keyed by a keyed hash
-/// of the values, so a request builds no key string; a hit compares the values
-/// themselves, so two series never share ids.
-#[derive(Default)]
-struct SeriesCache {
-    state: RandomState,
-    buckets: HashMap<u64, Vec<(Vec<String>, Ids)>>,
-}
-
-impl SeriesCache {
-    fn hash(&self, values: &[Cow<'_, str>]) -> u64 {
-        let mut h = self.state.build_hasher();
-        for v in values {
-            h.write(v.as_bytes());
-            h.write_u8(0x1f);
-        }
-        h.finish()
-    }
-
-    fn get(&self, values: &[Cow<'_, str>]) -> Option<&Ids> {
-        let same = |stored: &[String]| {
-            stored.len() == values.len() && stored.iter().zip(values).all(|(a, b)| a == b)
-        };
-        self.buckets
-            .get(&self.hash(values))?
-            .iter()
-            .find(|(stored, _)| same(stored))
-            .map(|(_, ids)| ids)
-    }
-
-    fn insert(&mut self, values: &[Cow<'_, str>], ids: Ids) {
-        let owned = values.iter().map(|v| v.to_string()).collect();
-        let hash = self.hash(values);
-        self.buckets.entry(hash).or_default().push((owned, ids));
-    }
-}
 
 pub struct MetricSet {
     reporter: Reporter,
@@ -175,7 +137,7 @@ impl MetricSet {
                 names,
                 slots,
                 members: vec![member],
-                cache: RefCell::new(SeriesCache::default()),
+                cache: RefCell::new(SeriesMap::default()),
             }),
         };
         if standard_enabled {

@@ -242,6 +242,7 @@ impl Tracing {
         if created && w3c.is_none() {
             headers.remove("tracestate");
         }
+        let trace_hex = ctx.trace_id_hex();
         for format in &self.formats {
             match format {
                 Format::W3c if w3c.is_none() => {
@@ -260,7 +261,8 @@ impl Tracing {
                     headers.set("traceparent", &v);
                 }
                 Format::B3 if b3_ctx.is_none() => {
-                    let mut v = ctx.trace_id_hex();
+                    let mut v = String::with_capacity(68);
+                    v.push_str(&trace_hex);
                     v.push('-');
                     push_hex(&mut v, u128::from(ctx.span_id), 16);
                     v.push('-');
@@ -272,7 +274,7 @@ impl Tracing {
                     headers.set("b3", &v);
                 }
                 Format::B3Multi if multi.is_none() => {
-                    headers.set("x-b3-traceid", &ctx.trace_id_hex());
+                    headers.set("x-b3-traceid", &trace_hex);
                     headers.set("x-b3-spanid", &hex(u128::from(ctx.span_id), 16));
                     match ctx.parent_span_id {
                         Some(p) => headers.set("x-b3-parentspanid", &hex(u128::from(p), 16)),
@@ -293,7 +295,7 @@ impl Tracing {
             headers.set("x-request-id", &uuid_v4(rng));
         }
         Outcome {
-            trace_id: ctx.trace_id_hex(),
+            trace_id: trace_hex,
             sampled: ctx.sampled == Some(true),
             created,
         }
@@ -320,14 +322,20 @@ pub fn uuid_v4(rng: &mut Rng) -> String {
     id
 }
 
-/// `value`'s low `digits` hex digits, zero-padded, lower case. The hot path writes
-/// several ids per request; `format!` costs several times more.
+/// `value`'s low `digits` (at most 32) hex digits, zero-padded, lower case. The hot
+/// path writes several ids per request: digits go into a stack buffer from 64-bit
+/// halves (a u128 shift per digit is a libcall in wasm) and reach the string at once.
 fn push_hex(out: &mut String, value: u128, digits: u32) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        let nibble = (value >> (i * 4)) & 0xf;
-        out.push(char::from(HEX[nibble as usize]));
+    let digits = digits.min(32) as usize;
+    let mut buf = [0u8; 32];
+    let halves = [value as u64, (value >> 64) as u64];
+    for (i, slot) in buf.iter_mut().rev().take(digits).enumerate() {
+        let word = halves[i / 16] >> ((i % 16) * 4);
+        *slot = HEX[(word & 0xf) as usize];
     }
+    // Only ASCII hex digits were written.
+    out.push_str(std::str::from_utf8(&buf[32 - digits..]).unwrap_or_default());
 }
 
 fn hex(value: u128, digits: u32) -> String {
@@ -351,9 +359,13 @@ mod tests {
             u128::from(u64::MAX),
             u128::MAX,
             0x4bf9_2f35_77b3_4da6,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
         ] {
             assert_eq!(hex(v, 32), format!("{v:032x}"));
             assert_eq!(hex(v, 16), format!("{:016x}", v as u64));
+            assert_eq!(hex(v, 20), format!("{:020x}", v & ((1 << 80) - 1)));
+            assert_eq!(hex(v, 12), format!("{:012x}", v as u64 & 0xffff_ffff_ffff));
+            assert_eq!(hex(v, 4), format!("{:04x}", v as u16));
         }
         let mut rng = Rng::from_seed(7);
         let id = uuid_v4(&mut rng);
