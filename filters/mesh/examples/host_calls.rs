@@ -61,8 +61,9 @@ fn calls_per_request(module: &Module, config: &str, timed: u32) -> Cost {
         assert!(s.local_response().is_none(), "{:?}", s.local_response());
         s.response_headers(&response(200), true);
         // The harness binds what Envoy always binds (the code from `:status`, flags,
-        // sizes, mTLS); the duration, which Envoy sets when the request completes, is
-        // set here, so every read hands a value back as it does in Envoy.
+        // sizes, mTLS), so every read hands a value back as it does in Envoy. The
+        // duration, which Envoy sets when the request completes, is set too, for
+        // filters that read it (telemetry times the stream with its own clock).
         s.set_property(&["request", "duration"], 1_500_000i64);
         s.finish();
     };

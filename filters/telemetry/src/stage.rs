@@ -3,8 +3,13 @@
 //! reverse exchange. End of stream: one pass that computes the standard label values
 //! once, then records the metrics and the access-log line from them.
 //!
-//! Properties are read only in `on_log` (Envoy fills sizes, durations and flags in by
-//! then), each at most once thanks to the SDK's memo, and only those needed.
+//! Properties are read only in `on_log` (Envoy fills sizes and flags in by then), each
+//! at most once thanks to the SDK's memo, and only those needed. The duration is the
+//! host's monotonic clock, read by the stage at the request headers and at the end of
+//! the stream: a property read hands the guest data (a host-to-guest crossing, the
+//! dearest kind of host call), a clock read writes eight bytes in place. Envoy's
+//! `request.duration` is the fallback for streams this stage never saw start (an
+//! earlier filter answered them).
 
 use crate::accesslog::{Record, MARKER};
 use crate::config::{Config, Reporter, Runtime};
@@ -14,6 +19,8 @@ use crate::series::{HostSink, Measures};
 use crate::trace::Outcome;
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::time::Duration;
+use wasmesh_sdk::host;
 use wasmesh_sdk::rand::Rng;
 use wasmesh_sdk::{ConfigError, Decision, LogView, Request, Response, Stage};
 
@@ -32,6 +39,8 @@ pub struct Stream {
     peer: Option<Identity>,
     grpc: bool,
     trace: Option<Outcome>,
+    /// When this stage saw the request headers, on the host's monotonic clock (ns).
+    started: Option<u64>,
 }
 
 impl Stage for TelemetryStage {
@@ -54,6 +63,7 @@ impl Stage for TelemetryStage {
     }
 
     fn on_request(&self, req: &mut Request<'_>, stream: &mut Stream) -> Decision {
+        stream.started = host::monotonic_nanos().ok();
         stream.grpc = req
             .headers
             .get("content-type")
@@ -101,7 +111,11 @@ impl Stage for TelemetryStage {
             return;
         }
         let status = log.status();
-        let measures = measures(log);
+        let elapsed = stream.started.and_then(|t0| {
+            let now = host::monotonic_nanos().ok()?;
+            Some(Duration::from_nanos(now.saturating_sub(t0)))
+        });
+        let measures = measures(log, elapsed);
         let facts = Facts {
             log,
             standard: self.standard_labels(log, stream, status),
@@ -121,11 +135,16 @@ impl Stage for TelemetryStage {
     }
 }
 
-/// Duration and sizes from the properties Envoy fills in by the end of the stream.
-pub fn measures(log: &LogView<'_>) -> Measures {
+/// Sizes from the properties Envoy fills in by the end of the stream; the duration
+/// as timed by the stage, or Envoy's `request.duration` for a stream it did not time.
+pub fn measures(log: &LogView<'_>, elapsed: Option<Duration>) -> Measures {
     let non_negative = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let duration_ms = match elapsed {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        None => non_negative(log.props.int(&["request", "duration"])) / 1_000_000,
+    };
     Measures {
-        duration_ms: non_negative(log.props.int(&["request", "duration"])) / 1_000_000,
+        duration_ms,
         request_bytes: non_negative(log.props.int(&["request", "total_size"])),
         response_bytes: non_negative(log.props.int(&["response", "total_size"])),
     }
@@ -231,5 +250,34 @@ impl TelemetryStage {
             });
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmesh_sdk::{HeaderMap, StaticProperties};
+
+    fn log_view(props: &StaticProperties) -> LogView<'_> {
+        LogView::new(HeaderMap::default(), HeaderMap::default(), props)
+    }
+
+    #[test]
+    fn a_stream_seen_starting_is_timed_by_the_guest_clock() {
+        // Envoy's duration says 5 s; the stage's own clock, 20 ms.
+        let props =
+            StaticProperties::new().with_bytes("request.duration", &5_000_000_000i64.to_le_bytes());
+        let m = measures(&log_view(&props), Some(Duration::from_micros(20_900)));
+        assert_eq!(m.duration_ms, 20);
+    }
+
+    #[test]
+    fn a_stream_not_seen_starting_falls_back_to_envoys_duration() {
+        let props = StaticProperties::new()
+            .with_bytes("request.duration", &1_500_000i64.to_le_bytes())
+            .with_bytes("request.total_size", &300i64.to_le_bytes());
+        let m = measures(&log_view(&props), None);
+        assert_eq!(m.duration_ms, 1);
+        assert_eq!(m.request_bytes, 300);
     }
 }

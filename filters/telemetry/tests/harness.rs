@@ -33,10 +33,8 @@ fn run(host: &Host, method: &str, path: &str, extra: &[(&str, &str)], status: u1
     let mut h = request(method, path, "reviews:9080");
     h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     s.request_headers(&h, true);
-    s.set_property(
-        &["request", "duration"],
-        PropertyValue::duration(Duration::from_millis(42)),
-    );
+    // The stage times the stream with the guest's monotonic clock.
+    host.advance(Duration::from_millis(42));
     s.set_property(&["request", "total_size"], PropertyValue::int(300));
     s.set_property(&["response", "total_size"], PropertyValue::int(1200));
     s.response_headers(&response(status), true);

@@ -158,6 +158,9 @@ mod native {
     pub fn now() -> Result<SystemTime, HostError> {
         Err(HostError::Unavailable)
     }
+    pub fn monotonic_nanos() -> Result<u64, HostError> {
+        Err(HostError::Unavailable)
+    }
     pub fn set_tick_period(_period: std::time::Duration) -> Result<(), HostError> {
         Err(HostError::Unavailable)
     }

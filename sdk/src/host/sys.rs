@@ -281,6 +281,24 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostErro
     })
 }
 
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    // As std declares it (the module already imports it for std's clocks).
+    fn clock_time_get(clock_id: u32, precision: u64, time: *mut u64) -> i32;
+}
+
+/// The host's monotonic clock in nanoseconds (WASI's, which Envoy serves from its own
+/// time source). std's `Instant::now` reads the same clock but panics on a host error.
+pub fn monotonic_nanos() -> Result<u64, HostError> {
+    const MONOTONIC: u32 = 1;
+    let mut nanos: u64 = 0;
+    // SAFETY: out-pointer is our local.
+    match unsafe { clock_time_get(MONOTONIC, 1, &mut nanos) } {
+        0 => Ok(nanos),
+        errno => Err(HostError::Other(errno.unsigned_abs())),
+    }
+}
+
 pub fn now() -> Result<SystemTime, HostError> {
     let mut nanos: u64 = 0;
     // SAFETY: out-pointer is our local.
