@@ -74,7 +74,6 @@ pub struct SeriesMap<V> {
     /// than SipHash on a couple of dozen short values, and seeded per VM.
     state: foldhash::fast::RandomState,
     buckets: HashMap<u64, Vec<Series<V>>>,
-    len: usize,
 }
 
 /// One filed label set and its value.
@@ -85,7 +84,6 @@ impl<V> Default for SeriesMap<V> {
         Self {
             state: foldhash::fast::RandomState::default(),
             buckets: HashMap::new(),
-            len: 0,
         }
     }
 }
@@ -117,16 +115,15 @@ impl<V> SeriesMap<V> {
         let owned = values.iter().map(|s| s.as_ref().to_string()).collect();
         let hash = self.hash(values);
         self.buckets.entry(hash).or_default().push((owned, v));
-        self.len += 1;
     }
 
     /// How many label sets are filed.
     pub fn len(&self) -> usize {
-        self.len
+        self.buckets.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.buckets.is_empty()
     }
 }
 

@@ -63,7 +63,9 @@ impl Stage for TelemetryStage {
     }
 
     fn on_request(&self, req: &mut Request<'_>, stream: &mut Stream) -> Decision {
-        stream.started = host::monotonic_nanos().ok();
+        if self.records() {
+            stream.started = host::monotonic_nanos().ok();
+        }
         stream.grpc = req
             .headers
             .get("content-type")
@@ -107,7 +109,7 @@ impl Stage for TelemetryStage {
     }
 
     fn on_log(&self, log: &LogView<'_>, stream: &mut Stream) {
-        if self.rt.metrics.is_empty() && self.rt.access_log.is_none() {
+        if !self.records() {
             return;
         }
         let status = log.status();
@@ -151,6 +153,12 @@ pub fn measures(log: &LogView<'_>, elapsed: Option<Duration>) -> Measures {
 }
 
 impl TelemetryStage {
+    /// Whether the end of a stream records anything (metrics or an access-log line);
+    /// if not, the stream is neither timed nor measured.
+    fn records(&self) -> bool {
+        !self.rt.metrics.is_empty() || self.rt.access_log.is_some()
+    }
+
     /// Istio's standard label values for this request, in [`Label::ALL`] order.
     pub fn standard_labels<'s>(
         &'s self,

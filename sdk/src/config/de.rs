@@ -11,7 +11,7 @@
 //! missing field names the object it is missing from.
 
 use super::tree::Json;
-use super::ConfigError;
+use super::{join_path, ConfigError};
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
@@ -69,29 +69,12 @@ pub enum Path<'p> {
 }
 
 impl Path<'_> {
-    /// `a.b[0].c`; empty for the root.
+    /// `a.b[0].c`; empty for the root. Built only when an error needs it.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
         match self {
-            Path::Root => {}
-            Path::Field(parent, name) => {
-                parent.write(out);
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(name);
-            }
-            Path::Index(parent, i) => {
-                parent.write(out);
-                out.push('[');
-                out.push_str(&i.to_string());
-                out.push(']');
-            }
+            Path::Root => String::new(),
+            Path::Field(parent, name) => join_path(&parent.render(), name),
+            Path::Index(parent, i) => join_path(&parent.render(), &format!("[{i}]")),
         }
     }
 }
@@ -165,7 +148,7 @@ impl<'de> Deserializer<'de> for Node<'de, '_> {
     // The typed entry points below hand each visitor only the kind of value it asks
     // for and refuse the rest themselves. Routing them through `deserialize_any`
     // would instantiate every visitor method of every type, such as the array form of
-    // each config struct, which no config uses; that doubled the config code.
+    // each config struct, which no config uses: 5-6% of each module.
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
