@@ -11,7 +11,7 @@ use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Edits applied to every request (before `rules`).
-    pub request: RequestEditsConfig,
+    pub request: EditsConfig,
     /// Edits applied to every response (before `rules`).
     pub response: EditsConfig,
     /// Conditional edits: every rule whose `match` holds applies, in order.
@@ -30,10 +30,13 @@ pub struct Config {
 pub struct RuleConfig {
     #[serde(rename = "match")]
     pub matches: MatchConfig,
-    pub request: RequestEditsConfig,
+    pub request: EditsConfig,
     pub response: EditsConfig,
 }
 
+/// Edits on one direction's headers. `query` and `rewrite` apply to requests only;
+/// the response side refuses them. (One struct rather than a request struct that
+/// flattens this one: serde's `flatten` links its buffering machinery, 13 KB.)
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EditsConfig {
@@ -42,13 +45,6 @@ pub struct EditsConfig {
     pub add: Vec<HeaderValueConfig>,
     pub remove: Vec<String>,
     pub rename: Vec<RenameConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RequestEditsConfig {
-    #[serde(flatten)]
-    pub headers: EditsConfig,
     pub query: QueryEditsConfig,
     pub rewrite: Option<RewriteConfig>,
 }
@@ -241,13 +237,24 @@ impl RuleConfig {
     fn validate(&self, policy: &NamePolicy) -> Result<Rule, ConfigError> {
         let request = self
             .request
-            .headers
             .validate(policy)
             .map_err(|e| e.within("request"))?;
         let response = self
             .response
             .validate(policy)
             .map_err(|e| e.within("response"))?;
+        if !self.response.query.set.is_empty() || !self.response.query.remove.is_empty() {
+            return Err(ConfigError::at(
+                "response.query",
+                "query edits apply to requests only",
+            ));
+        }
+        if self.response.rewrite.is_some() {
+            return Err(ConfigError::at(
+                "response.rewrite",
+                "path rewrites apply to requests only",
+            ));
+        }
         let query = QueryEdits {
             set: validate_list("set", &self.request.query.set, |kv| {
                 if kv.name.is_empty() {

@@ -444,6 +444,15 @@ mod tests {
             build_err(r#"{"request":{"set":[{"name":"x"}]}}"#).contains("missing field `value`")
         );
         assert!(build_err(r#"{"requests":{}}"#).contains("unknown field `requests`"));
+        assert!(build_err(r#"{"request":{"sett":[]}}"#).contains("unknown field `sett`"));
+        assert_eq!(
+            build_err(r#"{"rules":[{"response":{"query":{"remove":["a"]}}}]}"#),
+            "rules[0].response.query: query edits apply to requests only"
+        );
+        assert_eq!(
+            build_err(r#"{"response":{"rewrite":{"prefix":{"from":"/a","to":"/b"}}}}"#),
+            "response.rewrite: path rewrites apply to requests only"
+        );
         // Explicitly allowed:
         stage(
             r#"{"allow_pseudo_headers":true,"allow_hop_by_hop":true,"request":{"set":[{"name":":authority","value":"x"}],"remove":["te"]}}"#,

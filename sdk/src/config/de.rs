@@ -14,8 +14,8 @@ use super::tree::Json;
 use super::{join_path, ConfigError};
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
+    self, DeserializeSeed, Deserializer, EnumAccess, Expected, IntoDeserializer, MapAccess,
+    SeqAccess, Unexpected, VariantAccess, Visitor,
 };
 use std::fmt;
 
@@ -43,6 +43,78 @@ impl de::Error for Error {
             message: message.to_string(),
         }
     }
+
+    // serde's own versions print the value with `Unexpected`'s Display, whose float
+    // arm links core's float formatting: 18 KB in every module, for one error message.
+    fn invalid_type(unexpected: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Self::custom(format_args!(
+            "invalid type: {}, expected {expected}",
+            Described(unexpected)
+        ))
+    }
+
+    fn invalid_value(unexpected: Unexpected<'_>, expected: &dyn Expected) -> Self {
+        Self::custom(format_args!(
+            "invalid value: {}, expected {expected}",
+            Described(unexpected)
+        ))
+    }
+}
+
+/// An unexpected value in serde's words, with floats printed by [`shortest_decimal`].
+struct Described<'a>(Unexpected<'a>);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Unexpected::Bool(b) => write!(f, "boolean `{b}`"),
+            Unexpected::Unsigned(n) => write!(f, "integer `{n}`"),
+            Unexpected::Signed(n) => write!(f, "integer `{n}`"),
+            Unexpected::Float(x) => match shortest_decimal(x) {
+                Some(text) => write!(f, "floating point `{text}`"),
+                None => f.write_str("floating point number"),
+            },
+            Unexpected::Char(c) => write!(f, "character `{c}`"),
+            Unexpected::Str(s) => write!(f, "string {s:?}"),
+            Unexpected::Bytes(_) => f.write_str("byte array"),
+            Unexpected::Unit => f.write_str("unit value"),
+            Unexpected::Option => f.write_str("Option value"),
+            Unexpected::NewtypeStruct => f.write_str("newtype struct"),
+            Unexpected::Seq => f.write_str("sequence"),
+            Unexpected::Map => f.write_str("map"),
+            Unexpected::Enum => f.write_str("enum"),
+            Unexpected::UnitVariant => f.write_str("unit variant"),
+            Unexpected::NewtypeVariant => f.write_str("newtype variant"),
+            Unexpected::TupleVariant => f.write_str("tuple variant"),
+            Unexpected::StructVariant => f.write_str("struct variant"),
+            Unexpected::Other(other) => f.write_str(other),
+        }
+    }
+}
+
+/// `x` as the shortest decimal with at most 15 fraction digits that parses back to
+/// it (`1.5`, `-0.25`, `3.0`), using integer formatting only; `None` when there is
+/// none. Exact: `n / 10^k` with both exact in f64 is correctly rounded, as parsing
+/// the decimal text is, so a match is the value the config's author wrote.
+fn shortest_decimal(x: f64) -> Option<String> {
+    let mut scale = 1.0_f64;
+    for digits in 0..=15usize {
+        let scaled = (x * scale).round();
+        if scaled.abs() < 9_007_199_254_740_992.0 && scaled / scale == x {
+            // In range, so the cast is exact.
+            let n = scaled as i64;
+            let magnitude = n.unsigned_abs().to_string();
+            let sign = if x.is_sign_negative() { "-" } else { "" };
+            if digits == 0 {
+                return Some(format!("{sign}{magnitude}.0"));
+            }
+            let padded = format!("{magnitude:0>width$}", width = digits + 1);
+            let (whole, fraction) = padded.split_at(padded.len() - digits);
+            return Some(format!("{sign}{whole}.{fraction}"));
+        }
+        scale *= 10.0;
+    }
+    None
 }
 
 impl fmt::Display for Error {
@@ -393,5 +465,34 @@ impl<'de> VariantAccess<'de> for Variant<'de, '_> {
             path: &path,
         }
         .deserialize_map(visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortest_decimal;
+
+    #[test]
+    fn floats_print_as_written() {
+        for (x, text) in [
+            (1.5, "1.5"),
+            (-0.25, "-0.25"),
+            (3.0, "3.0"),
+            (0.1, "0.1"),
+            (1.1, "1.1"),
+            (123456.789, "123456.789"),
+            (0.000001, "0.000001"),
+            (-0.0, "-0.0"),
+            (std::f64::consts::PI, "3.141592653589793"),
+        ] {
+            assert_eq!(shortest_decimal(x).as_deref(), Some(text), "{x}");
+        }
+    }
+
+    #[test]
+    fn floats_without_a_short_decimal_are_not_printed() {
+        assert_eq!(shortest_decimal(1e300), None);
+        assert_eq!(shortest_decimal(0.1 + 0.2), None);
+        assert_eq!(shortest_decimal(1e-20), None);
     }
 }
