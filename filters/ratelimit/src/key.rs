@@ -6,12 +6,9 @@
 //! whose value is missing (no such header, no claim) contributes an empty value: all
 //! such requests share one bucket, so leaving a header out is no way around a limit.
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use std::collections::HashMap;
-use std::fmt;
 use std::fmt::Write as _;
-use wasmesh_sdk::config::ConfigError;
+use wasmesh_sdk::config::{shortest_decimal, ConfigError, Json};
 use wasmesh_sdk::matcher::Template;
 use wasmesh_sdk::net::client_ip;
 use wasmesh_sdk::Request;
@@ -146,61 +143,31 @@ fn path_of(req: &Request<'_>) -> String {
 }
 
 /// The scalar claims of a base64url-encoded JSON payload (Envoy jwt_authn's
-/// `forward_payload_header`); empty when it does not decode. The payload was verified
-/// by the filter that forwarded it: this only reads it.
+/// `forward_payload_header`); empty when it does not decode, or names a claim twice.
+/// The payload was verified by the filter that forwarded it: this only reads it.
 pub fn jwt_claims(header: &str) -> HashMap<String, String> {
     let Some(json) = base64url_decode(header.trim()) else {
         return HashMap::new();
     };
-    serde_json::from_slice::<HashMap<String, Claim>>(&json)
-        .map(|m| {
-            m.into_iter()
-                .filter_map(|(k, Claim(v))| Some((k, v?)))
-                .collect()
-        })
-        .unwrap_or_default()
+    let Ok(Json::Object(members)) = Json::parse(&json) else {
+        return HashMap::new();
+    };
+    members
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, claim_key(value)?)))
+        .collect()
 }
 
 /// A claim's value as a key: strings as they are, numbers and booleans as JSON
-/// writes them; arrays and objects are not keys (None).
-struct Claim(Option<String>);
-
-impl<'de> Deserialize<'de> for Claim {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Claim;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Claim, E> {
-                Ok(Claim(Some(v.to_string())))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Claim, E> {
-                Ok(Claim(Some(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Claim, E> {
-                Ok(Claim(Some(v.to_string())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Claim, E> {
-                Ok(Claim(Some(v.to_string())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Claim, E> {
-                Ok(Claim(Some(v.to_string())))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Claim, E> {
-                Ok(Claim(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Claim, A::Error> {
-                while a.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Claim(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Claim, A::Error> {
-                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Claim(None))
-            }
-        }
-        d.deserialize_any(V)
+/// writes them; arrays, objects and null are not keys.
+fn claim_key(value: Json) -> Option<String> {
+    match value {
+        Json::String(s) => Some(s),
+        Json::Bool(b) => Some(b.to_string()),
+        Json::Int(n) => Some(n.to_string()),
+        Json::UInt(n) => Some(n.to_string()),
+        Json::Float(x) => shortest_decimal(x),
+        Json::Null | Json::Array(_) | Json::Object(_) => None,
     }
 }
 
@@ -322,6 +289,12 @@ mod tests {
         assert_eq!(claims.get("n").map(String::as_str), Some("3"));
         assert_eq!(claims.get("adm").map(String::as_str), Some("true"));
         assert!(!claims.contains_key("groups") && !claims.contains_key("o"));
+        // {"sub":"alice","sub":"mallory"}: a claim named twice voids the payload.
+        assert!(jwt_claims("eyJzdWIiOiJhbGljZSIsInN1YiI6Im1hbGxvcnkifQ").is_empty());
+        // {"r":1.5,"z":null}
+        let claims = jwt_claims("eyJyIjoxLjUsInoiOm51bGx9");
+        assert_eq!(claims.get("r").map(String::as_str), Some("1.5"));
+        assert!(!claims.contains_key("z"));
         let props = StaticProperties::new();
         let s = spec(&["jwt_claim:sub"], &[]);
         assert_eq!(

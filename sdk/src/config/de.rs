@@ -96,7 +96,7 @@ impl fmt::Display for Described<'_> {
 /// it (`1.5`, `-0.25`, `3.0`), using integer formatting only; `None` when there is
 /// none. Exact: `n / 10^k` with both exact in f64 is correctly rounded, as parsing
 /// the decimal text is, so a match is the value the config's author wrote.
-fn shortest_decimal(x: f64) -> Option<String> {
+pub fn shortest_decimal(x: f64) -> Option<String> {
     let mut scale = 1.0_f64;
     for digits in 0..=15usize {
         let scaled = (x * scale).round();

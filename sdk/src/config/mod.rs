@@ -12,6 +12,7 @@
 mod de;
 mod tree;
 
+pub use de::shortest_decimal;
 pub use tree::Json;
 
 use serde::de::DeserializeOwned;
@@ -72,8 +73,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
         return from_json(&Json::Null);
     }
     // A syntax error has no field to name, so it keeps serde_json's line and column.
-    let doc: Json = serde_json::from_slice(bytes)
-        .map_err(|e| ConfigError::at("", format!("invalid JSON: {e}")))?;
+    let doc = Json::parse(bytes).map_err(|e| ConfigError::at("", format!("invalid JSON: {e}")))?;
     from_json(&doc)
 }
 

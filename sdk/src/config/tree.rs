@@ -6,6 +6,7 @@
 //! mesh module hand each stage its own subtree without printing and re-parsing it.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
+use std::collections::HashSet;
 use std::fmt;
 
 /// One JSON value. Numbers keep the kind the parser saw, so an integer never passes
@@ -25,6 +26,11 @@ pub enum Json {
 }
 
 impl Json {
+    /// Parses a JSON document (serde_json's parser), refusing a key given twice.
+    pub fn parse(bytes: &[u8]) -> Result<Json, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     /// How serde's error messages describe this value (`invalid type: map, ...`).
     pub fn unexpected(&self) -> Unexpected<'_> {
         match self {
@@ -47,6 +53,13 @@ impl<'de> Deserialize<'de> for Json {
 }
 
 struct TreeVisitor;
+
+/// Objects up to this many members check for a repeated key by scanning.
+const SCAN_LIMIT: usize = 32;
+
+fn duplicate<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("duplicate field `{key}`"))
+}
 
 impl<'de> Visitor<'de> for TreeVisitor {
     type Value = Json;
@@ -102,11 +115,21 @@ impl<'de> Visitor<'de> for TreeVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
         let mut members: Vec<(String, Json)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            if members.iter().any(|(k, _)| *k == key) {
-                return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+            // A config-sized object is checked as each key arrives, so the error
+            // points at the repeat; larger ones (JWT payloads come from requests) are
+            // checked once at their end with a hash set (std's, keyed per process),
+            // so the check is never quadratic.
+            if members.len() < SCAN_LIMIT && members.iter().any(|(k, _)| *k == key) {
+                return Err(duplicate(&key));
             }
             let value = map.next_value()?;
             members.push((key, value));
+        }
+        if members.len() > SCAN_LIMIT {
+            let mut seen = HashSet::with_capacity(members.len());
+            if let Some((key, _)) = members.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+                return Err(duplicate(key));
+            }
         }
         Ok(Json::Object(members))
     }
@@ -117,7 +140,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Json, serde_json::Error> {
-        serde_json::from_str(text)
+        Json::parse(text.as_bytes())
     }
 
     #[test]
@@ -146,6 +169,19 @@ mod tests {
     fn a_key_given_twice_is_refused() {
         let err = parse(r#"{"rules": [{"limit": 1, "limit": 100}]}"#).unwrap_err();
         assert!(err.to_string().contains("duplicate field `limit`"), "{err}");
+    }
+
+    #[test]
+    fn a_key_given_twice_in_a_large_object_is_refused() {
+        let members: Vec<String> = (0..200).map(|i| format!("\"k{i}\": {i}")).collect();
+        let ok = format!("{{{}}}", members.join(","));
+        let Json::Object(parsed) = parse(&ok).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(parsed.len(), 200);
+        let twice = format!("{{{}, \"k150\": 0}}", members.join(","));
+        let err = parse(&twice).unwrap_err();
+        assert!(err.to_string().contains("duplicate field `k150`"), "{err}");
     }
 
     #[test]
