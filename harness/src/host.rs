@@ -73,7 +73,8 @@ impl HostBuilder {
         self.properties.insert(property_key(path), value.into().0);
         self
     }
-    /// Registers a foreign function. `clear_route_cache` is known without registering.
+    /// Registers a foreign function. `clear_route_cache` and `verify_signature` (EC keys)
+    /// are known without registering.
     pub fn foreign_function(
         mut self,
         name: &str,

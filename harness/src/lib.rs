@@ -41,6 +41,7 @@ pub mod build;
 mod error;
 mod host;
 mod module;
+mod signature;
 mod state;
 mod stream;
 mod types;

@@ -102,6 +102,11 @@ fn attack_subset_is_denied_and_legitimate_requests_pass() {
         "HS256 signed with the RSA public key (DER)",
         "unknown kid",
         "malformed base64 header",
+        "tampered ES256 payload",
+        "tampered ES384 payload",
+        "signature in DER, not r||s, on the P-256 key",
+        "signature of zeros on the P-256 key",
+        "signature by the P-256 key under ES384 on the P-384 key",
     ] {
         let (_, token) = tokens.iter().find(|(n, _)| *n == name).unwrap();
         let resp = raw(

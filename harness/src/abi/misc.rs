@@ -229,6 +229,9 @@ fn foreign(c: &mut C<'_>, name: (u32, u32), args: (u32, u32), result: (u32, u32)
             }
             Vec::new()
         }
+        None if name == "verify_signature" => {
+            crate::signature::verify_signature(&args).map_err(Fail::Status)?
+        }
         None => return Err(Status::NotFound.into()),
     };
     super::give(c, &out, result.0, result.1)

@@ -8,10 +8,12 @@
 //! that calls the host, so a native build (unit tests) swaps it for a stub.
 
 mod codec;
+mod signature;
 #[cfg(target_arch = "wasm32")]
 mod sys;
 
 pub use codec::{decode_pairs, encode_pairs, lossy, wire_pairs};
+pub use signature::{verify_signature, Verdict};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};

@@ -7,6 +7,7 @@
 //! public key can never be used as an HMAC secret (the HS/RS confusion attack) and a
 //! remote JWKS cannot smuggle in a shared secret. `none` is not an algorithm here.
 
+use super::ec::{Curve, EcKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::Verifier as _;
@@ -77,8 +78,7 @@ impl Alg {
 
 pub enum Material {
     Rsa(RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    Ec(EcKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Vec<u8>),
 }
@@ -88,8 +88,7 @@ impl std::fmt::Debug for Material {
         // Never print key bytes (an HMAC secret would end up in a log).
         f.write_str(match self {
             Material::Rsa(_) => "RSA",
-            Material::P256(_) => "P-256",
-            Material::P384(_) => "P-384",
+            Material::Ec(key) => key.curve.name(),
             Material::Ed25519(_) => "Ed25519",
             Material::Hmac(_) => "oct",
         })
@@ -116,8 +115,10 @@ impl Jwk {
                 alg,
                 Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Ps256 | Alg::Ps384 | Alg::Ps512
             ),
-            Material::P256(_) => alg == Alg::Es256,
-            Material::P384(_) => alg == Alg::Es384,
+            Material::Ec(ref key) => match key.curve {
+                Curve::P256 => alg == Alg::Es256,
+                Curve::P384 => alg == Alg::Es384,
+            },
             Material::Ed25519(_) => alg == Alg::EdDsa,
             // Parsing refuses oct keys without `alg`; this keeps the rule local too.
             Material::Hmac(_) => false,
@@ -142,10 +143,8 @@ impl Jwk {
             (Material::Rsa(key), Alg::Ps512) => key
                 .verify(Pss::new::<Sha512>(), &Sha512::digest(input), signature)
                 .is_ok(),
-            (Material::P256(key), Alg::Es256) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
-            (Material::P384(key), Alg::Es384) => p384::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(input, &sig).is_ok()),
+            // `allows` has matched the alg to the curve.
+            (Material::Ec(key), Alg::Es256 | Alg::Es384) => key.verify(input, signature),
             (Material::Ed25519(key), Alg::EdDsa) => ed25519_dalek::Signature::from_slice(signature)
                 // verify_strict also refuses small-order keys and malleable signatures.
                 .is_ok_and(|sig| {
@@ -206,19 +205,10 @@ pub fn parse_jwk(v: &Value, allow_symmetric: bool) -> Result<Jwk, String> {
             Material::Rsa(key)
         }
         "EC" => {
+            let curve =
+                Curve::from_name(crv).ok_or_else(|| format!("unsupported EC curve `{crv}`"))?;
             let (x, y) = (b64(v.get("x"), "x")?, b64(v.get("y"), "y")?);
-            let point = [&[0x04][..], &x, &y].concat();
-            match crv {
-                "P-256" if x.len() == 32 && y.len() == 32 => Material::P256(
-                    p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "bad P-256 point".to_string())?,
-                ),
-                "P-384" if x.len() == 48 && y.len() == 48 => Material::P384(
-                    p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                        .map_err(|_| "bad P-384 point".to_string())?,
-                ),
-                _ => return Err(format!("unsupported EC curve `{crv}` or coordinate size")),
-            }
+            Material::Ec(EcKey::from_coordinates(curve, &x, &y)?)
         }
         "OKP" if crv == "Ed25519" => {
             let x: [u8; 32] = b64(v.get("x"), "x")?

@@ -7,6 +7,7 @@
 //! `nbf` and `iat` with the configured skew, and `aud`.
 
 pub mod cache;
+pub mod ec;
 pub mod jwk;
 
 use crate::config::{parse_duration, JwtRuleConfig};

@@ -141,6 +141,11 @@ pub fn signature(alg: &str, input: &[u8], hmac_secret: Option<&[u8]>) -> Vec<u8>
             let s: p384::ecdsa::Signature = k.ec384.sign(input);
             s.to_bytes().to_vec()
         }
+        "ES256-der" => {
+            let s: p256::ecdsa::Signature = k.ec.sign(input);
+            s.to_der().as_bytes().to_vec()
+        }
+        "zeros-64" => vec![0; 64],
         "EdDSA" => {
             use ed25519_dalek::Signer as _;
             k.ed.sign(input).to_bytes().to_vec()
@@ -305,6 +310,31 @@ pub fn attack_tokens(now: i64) -> Vec<(&'static str, String)> {
             ),
         ),
         ("signature truncated", valid[..valid.len() - 10].to_string()),
+        // ECDSA, which the Wasm build hands to the host as DER.
+        (
+            "tampered ES256 payload",
+            tamper(&token("ES256", now), &admin),
+        ),
+        (
+            "tampered ES384 payload",
+            tamper(&token("ES384", now), &admin),
+        ),
+        (
+            "signature in DER, not r||s, on the P-256 key",
+            sign_as(&json!({"alg": "ES256", "kid": "es-1"}), &good, "ES256-der"),
+        ),
+        (
+            "signature of zeros on the P-256 key",
+            sign_as(&json!({"alg": "ES256", "kid": "es-1"}), &good, "zeros-64"),
+        ),
+        (
+            "signature by the P-256 key under ES384 on the P-384 key",
+            sign_as(&json!({"alg": "ES384", "kid": "es384-1"}), &good, "ES256"),
+        ),
+        (
+            "ES384 header on the P-256 key",
+            sign_as(&json!({"alg": "ES384", "kid": "es-1"}), &good, "ES384"),
+        ),
         ("oversized", format!("{valid}{}", "A".repeat(20_000))),
     ]
 }
