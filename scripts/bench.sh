@@ -2,7 +2,8 @@
 # The benchmark rig, in one command: builds the filters and the do-nothing filter,
 # then runs every configuration interleaved (see bench/src/main.rs for the method).
 # Extra arguments go to the rig: --duration S, --rounds N, --only a,b; --host-costs
-# prices each kind of host call instead (docs/bench/host-costs.md); --baseline DIR
+# prices each kind of host call instead (docs/bench/host-costs.md; with --only, just
+# the kinds named, docs/bench/host-costs-only.md); --baseline DIR
 # adds each filter again with its module from DIR, built from another commit, for an
 # A/B comparison in the same run (docs/bench/baseline-compare.md).
 set -euo pipefail

@@ -15,7 +15,7 @@ pub const CALLS: u32 = 20;
 
 /// The kinds, in the order reported, and whether the host hands the guest data back
 /// (which makes it call the guest's allocator: a second crossing, host to guest).
-pub const KINDS: [(&str, bool); 12] = [
+pub const KINDS: [(&str, bool); 16] = [
     ("property", true),
     ("header-value", true),
     ("header-map", true),
@@ -28,10 +28,19 @@ pub const KINDS: [(&str, bool); 12] = [
     ("expr-6-plain", true),
     ("expr-1", true),
     ("clear-route", false),
+    ("verify-es256", true),
+    ("es256-in-wasm", false),
+    ("verify-rs256", true),
+    ("rs256-in-wasm", false),
 ];
 
 /// bare and noop-wasm from the main list, then one configuration per kind.
-pub fn configs(inputs: &Inputs, all: &[BenchConfig]) -> Result<Vec<BenchConfig>> {
+/// With `only`, just the kinds it names.
+pub fn configs(
+    inputs: &Inputs,
+    all: &[BenchConfig],
+    only: Option<&[String]>,
+) -> Result<Vec<BenchConfig>> {
     let module = inputs
         .root
         .join("target/wasm/wasm32-wasip1/wasm/wasmesh_bench_hostcost.wasm");
@@ -50,7 +59,8 @@ pub fn configs(inputs: &Inputs, all: &[BenchConfig]) -> Result<Vec<BenchConfig>>
         "{} is missing (scripts/bench.sh builds it)",
         module.display()
     );
-    for (kind, _) in KINDS {
+    let wanted = |kind: &str| only.is_none_or(|names| names.iter().any(|n| n == kind));
+    for (kind, _) in KINDS.into_iter().filter(|(kind, _)| wanted(kind)) {
         let filter =
             WasmFilter::new("hostcost", &module).config(Value::String(format!("{kind},{CALLS}")));
         configs.push(BenchConfig {

@@ -125,14 +125,20 @@ fn main() -> Result<()> {
     }
 
     if args.host_costs {
-        let configs = host_costs::configs(&inputs, &all)?;
+        let configs = host_costs::configs(&inputs, &all, args.only.as_deref())?;
         let running = measure(configs, &args, &header)?;
         let table = host_costs::report(&running, host_costs::CALLS);
         println!("{table}");
+        // A run of some kinds only does not replace the table of all of them.
+        let name = if args.only.is_some() {
+            "host-costs-only.md"
+        } else {
+            "host-costs.md"
+        };
         let out = root.join("docs/bench");
         std::fs::create_dir_all(&out)?;
-        std::fs::write(out.join("host-costs.md"), &table)?;
-        eprintln!("wrote docs/bench/host-costs.md");
+        std::fs::write(out.join(name), &table)?;
+        eprintln!("wrote docs/bench/{name}");
         return Ok(());
     }
 

@@ -73,7 +73,7 @@ impl HostBuilder {
         self.properties.insert(property_key(path), value.into().0);
         self
     }
-    /// Registers a foreign function. `clear_route_cache` and `verify_signature` (EC keys)
+    /// Registers a foreign function. `clear_route_cache` and `verify_signature` (RSA and EC keys)
     /// are known without registering.
     pub fn foreign_function(
         mut self,

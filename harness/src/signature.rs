@@ -1,9 +1,9 @@
-//! The host side of Envoy's `verify_signature` foreign function, for EC keys: the
-//! arguments are a `VerifySignatureArguments` protobuf (hash name, DER
-//! SubjectPublicKeyInfo, DER signature, text), the answer a `VerifySignatureResult`.
-//! As in Envoy, a key that does not import is `BadArgument`, and a signature that does
-//! not verify is a result without `result = true`. RSA keys are not served here (no
-//! filter sends one): they are `BadArgument`, like any other key this host cannot import.
+//! The host side of Envoy's `verify_signature` foreign function, for RSA (PKCS #1
+//! v1.5, BoringSSL's default padding), P-256 and P-384 keys: the arguments are a
+//! `VerifySignatureArguments` protobuf (hash name, DER SubjectPublicKeyInfo, signature,
+//! text), the answer a `VerifySignatureResult`. As in Envoy, a key that does not import
+//! is `BadArgument`, and a signature that does not verify is a result without
+//! `result = true`. EC signatures are DER.
 
 use crate::Status;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
@@ -23,6 +23,14 @@ pub(crate) fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
         }
     };
     let valid = match key {
+        Key::Rsa(k) => {
+            let scheme = match fields.hash {
+                b"sha256" => rsa::Pkcs1v15Sign::new::<Sha256>(),
+                b"sha384" => rsa::Pkcs1v15Sign::new::<Sha384>(),
+                _ => rsa::Pkcs1v15Sign::new::<Sha512>(),
+            };
+            k.verify(scheme, &digest, fields.signature).is_ok()
+        }
         Key::P256(k) => p256::ecdsa::Signature::from_der(fields.signature)
             .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
         Key::P384(k) => p384::ecdsa::Signature::from_der(fields.signature)
@@ -49,12 +57,16 @@ fn failure(message: &str) -> Vec<u8> {
 }
 
 enum Key {
+    Rsa(rsa::RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
 }
 
 impl Key {
     fn import(der: &[u8]) -> Option<Key> {
+        if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(der) {
+            return Some(Key::Rsa(k));
+        }
         if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
             return Some(Key::P256(k));
         }

@@ -8,6 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use std::rc::Rc;
+use wasmesh_sdk::host::{verify_signature, Verdict};
 
 /// The kinds of host call measured. The first four hand data back to the guest, so
 /// the host also calls the guest's allocator; the rest do not.
@@ -31,6 +32,15 @@ pub enum Kind {
     Expr1,
     /// Envoy's `clear_route_cache` foreign function (the route is matched again).
     ClearRoute,
+    /// One ES256 check by Envoy's `verify_signature` (BoringSSL), as authz makes for a
+    /// token it has not cached.
+    VerifyEs256,
+    /// The same check in the guest with RustCrypto's `p256`, as authz made before.
+    Es256InWasm,
+    /// One RS256 check (2048-bit key) by Envoy's `verify_signature`.
+    VerifyRs256,
+    /// The same check in the guest with RustCrypto's `rsa`, as authz made before.
+    Rs256InWasm,
 }
 
 /// The attributes `expr-6` reads, all bound in the request phase, each guarded with
@@ -47,7 +57,7 @@ pub const BATCH_PLAIN: &str = "[source.address, source.port, destination.address
     destination.port, request.total_size, connection.mtls]";
 
 impl Kind {
-    pub const ALL: [(&'static str, Kind); 12] = [
+    pub const ALL: [(&'static str, Kind); 16] = [
         ("property", Kind::Property),
         ("header-value", Kind::HeaderValue),
         ("header-map", Kind::HeaderMap),
@@ -60,6 +70,10 @@ impl Kind {
         ("expr-6-plain", Kind::Expr6Plain),
         ("expr-1", Kind::Expr1),
         ("clear-route", Kind::ClearRoute),
+        ("verify-es256", Kind::VerifyEs256),
+        ("es256-in-wasm", Kind::Es256InWasm),
+        ("verify-rs256", Kind::VerifyRs256),
+        ("rs256-in-wasm", Kind::Rs256InWasm),
     ];
 }
 
@@ -69,6 +83,40 @@ struct Plan {
     metric: u32,
     /// `expr-6`'s compiled expression.
     token: Vec<u8>,
+    es256: Es256,
+    rsa: rsa::RsaPublicKey,
+}
+
+/// The authz tests' 2048-bit RSA key, and its RS256 signature over [`SIGNED`] (made
+/// with `openssl dgst -sha256 -sign filters/authz/tests/keys/rsa.pem`).
+const RSA_KEY_DER: &[u8] = include_bytes!("../fixtures/rsa-pub.der");
+const RS256_SIGNATURE: &[u8] = include_bytes!("../fixtures/rs256.sig");
+
+/// A JWS signing input, signed once with a fixed P-256 key: what the ES256 kinds check.
+struct Es256 {
+    key: p256::ecdsa::VerifyingKey,
+    signature: p256::ecdsa::Signature,
+    /// The key as DER SubjectPublicKeyInfo and the signature as DER, for Envoy.
+    key_der: Vec<u8>,
+    signature_der: Vec<u8>,
+}
+
+const SIGNED: &[u8] = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0";
+
+impl Es256 {
+    fn new() -> Option<Es256> {
+        use p256::ecdsa::signature::Signer;
+        use p256::pkcs8::EncodePublicKey;
+        let signing = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).ok()?;
+        let signature: p256::ecdsa::Signature = signing.sign(SIGNED);
+        let key = *signing.verifying_key();
+        Some(Es256 {
+            key_der: key.to_public_key_der().ok()?.as_bytes().to_vec(),
+            signature_der: signature.to_der().as_bytes().to_vec(),
+            key,
+            signature,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -124,11 +172,23 @@ impl RootContext for Root {
                 }
             }
         }
+        let Some(es256) = Es256::new() else {
+            let _ = hostcalls::log(LogLevel::Error, "could not make the ES256 signature");
+            return false;
+        };
+        let Ok(rsa) =
+            <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(RSA_KEY_DER)
+        else {
+            let _ = hostcalls::log(LogLevel::Error, "could not read the RSA key");
+            return false;
+        };
         self.plan = Some(Rc::new(Plan {
             kind,
             calls,
             metric,
             token,
+            es256,
+            rsa,
         }));
         true
     }
@@ -169,6 +229,38 @@ impl HttpContext for Stream {
                 }
                 Kind::ClearRoute => {
                     hostcalls::call_foreign_function("clear_route_cache", None).map(drop)
+                }
+                Kind::VerifyEs256 => {
+                    let e = &plan.es256;
+                    let verdict = verify_signature("sha256", &e.key_der, &e.signature_der, SIGNED);
+                    if verdict != Ok(Verdict::Valid) {
+                        let _ = hostcalls::log(LogLevel::Error, "verify-es256: not valid");
+                    }
+                    Ok(())
+                }
+                Kind::VerifyRs256 => {
+                    let verdict = verify_signature("sha256", RSA_KEY_DER, RS256_SIGNATURE, SIGNED);
+                    if verdict != Ok(Verdict::Valid) {
+                        let _ = hostcalls::log(LogLevel::Error, "verify-rs256: not valid");
+                    }
+                    Ok(())
+                }
+                Kind::Rs256InWasm => {
+                    use sha2::Digest;
+                    let digest = sha2::Sha256::digest(SIGNED);
+                    let scheme = rsa::Pkcs1v15Sign::new::<sha2::Sha256>();
+                    if plan.rsa.verify(scheme, &digest, RS256_SIGNATURE).is_err() {
+                        let _ = hostcalls::log(LogLevel::Error, "rs256-in-wasm: not valid");
+                    }
+                    Ok(())
+                }
+                Kind::Es256InWasm => {
+                    use p256::ecdsa::signature::Verifier;
+                    let e = &plan.es256;
+                    if e.key.verify(SIGNED, &e.signature).is_err() {
+                        let _ = hostcalls::log(LogLevel::Error, "es256-in-wasm: not valid");
+                    }
+                    Ok(())
                 }
             };
         }

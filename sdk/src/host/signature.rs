@@ -1,7 +1,7 @@
 //! Signature checks by the host: Envoy's `verify_signature` foreign function, which
 //! runs BoringSSL's `EVP_DigestVerify`. A filter that leaves public-key maths to Envoy
-//! need not link a curve implementation (P-256 and P-384 were 155 KB of authz.wasm),
-//! and the host's native code verifies far faster than Wasm.
+//! need not link a curve implementation (P-256 and P-384 were 136 KB of authz.wasm),
+//! and spends no Wasm time on it (docs/benchmarks.md prices both ways).
 //!
 //! The call takes and returns protocol buffers (Envoy's `VerifySignatureArguments`
 //! and `VerifySignatureResult`); this module writes and reads the few fields by hand.

@@ -7,13 +7,14 @@
 //! public key can never be used as an HMAC secret (the HS/RS confusion attack) and a
 //! remote JWKS cannot smuggle in a shared secret. `none` is not an algorithm here.
 
+use super::der;
 use super::ec::{Curve, EcKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::Verifier as _;
 use hmac::{Hmac, Mac};
 use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, Pkcs1v15Sign, Pss, RsaPublicKey};
+use rsa::{BigUint, Pss, RsaPublicKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -77,7 +78,7 @@ impl Alg {
 }
 
 pub enum Material {
-    Rsa(RsaPublicKey),
+    Rsa(RsaKey),
     Ec(EcKey),
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Vec<u8>),
@@ -131,16 +132,19 @@ impl Jwk {
             return false;
         }
         match (&self.material, alg) {
-            (Material::Rsa(key), Alg::Rs256) => rsa_pkcs1::<Sha256>(key, input, signature),
-            (Material::Rsa(key), Alg::Rs384) => rsa_pkcs1::<Sha384>(key, input, signature),
-            (Material::Rsa(key), Alg::Rs512) => rsa_pkcs1::<Sha512>(key, input, signature),
+            (Material::Rsa(key), Alg::Rs256) => key.pkcs1(Hash::Sha256, input, signature),
+            (Material::Rsa(key), Alg::Rs384) => key.pkcs1(Hash::Sha384, input, signature),
+            (Material::Rsa(key), Alg::Rs512) => key.pkcs1(Hash::Sha512, input, signature),
             (Material::Rsa(key), Alg::Ps256) => key
+                .key
                 .verify(Pss::new::<Sha256>(), &Sha256::digest(input), signature)
                 .is_ok(),
             (Material::Rsa(key), Alg::Ps384) => key
+                .key
                 .verify(Pss::new::<Sha384>(), &Sha384::digest(input), signature)
                 .is_ok(),
             (Material::Rsa(key), Alg::Ps512) => key
+                .key
                 .verify(Pss::new::<Sha512>(), &Sha512::digest(input), signature)
                 .is_ok(),
             // `allows` has matched the alg to the curve.
@@ -158,17 +162,61 @@ impl Jwk {
     }
 }
 
-fn rsa_pkcs1<D>(key: &RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
-where
-    D: Digest + const_oid_bound::AssociatedOid,
-{
-    key.verify(Pkcs1v15Sign::new::<D>(), &D::digest(input), signature)
-        .is_ok()
+/// An RSA public key, and the same key as DER SubjectPublicKeyInfo for the host.
+pub struct RsaKey {
+    key: RsaPublicKey,
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    spki: Vec<u8>,
 }
 
-/// `AssociatedOid` lives in `const-oid`, re-exported by `rsa::pkcs8::der`'s `oid`.
-mod const_oid_bound {
-    pub use rsa::pkcs8::AssociatedOid;
+impl RsaKey {
+    /// RS256/384/512 (PKCS #1 v1.5). In Wasm, Envoy's `verify_signature` checks it
+    /// (BoringSSL, whose default RSA padding this is): a 2048-bit check in Wasm costs
+    /// about a millisecond, which any token with a trusted `kid` and a bad signature
+    /// could make a worker spend. PSS has no host check (Envoy pads PKCS #1 only), so
+    /// it stays in the module.
+    fn pkcs1(&self, hash: Hash, input: &[u8], signature: &[u8]) -> bool {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let name = match hash {
+                Hash::Sha256 => "sha256",
+                Hash::Sha384 => "sha384",
+                Hash::Sha512 => "sha512",
+            };
+            host_verifies(name, &self.spki, signature, input)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            use rsa::Pkcs1v15Sign;
+            let check = |scheme: Pkcs1v15Sign, digest: &[u8]| {
+                self.key.verify(scheme, digest, signature).is_ok()
+            };
+            match hash {
+                Hash::Sha256 => check(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(input)),
+                Hash::Sha384 => check(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(input)),
+                Hash::Sha512 => check(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(input)),
+            }
+        }
+    }
+}
+
+/// The digest of an RS* algorithm.
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Whether the host (Envoy's `verify_signature`) finds `signature` valid; false for
+/// any failure of the call.
+#[cfg(target_arch = "wasm32")]
+pub fn host_verifies(hash: &str, spki: &[u8], signature: &[u8], input: &[u8]) -> bool {
+    use wasmesh_sdk::host::{verify_signature, Verdict};
+    matches!(
+        verify_signature(hash, spki, signature, input),
+        Ok(Verdict::Valid)
+    )
 }
 
 fn b64(value: Option<&Value>, field: &str) -> Result<Vec<u8>, String> {
@@ -196,13 +244,14 @@ pub fn parse_jwk(v: &Value, allow_symmetric: bool) -> Result<Jwk, String> {
     let crv = v.get("crv").and_then(Value::as_str).unwrap_or("");
     let material = match kty {
         "RSA" => {
-            let n = BigUint::from_bytes_be(&b64(v.get("n"), "n")?);
-            let e = BigUint::from_bytes_be(&b64(v.get("e"), "e")?);
-            let key = RsaPublicKey::new(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
+            let (n, e) = (b64(v.get("n"), "n")?, b64(v.get("e"), "e")?);
+            let key = RsaPublicKey::new(BigUint::from_bytes_be(&n), BigUint::from_bytes_be(&e))
+                .map_err(|e| format!("bad RSA key: {e}"))?;
             if key.n().bits() < MIN_RSA_BITS {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
-            Material::Rsa(key)
+            let spki = der::rsa_public_key(&n, &e);
+            Material::Rsa(RsaKey { key, spki })
         }
         "EC" => {
             let curve =

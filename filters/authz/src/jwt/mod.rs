@@ -7,6 +7,7 @@
 //! `nbf` and `iat` with the configured skew, and `aud`.
 
 pub mod cache;
+pub mod der;
 pub mod ec;
 pub mod jwk;
 
