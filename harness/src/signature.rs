@@ -1,8 +1,9 @@
 //! The host side of Envoy's `verify_signature` foreign function, for RSA (PKCS #1
 //! v1.5, BoringSSL's default padding), P-256 and P-384 keys: the arguments are a
 //! `VerifySignatureArguments` protobuf (hash name, DER SubjectPublicKeyInfo, signature,
-//! text), the answer a `VerifySignatureResult`. As in Envoy, a key that does not import
-//! is `BadArgument`, and a signature that does not verify is a result without
+//! text), the answer a `VerifySignatureResult`. As in Envoy 1.40, no key at all is
+//! `BadArgument`; a key that does not import is a result whose error is "Failed to
+//! initialize digest verify."; a signature that does not verify is a result without
 //! `result = true`. EC signatures are DER.
 
 use crate::Status;
@@ -12,7 +13,13 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 pub(crate) fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
     let fields = Fields::parse(args).ok_or(Status::BadArgument)?;
-    let key = Key::import(fields.public_key).ok_or(Status::BadArgument)?;
+    if fields.public_key.is_empty() {
+        return Err(Status::BadArgument);
+    }
+    // As Envoy: a key that does not import is reported in the result, not by status.
+    let Some(key) = Key::import(fields.public_key) else {
+        return Ok(failure("Failed to initialize digest verify."));
+    };
     let digest = match fields.hash {
         b"sha256" => Sha256::digest(fields.text).to_vec(),
         b"sha384" => Sha384::digest(fields.text).to_vec(),

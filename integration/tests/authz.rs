@@ -107,6 +107,8 @@ fn attack_subset_is_denied_and_legitimate_requests_pass() {
         "signature in DER, not r||s, on the P-256 key",
         "signature of zeros on the P-256 key",
         "signature by the P-256 key under ES384 on the P-384 key",
+        "header names alg twice",
+        "payload names a claim twice",
     ] {
         let (_, token) = tokens.iter().find(|(n, _)| *n == name).unwrap();
         let resp = raw(
@@ -186,7 +188,10 @@ fn static_server(body: String) -> (u16, Arc<AtomicU64>) {
 #[test]
 fn remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
     let echo = EchoServer::start().unwrap();
-    let (idp_port, hits) = static_server(mint::public_jwks().to_string());
+    // The provider also serves a key that is not on the curve: Envoy refuses to import
+    // it, the filter skips it, and the other keys serve (as in the harness test
+    // `an_off_curve_key_in_a_remote_jwks_is_skipped_and_the_rest_serve`).
+    let (idp_port, hits) = static_server(mint::jwks_with_an_off_curve_key().to_string());
     let filter = authz(json!({
         "jwtRules": [{"issuer": mint::ISSUER, "jwksUri": "http://idp.example/.well-known/jwks.json", "cluster": "idp"}],
         "policies": [{"name": "require-jwt", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]
@@ -204,6 +209,16 @@ fn remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     let resp = http::get_with(&url, &[("authorization", &auth)]).unwrap();
     assert_eq!(resp.status, 200);
+    let es256 = format!("Bearer {}", mint::token("ES256", mint::now()));
+    let resp = http::get_with(&url, &[("authorization", &es256)]).unwrap();
+    assert_eq!(resp.status, 200, "{}", envoy.log_tail(40));
+    // Envoy writes its log asynchronously.
+    envoy
+        .wait_for_log(
+            "skipped keys[4]: bad P-256 point",
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
     let bad = format!("Bearer {}", mint::attack_tokens(mint::now())[3].1);
     assert_eq!(
         http::get_with(&url, &[("authorization", &bad)])

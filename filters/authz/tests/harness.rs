@@ -489,6 +489,42 @@ fn remote_config(extra: Value) -> Value {
     json!({"jwtRules": [rule], "policies": [{"name": "require-jwt", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]})
 }
 
+/// A stream sent with `auth` and paused for the remote JWKS, and the fetch's token.
+fn paused_for_jwks<'h>(host: &'h Host, auth: &str) -> (Stream<'h>, u32) {
+    let mut s = host.stream();
+    let h = headers("GET", "/", &[("authorization", auth)]);
+    assert_eq!(s.request_headers(&h, true), Action::Pause);
+    let call = host.pending_http_calls()[0].token;
+    (s, call)
+}
+
+#[test]
+fn an_off_curve_key_in_a_remote_jwks_is_skipped_and_the_rest_serve() {
+    let host = host_with(&remote_config(json!({})), &["idp"]);
+    let auth = format!("Bearer {}", mint::token("ES256", mint::now()));
+    let (s, call) = paused_for_jwks(&host, &auth);
+    let jwks = mint::jwks_with_an_off_curve_key().to_string();
+    host.respond_http_call(call, &[(":status", "200")], jwks)
+        .unwrap();
+    assert_eq!(s.request_resumed(), 1);
+    assert!(
+        s.local_response().is_none(),
+        "ES256 with the good P-256 key"
+    );
+    assert!(host.logged("skipped keys[4]: bad P-256 point"));
+    assert_eq!(
+        send(
+            &host,
+            "/",
+            &[(
+                "authorization",
+                &format!("Bearer {}", mint::token("RS256", mint::now()))
+            )]
+        ),
+        0
+    );
+}
+
 #[test]
 fn remote_jwks_is_fetched_once_while_requests_wait() {
     let host = host_with(&remote_config(json!({})), &["idp"]);
@@ -542,9 +578,7 @@ fn remote_jwks_failure_policy_answers_the_configured_status() {
     let host = host_with(&remote_config(json!({})), &["idp"]);
     let auth = format!("Bearer {}", mint::token("RS256", mint::now()));
     let h = headers("GET", "/", &[("authorization", &auth)]);
-    let mut s = host.stream();
-    assert_eq!(s.request_headers(&h, true), Action::Pause);
-    let call = host.pending_http_calls()[0].token;
+    let (s, call) = paused_for_jwks(&host, &auth);
     host.respond_http_call(call, &[(":status", "500")], "")
         .unwrap();
     assert_eq!(s.local_response().unwrap().status, 503);
@@ -553,9 +587,7 @@ fn remote_jwks_failure_policy_answers_the_configured_status() {
     assert_eq!(host.http_calls().len(), 1);
     // A JWKS without usable keys is a failure too; requests without a token never wait.
     host.advance(Duration::from_secs(6));
-    let mut s = host.stream();
-    assert_eq!(s.request_headers(&h, true), Action::Pause);
-    let call = host.pending_http_calls()[0].token;
+    let (s, call) = paused_for_jwks(&host, &auth);
     host.respond_http_call(call, &[(":status", "200")], mint::hmac_jwks().to_string())
         .unwrap();
     assert_eq!(s.local_response().unwrap().status, 503);

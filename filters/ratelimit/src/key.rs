@@ -158,15 +158,19 @@ pub fn jwt_claims(header: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A claim's value as a key: strings as they are, numbers and booleans as JSON
-/// writes them; arrays, objects and null are not keys.
+/// A claim's value as a key: strings as they are, integers and booleans as JSON
+/// writes them, other numbers as their shortest decimal (`1.5`) or, when that is long
+/// (`1e300`, or an integer past u64), their bits in hex, so distinct values keep
+/// distinct keys; arrays, objects and null are not keys.
 fn claim_key(value: Json) -> Option<String> {
     match value {
         Json::String(s) => Some(s),
         Json::Bool(b) => Some(b.to_string()),
         Json::Int(n) => Some(n.to_string()),
         Json::UInt(n) => Some(n.to_string()),
-        Json::Float(x) => shortest_decimal(x),
+        Json::Float(x) => {
+            Some(shortest_decimal(x).unwrap_or_else(|| format!("f64:{:x}", x.to_bits())))
+        }
         Json::Null | Json::Array(_) | Json::Object(_) => None,
     }
 }
@@ -295,6 +299,13 @@ mod tests {
         let claims = jwt_claims("eyJyIjoxLjUsInoiOm51bGx9");
         assert_eq!(claims.get("r").map(String::as_str), Some("1.5"));
         assert!(!claims.contains_key("z"));
+        // {"a":1e300,"b":12345678901234567890123}: no short decimal, still distinct keys.
+        let claims = jwt_claims("eyJhIjoxZTMwMCwiYiI6MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjN9");
+        assert_eq!(
+            claims.get("a").map(String::as_str),
+            Some("f64:7e37e43c8800759c")
+        );
+        assert!(claims.get("b").is_some_and(|b| b.starts_with("f64:")));
         let props = StaticProperties::new();
         let s = spec(&["jwt_claim:sub"], &[]);
         assert_eq!(

@@ -52,6 +52,32 @@ impl<'de> Deserialize<'de> for Json {
     }
 }
 
+impl From<Json> for serde_json::Value {
+    /// For code that reads documents as serde_json values after the tree has refused
+    /// repeated keys (authz's JWT headers and payloads).
+    fn from(json: Json) -> Self {
+        use serde_json::Value;
+        match json {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(b),
+            Json::Int(n) => Value::from(n),
+            Json::UInt(n) => Value::from(n),
+            Json::Float(x) => serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number),
+            Json::String(s) => Value::String(s),
+            Json::Array(items) => Value::Array(items.into_iter().map(Value::from).collect()),
+            Json::Object(members) => {
+                // Inserted one by one: collecting would link BTreeMap's bulk build
+                // and a sort, about 10 KB, for maps the parser builds this way anyway.
+                let mut map = serde_json::Map::new();
+                for (k, v) in members {
+                    map.insert(k, Value::from(v));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
 struct TreeVisitor;
 
 /// Objects up to this many members check for a repeated key by scanning.
@@ -182,6 +208,16 @@ mod tests {
         let twice = format!("{{{}, \"k150\": 0}}", members.join(","));
         let err = parse(&twice).unwrap_err();
         assert!(err.to_string().contains("duplicate field `k150`"), "{err}");
+    }
+
+    #[test]
+    fn trees_become_serde_json_values() {
+        let text = r#"{"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}}"#;
+        let value = serde_json::Value::from(parse(text).unwrap());
+        assert_eq!(
+            value,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{foreign_function, HostError};
 pub enum Verdict {
     Valid,
     Invalid,
-    /// The host could not import the key (not a SubjectPublicKeyInfo it supports).
+    /// The host could not use the key (not a SubjectPublicKeyInfo it imports).
     BadKey,
 }
 
@@ -33,11 +33,10 @@ pub fn verify_signature(
     field(&mut args, 3, signature);
     field(&mut args, 4, text);
     match foreign_function("verify_signature", &args) {
-        Ok(result) => Ok(if verified(result.as_deref().unwrap_or_default()) {
-            Verdict::Valid
-        } else {
-            Verdict::Invalid
-        }),
+        Ok(Some(result)) => Ok(verdict(&result)),
+        // No buffer at all is the host's NotFound: it has no such function. (Envoy
+        // always answers with a result message, empty or not.)
+        Ok(None) => Err(HostError::NotFound),
         Err(HostError::BadArgument) => Ok(Verdict::BadKey),
         Err(e) => Err(e),
     }
@@ -72,34 +71,51 @@ fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
-/// `VerifySignatureResult.result` (field 1, a bool); false when absent, as proto3
-/// leaves out a false bool, and false for a message that does not parse.
-fn verified(result: &[u8]) -> bool {
+/// What Envoy answers when the key does not import: `importPublicKeyDER` hands back
+/// an object holding no key, and `verifySignature` reports this instead of a status
+/// (source/common/crypto/utility_impl.cc). Only a missing key is BadArgument.
+const KEY_NOT_USABLE: &[u8] = b"Failed to initialize digest verify";
+
+/// The verdict in a `VerifySignatureResult`: `result` (field 1, a bool; proto3 leaves
+/// out a false one) and `error` (field 2). A message that does not parse is Invalid.
+fn verdict(result: &[u8]) -> Verdict {
     let mut at = 0;
     let mut valid = false;
+    let mut error: &[u8] = &[];
     while at < result.len() {
         let Some(key) = read_varint(result, &mut at) else {
-            return false;
+            return Verdict::Invalid;
         };
         match key & 7 {
             0 => match read_varint(result, &mut at) {
                 Some(v) if key >> 3 == 1 => valid = v != 0,
                 Some(_) => {}
-                None => return false,
+                None => return Verdict::Invalid,
             },
             2 => {
                 let Some(len) = read_varint(result, &mut at) else {
-                    return false;
+                    return Verdict::Invalid;
                 };
                 match usize::try_from(len).ok().and_then(|l| at.checked_add(l)) {
-                    Some(end) if end <= result.len() => at = end,
-                    _ => return false,
+                    Some(end) if end <= result.len() => {
+                        if key >> 3 == 2 {
+                            error = &result[at..end];
+                        }
+                        at = end;
+                    }
+                    _ => return Verdict::Invalid,
                 }
             }
-            _ => return false,
+            _ => return Verdict::Invalid,
         }
     }
-    valid
+    if valid {
+        Verdict::Valid
+    } else if error.starts_with(KEY_NOT_USABLE) {
+        Verdict::BadKey
+    } else {
+        Verdict::Invalid
+    }
 }
 
 #[cfg(test)]
@@ -118,15 +134,17 @@ mod tests {
     }
 
     #[test]
-    fn the_result_reads_field_one() {
-        assert!(verified(&[0x08, 0x01]));
+    fn the_result_reads_field_one_and_the_error() {
+        assert_eq!(verdict(&[0x08, 0x01]), Verdict::Valid);
         // Envoy adds an error string when the check fails; proto3 omits `false`.
-        assert!(!verified(b"\x12\x05nope!"));
-        assert!(!verified(&[]));
-        assert!(verified(b"\x12\x00\x08\x01"));
+        assert_eq!(verdict(b"\x12\x05nope!"), Verdict::Invalid);
+        assert_eq!(verdict(&[]), Verdict::Invalid);
+        assert_eq!(verdict(b"\x12\x00\x08\x01"), Verdict::Valid);
+        let unusable = b"\x12\x23Failed to initialize digest verify.";
+        assert_eq!(verdict(unusable), Verdict::BadKey);
         // Truncated or unknown wire types are not a pass.
-        assert!(!verified(&[0x08]));
-        assert!(!verified(&[0x08, 0x01, 0x12, 0x05, b'x']));
-        assert!(!verified(&[0x0d, 0, 0, 0, 0]));
+        assert_eq!(verdict(&[0x08]), Verdict::Invalid);
+        assert_eq!(verdict(&[0x08, 0x01, 0x12, 0x05, b'x']), Verdict::Invalid);
+        assert_eq!(verdict(&[0x0d, 0, 0, 0, 0]), Verdict::Invalid);
     }
 }

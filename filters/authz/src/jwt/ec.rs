@@ -112,23 +112,18 @@ fn der_signature(raw: &[u8], width: usize) -> Option<Vec<u8>> {
 #[cfg(target_arch = "wasm32")]
 mod backend {
     use super::EcKey;
-    use wasmesh_sdk::host::{verify_signature, Verdict};
+    use crate::jwt::jwk::{host_imports, host_verifies};
 
     pub fn check_key(key: &EcKey) -> Result<(), String> {
-        // With an empty signature the host answers BadKey only if the key does not
-        // import; a key it imports just fails to verify.
-        match verify_signature(key.curve.hash(), &key.spki, &[], &[]) {
-            Ok(Verdict::BadKey) => Err(format!("bad {} point", key.curve.name())),
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!(
-                "the host cannot verify {} signatures (verify_signature: {e})",
-                key.curve.name()
-            )),
+        if host_imports(key.curve.hash(), &key.spki)? {
+            Ok(())
+        } else {
+            Err(format!("bad {} point", key.curve.name()))
         }
     }
 
     pub fn verify(key: &EcKey, input: &[u8], der: &[u8]) -> bool {
-        crate::jwt::jwk::host_verifies(key.curve.hash(), &key.spki, der, input)
+        host_verifies(key.curve.hash(), &key.spki, der, input)
     }
 }
 

@@ -17,6 +17,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, Pss, RsaPublicKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use wasmesh_sdk::config::Json;
 
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
 const MIN_RSA_BITS: usize = 2048;
@@ -219,6 +220,22 @@ pub fn host_verifies(hash: &str, spki: &[u8], signature: &[u8], input: &[u8]) ->
     )
 }
 
+/// Whether the host can import the key `spki`, asked once when a JWKS is read so that a
+/// key the host refuses, or a host without `verify_signature`, shows in the log then
+/// rather than as denied requests. With an empty signature the host answers BadKey
+/// only if the key does not import; a key it imports just fails to verify.
+#[cfg(target_arch = "wasm32")]
+pub fn host_imports(hash: &str, spki: &[u8]) -> Result<bool, String> {
+    use wasmesh_sdk::host::{verify_signature, Verdict};
+    match verify_signature(hash, spki, &[], &[]) {
+        Ok(Verdict::BadKey) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(format!(
+            "the host cannot verify signatures (verify_signature: {e})"
+        )),
+    }
+}
+
 fn b64(value: Option<&Value>, field: &str) -> Result<Vec<u8>, String> {
     let text = value
         .and_then(Value::as_str)
@@ -251,6 +268,10 @@ pub fn parse_jwk(v: &Value, allow_symmetric: bool) -> Result<Jwk, String> {
                 return Err(format!("RSA key shorter than {MIN_RSA_BITS} bits"));
             }
             let spki = der::rsa_public_key(&n, &e);
+            #[cfg(target_arch = "wasm32")]
+            if !host_imports("sha256", &spki)? {
+                return Err("the host refuses this RSA key".into());
+            }
             Material::Rsa(RsaKey { key, spki })
         }
         "EC" => {
@@ -301,7 +322,11 @@ pub fn parse_jwk(v: &Value, allow_symmetric: bool) -> Result<Jwk, String> {
 /// list (a provider may publish encryption keys beside signing keys); a set without any
 /// usable key is an error.
 pub fn parse_jwks(text: &[u8], allow_symmetric: bool) -> Result<(Vec<Jwk>, Vec<String>), String> {
-    let doc: Value = serde_json::from_slice(text).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    // Through the SDK's tree, as tokens are: one JSON parser in the module, and a
+    // member named twice is an error rather than the parser's choice.
+    let doc = Json::parse(text)
+        .map(Value::from)
+        .map_err(|e| format!("JWKS is not JSON: {e}"))?;
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)

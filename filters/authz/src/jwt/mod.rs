@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
-use wasmesh_sdk::config::{validate_list, ConfigError};
+use wasmesh_sdk::config::{validate_list, ConfigError, Json};
 use wasmesh_sdk::Request;
 
 /// Why a token was refused. Shown in `response_code_details` and logs, never in the
@@ -335,11 +335,14 @@ pub struct Token<'t> {
     pub signature: Vec<u8>,
 }
 
+/// A base64url JSON object. A member named twice makes it malformed: which copy
+/// counts would be up to the parser (`{"alg":"none","alg":"RS256"}`), and RFC 7519
+/// section 4 allows refusing it.
 fn decode_object(part: &str) -> Result<Map<String, Value>, JwtError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JwtError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
+    match Json::parse(&bytes).map(Value::from) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(JwtError::Malformed),
     }

@@ -64,6 +64,16 @@ pub fn public_jwks() -> Value {
     ]})
 }
 
+/// [`public_jwks`] plus a P-256 key whose point is not on the curve (`bad-ec`): a
+/// provider's broken key is skipped and the others serve.
+pub fn jwks_with_an_off_curve_key() -> Value {
+    let mut jwks = public_jwks();
+    jwks["keys"].as_array_mut().unwrap().push(
+        json!({"kty": "EC", "crv": "P-256", "kid": "bad-ec", "x": b64(&[1; 32]), "y": b64(&[2; 32])}),
+    );
+    jwks
+}
+
 /// A JWKS with only the other RSA key (for key-rotation tests).
 pub fn other_jwks() -> Value {
     json!({"keys": [rsa_jwk(&keys().rsa_other, "rsa-2")]})
@@ -97,6 +107,13 @@ pub fn sign_raw(header: &Value, claims: &Value, hmac_secret: Option<&[u8]>) -> S
     );
     let alg = header["alg"].as_str().unwrap_or("none");
     let sig = signature(alg, input.as_bytes(), hmac_secret);
+    format!("{input}.{}", b64(&sig))
+}
+
+/// An RS256 token from header and payload text as given (so a member can repeat).
+pub fn sign_text(header: &str, payload: &str) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let sig = signature("RS256", input.as_bytes(), None);
     format!("{input}.{}", b64(&sig))
 }
 
@@ -310,6 +327,21 @@ pub fn attack_tokens(now: i64) -> Vec<(&'static str, String)> {
             ),
         ),
         ("signature truncated", valid[..valid.len() - 10].to_string()),
+        // Members named twice, correctly signed: only the repetition is wrong.
+        (
+            "header names alg twice",
+            sign_text(
+                r#"{"alg":"none","alg":"RS256","kid":"rsa-1"}"#,
+                &good.to_string(),
+            ),
+        ),
+        (
+            "payload names a claim twice",
+            sign_text(r#"{"alg":"RS256","kid":"rsa-1"}"#, &{
+                let text = good.to_string();
+                format!("{},\"sub\":\"admin\"}}", &text[..text.len() - 1])
+            }),
+        ),
         // ECDSA, which the Wasm build hands to the host as DER.
         (
             "tampered ES256 payload",
