@@ -20,24 +20,27 @@ pub(crate) fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
     let Some(key) = Key::import(fields.public_key) else {
         return Ok(failure("Failed to initialize digest verify."));
     };
-    let digest = match fields.hash {
-        b"sha256" => Sha256::digest(fields.text).to_vec(),
-        b"sha384" => Sha384::digest(fields.text).to_vec(),
-        b"sha512" => Sha512::digest(fields.text).to_vec(),
+    // The digest, and the PKCS #1 v1.5 scheme that names it for an RSA key.
+    let (digest, pkcs1) = match fields.hash {
+        b"sha256" => (
+            Sha256::digest(fields.text).to_vec(),
+            rsa::Pkcs1v15Sign::new::<Sha256>(),
+        ),
+        b"sha384" => (
+            Sha384::digest(fields.text).to_vec(),
+            rsa::Pkcs1v15Sign::new::<Sha384>(),
+        ),
+        b"sha512" => (
+            Sha512::digest(fields.text).to_vec(),
+            rsa::Pkcs1v15Sign::new::<Sha512>(),
+        ),
         other => {
             let name = String::from_utf8_lossy(other);
             return Ok(failure(&format!("{name} is not supported.")));
         }
     };
     let valid = match key {
-        Key::Rsa(k) => {
-            let scheme = match fields.hash {
-                b"sha256" => rsa::Pkcs1v15Sign::new::<Sha256>(),
-                b"sha384" => rsa::Pkcs1v15Sign::new::<Sha384>(),
-                _ => rsa::Pkcs1v15Sign::new::<Sha512>(),
-            };
-            k.verify(scheme, &digest, fields.signature).is_ok()
-        }
+        Key::Rsa(k) => k.verify(pkcs1, &digest, fields.signature).is_ok(),
         Key::P256(k) => p256::ecdsa::Signature::from_der(fields.signature)
             .is_ok_and(|s| k.verify_prehash(&digest, &s).is_ok()),
         Key::P384(k) => p384::ecdsa::Signature::from_der(fields.signature)

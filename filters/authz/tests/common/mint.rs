@@ -110,22 +110,17 @@ pub fn sign_raw(header: &Value, claims: &Value, hmac_secret: Option<&[u8]>) -> S
     format!("{input}.{}", b64(&sig))
 }
 
-/// An RS256 token from header and payload text as given (so a member can repeat).
-pub fn sign_text(header: &str, payload: &str) -> String {
+/// A token from header and payload text as given (so a member can repeat), signed
+/// with the key `signer` names (see [`signature`]).
+pub fn sign_text(header: &str, payload: &str, signer: &str) -> String {
     let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let sig = signature("RS256", input.as_bytes(), None);
+    let sig = signature(signer, input.as_bytes(), None);
     format!("{input}.{}", b64(&sig))
 }
 
 /// Signs with the key `signer` names (see [`signature`]) whatever the header says.
 pub fn sign_as(header: &Value, claims: &Value, signer: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let sig = signature(signer, input.as_bytes(), None);
-    format!("{input}.{}", b64(&sig))
+    sign_text(&header.to_string(), &claims.to_string(), signer)
 }
 
 pub fn signature(alg: &str, input: &[u8], hmac_secret: Option<&[u8]>) -> Vec<u8> {
@@ -333,14 +328,19 @@ pub fn attack_tokens(now: i64) -> Vec<(&'static str, String)> {
             sign_text(
                 r#"{"alg":"none","alg":"RS256","kid":"rsa-1"}"#,
                 &good.to_string(),
+                "RS256",
             ),
         ),
         (
             "payload names a claim twice",
-            sign_text(r#"{"alg":"RS256","kid":"rsa-1"}"#, &{
-                let text = good.to_string();
-                format!("{},\"sub\":\"admin\"}}", &text[..text.len() - 1])
-            }),
+            sign_text(
+                r#"{"alg":"RS256","kid":"rsa-1"}"#,
+                &{
+                    let text = good.to_string();
+                    format!("{},\"sub\":\"admin\"}}", &text[..text.len() - 1])
+                },
+                "RS256",
+            ),
         ),
         // ECDSA, which the Wasm build hands to the host as DER.
         (
