@@ -59,13 +59,27 @@ fn up_serves_bookinfo_and_down_leaves_nothing() {
     let state_before = state::load(&dir).unwrap().unwrap();
     assert_eq!(pids_alive(&dir).len(), state_before.processes.len());
 
-    let r = http::get(&format!(
-        "http://127.0.0.1:{gateway}/productpage?format=json"
-    ))
-    .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    let page = r.json().unwrap();
-    assert_eq!(page["degraded"], serde_json::json!([]), "{page}");
+    // Bookinfo's mesh file aborts 10% of ratings calls on purpose, so a page may lose
+    // its ratings to that fault, and to nothing else; most pages are whole.
+    let mut whole = 0;
+    for _ in 0..20 {
+        let r = http::get(&format!(
+            "http://127.0.0.1:{gateway}/productpage?format=json"
+        ))
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.json().unwrap();
+        if page["degraded"] == serde_json::json!([]) {
+            whole += 1;
+            continue;
+        }
+        assert_eq!(page["degraded"], serde_json::json!(["ratings"]), "{page}");
+        assert_eq!(
+            page["reviews"]["ratings"]["reason"], "fault filter abort",
+            "{page}"
+        );
+    }
+    assert!(whole >= 10, "only {whole} of 20 pages were whole");
 
     // A second `up` on the same state directory refuses rather than doubling the mesh.
     let again = wasmesh(&["up", "--state-dir", dir_s, "--no-prometheus"]);
