@@ -12,6 +12,7 @@ use crate::envoy::StatsConfig;
 use crate::model::FilterName;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use wasmesh_sdk::config::from_value;
 use wasmesh_sdk::metrics::StatsTag;
 
 /// Histograms reach `/stats/prometheus` only at a stats flush: short enough that a
@@ -39,7 +40,7 @@ fn filter_tags(filter: FilterName, config: &Value) -> Vec<StatsTag> {
     // `wasmesh validate` refuses a telemetry config that does not parse or validate;
     // should one reach generation anyway, the default config's labels (Istio's
     // standard set) are the best guess and keep the bootstrap loadable.
-    let parsed = serde_json::from_value::<wasmesh_telemetry::Config>(config.clone())
+    let parsed = from_value::<wasmesh_telemetry::Config>(config)
         .map_err(|e| e.to_string())
         .and_then(|c| wasmesh_telemetry::stats_tags(&c).map_err(|e| e.to_string()));
     match parsed {

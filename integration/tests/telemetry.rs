@@ -22,7 +22,7 @@ fn telemetry(config: &Value) -> WasmFilter {
 /// the config can produce, Istio's histogram buckets, and a short flush interval so
 /// histograms show up in `/stats/prometheus` quickly.
 fn with_stats(mut bootstrap: Value, config: &Value) -> Value {
-    let cfg: wasmesh_telemetry::Config = serde_json::from_value(config.clone()).unwrap();
+    let cfg: wasmesh_telemetry::Config = wasmesh_sdk::config::from_value(config).unwrap();
     bootstrap["stats_config"] = json!({
         "stats_tags": wasmesh_telemetry::stats_tags(&cfg).unwrap(),
         "histogram_bucket_settings": wasmesh_telemetry::buckets::histogram_bucket_settings(),

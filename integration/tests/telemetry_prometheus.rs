@@ -157,7 +157,7 @@ fn prometheus_scrapes_the_sidecar_and_promql_sees_istio_requests_total() {
     let filter = WasmFilter::new("wasmesh.telemetry", wasm_module("wasmesh-telemetry"))
         .config(config.clone());
     let mut bootstrap = bootstrap::proxy_to(echo.port(), &[filter]);
-    let cfg: wasmesh_telemetry::Config = serde_json::from_value(config).unwrap();
+    let cfg: wasmesh_telemetry::Config = wasmesh_sdk::config::from_value(&config).unwrap();
     bootstrap["stats_config"] = json!({
         "stats_tags": wasmesh_telemetry::stats_tags(&cfg).unwrap(),
         "histogram_bucket_settings": wasmesh_telemetry::buckets::histogram_bucket_settings(),

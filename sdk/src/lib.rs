@@ -5,6 +5,10 @@
 //! handlers that read a view ([`Request`], [`Response`]) and return a [`Decision`].
 //! `export_stage!(MyStage)` turns it into a Proxy-Wasm module.
 
+// `#[derive(FromJson)]` names the SDK by its crate name, which the SDK's own config
+// types need to resolve too.
+extern crate self as wasmesh_sdk;
+
 pub mod config;
 pub mod duration;
 pub mod headers;

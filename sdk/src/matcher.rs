@@ -9,15 +9,15 @@
 //! path is refused by normalisation matches no path condition (filters decide how to
 //! answer it, usually 400).
 
+use crate::config::FromJson;
 use crate::config::{validate_list, ConfigError};
 use crate::net::{parse_cidrs, Cidr};
 use crate::request::Request;
 use regex::Regex;
-use serde::Deserialize;
 
 /// `match` as written in config.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct MatchConfig {
     /// Envoy route names (`xds.route_name`, else `route_name`); any of them.
     pub route_names: Vec<String>,
@@ -35,8 +35,8 @@ pub struct MatchConfig {
 }
 
 /// One of `exact`, `prefix`, `regex` (full match) or `template` (`/users/{id}`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct PathMatchConfig {
     pub exact: Option<String>,
     pub prefix: Option<String>,
@@ -47,8 +47,8 @@ pub struct PathMatchConfig {
 
 /// A header or query parameter condition: `present`, `exact`, `prefix` or `regex`,
 /// optionally inverted. With none of them set, it means `present: true`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct ValueMatchConfig {
     pub name: String,
     pub present: Option<bool>,
@@ -689,9 +689,9 @@ mod tests {
         assert!(!check(&m, &no_props, &get_pairs()));
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, FromJson)]
     struct S {
-        #[serde(rename = "match", default)]
+        #[config(rename = "match", default)]
         matches: MatchConfig,
         id: u32,
     }
@@ -703,7 +703,7 @@ mod tests {
     #[test]
     fn rules_first_match_wins_in_order() {
         let cfg: Vec<S> =
-            serde_json::from_str(r#"[{"match":{"path":{"prefix":"/api"}},"id":1},{"id":2}]"#)
+            crate::config::parse(br#"[{"match":{"path":{"prefix":"/api"}},"id":1},{"id":2}]"#)
                 .unwrap();
         let rules = Rules::compile("rules", &cfg, |s| &s.matches, |s| Ok(s.id)).unwrap();
         let props = StaticProperties::new();
@@ -722,7 +722,8 @@ mod tests {
     #[test]
     fn rule_errors_carry_the_rule_index() {
         let cfg: Vec<S> =
-            serde_json::from_str(r#"[{"id":0}, {"id":1,"match":{"path":{"regex":"("}}}]"#).unwrap();
+            crate::config::parse(br#"[{"id":0}, {"id":1,"match":{"path":{"regex":"("}}}]"#)
+                .unwrap();
         let err = Rules::compile("rules", &cfg, |s| &s.matches, |_| Ok(())).unwrap_err();
         assert!(
             err.to_string()

@@ -22,13 +22,13 @@
 //!
 //! Case is kept: matching is case-sensitive unless a rule asks otherwise.
 
-use serde::Deserialize;
+use crate::config::FromJson;
 use std::borrow::Cow;
 use std::fmt;
 
 /// What to do with `%2F` and `%5C` in a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromJson)]
+#[config(rename_all = "snake_case")]
 pub enum EscapedSlashes {
     /// Refuse the request (the safe default).
     #[default]
@@ -40,8 +40,8 @@ pub enum EscapedSlashes {
 }
 
 /// Normalisation options, part of each filter's config as `path_normalization`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct PathOptions {
     pub escaped_slashes: EscapedSlashes,
     pub backslash_is_slash: bool,

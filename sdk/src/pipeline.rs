@@ -9,11 +9,11 @@
 //! A delay or callout pauses the chain at the stage that asked for it and resumes
 //! there. Each stage keeps its own path normalisation options.
 
+use crate::config::FromJson;
 use crate::config::{ConfigError, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
 use crate::stage::{CalloutResult, Decision, LogView, Response, Stage};
-use serde::Deserialize;
 use std::any::Any;
 use std::marker::PhantomData;
 
@@ -104,19 +104,19 @@ pub trait Registry: 'static {
     fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>>;
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub stages: Vec<StageEntry>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct StageEntry {
     /// The stage kind, e.g. `headers`.
     pub name: String,
     /// That stage's usual configuration.
-    #[serde(default)]
+    #[config(default)]
     pub config: Json,
 }
 
@@ -278,7 +278,7 @@ mod tests {
     /// Tags requests and responses; replies 403 to `/deny`; delays `/slow`.
     struct Tag(String);
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, FromJson)]
     struct TagConfig {
         tag: String,
     }

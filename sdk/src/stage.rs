@@ -7,7 +7,6 @@ use crate::headers::HeaderMap;
 use crate::path::PathOptions;
 use crate::props::{Properties, PropertySource};
 use crate::request::Request;
-use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// What the stream should do next.
@@ -144,8 +143,8 @@ impl<'a> LogView<'a> {
 pub trait Stage: Sized + 'static {
     /// Name used in logs (`wasmesh-headers: ...`).
     const NAME: &'static str;
-    /// The configuration as written (serde); see [`crate::config`].
-    type Config: DeserializeOwned;
+    /// The configuration as written (`#[derive(FromJson)]`); see [`crate::config`].
+    type Config: crate::config::FromJson;
     /// Per-request state.
     type Stream: Default + 'static;
 

@@ -5,12 +5,12 @@
 //! Validation into runtime types lives beside each feature ([`crate::policy`],
 //! [`crate::jwt`], [`crate::consumers`], [`crate::extauthz`]).
 
-use serde::Deserialize;
 use std::collections::BTreeMap;
+use wasmesh_sdk::config::{FromJson, Json};
 use wasmesh_sdk::PathOptions;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// AuthorizationPolicies, each with a `name` (used in metrics, logs and replies).
     pub policies: Vec<PolicyConfig>,
@@ -41,8 +41,8 @@ pub struct Config {
     pub path_normalization: PathOptions,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyConfig {
     pub name: String,
     /// ALLOW (default, as in Istio), DENY, AUDIT or CUSTOM.
@@ -55,39 +55,39 @@ pub struct PolicyConfig {
     pub dry_run: bool,
     /// Istio's `selector` and `targetRefs` pick workloads; here the filter is the
     /// workload, so they are accepted and ignored.
-    pub selector: Option<serde_json::Value>,
-    pub target_refs: Option<serde_json::Value>,
+    pub selector: Option<Json>,
+    pub target_refs: Option<Json>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct ProviderRef {
     pub name: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct RuleConfig {
     pub from: Vec<FromConfig>,
     pub to: Vec<ToConfig>,
     pub when: Vec<ConditionConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct FromConfig {
     pub source: SourceConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct ToConfig {
     pub operation: OperationConfig,
 }
 
 /// `from.source`: every field present must hold; a list holds when any entry does.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SourceConfig {
     pub principals: Vec<String>,
     pub not_principals: Vec<String>,
@@ -104,8 +104,8 @@ pub struct SourceConfig {
     pub not_consumers: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OperationConfig {
     pub hosts: Vec<String>,
     pub not_hosts: Vec<String>,
@@ -117,8 +117,8 @@ pub struct OperationConfig {
     pub not_paths: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConditionConfig {
     pub key: String,
     pub values: Vec<String>,
@@ -126,13 +126,13 @@ pub struct ConditionConfig {
 }
 
 /// A RequestAuthentication `jwtRules` entry.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct JwtRuleConfig {
     pub issuer: String,
     pub audiences: Vec<String>,
     /// Inline JWKS: a JSON string (as in Istio) or the JSON object itself.
-    pub jwks: Option<serde_json::Value>,
+    pub jwks: Option<Json>,
     /// Remote JWKS, fetched through `cluster`; the URI gives `:authority` and `:path`.
     pub jwks_uri: Option<String>,
     /// Extension: the Envoy cluster that serves `jwksUri`.
@@ -153,22 +153,22 @@ pub struct JwtRuleConfig {
     pub forward_original_token: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct JwtHeaderConfig {
     pub name: String,
     pub prefix: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct ClaimToHeaderConfig {
     pub header: String,
     pub claim: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiKeysConfig {
     /// Where keys are read from; default the `x-api-key` header.
     pub from_headers: Vec<String>,
@@ -180,8 +180,8 @@ pub struct ApiKeysConfig {
     pub consumer_header: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiKeyConsumerConfig {
     pub name: String,
     /// The key in clear, or its SHA-256 in hex (`keySha256`) to keep it out of config.
@@ -189,8 +189,8 @@ pub struct ApiKeyConsumerConfig {
     pub key_sha256: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BasicAuthConfig {
     pub consumers: Vec<BasicConsumerConfig>,
     /// Request header carrying the consumer name upstream; default `x-wasmesh-consumer`.
@@ -199,8 +199,8 @@ pub struct BasicAuthConfig {
     pub forward_credentials: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BasicConsumerConfig {
     pub username: String,
     pub password: Option<String>,
@@ -208,16 +208,16 @@ pub struct BasicConsumerConfig {
     pub password_sha256: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExtensionProviderConfig {
     pub name: String,
     pub envoy_ext_authz_http: Option<ExtAuthzHttpConfig>,
 }
 
 /// Istio's `envoyExtAuthzHttp` provider, with `cluster` in place of `service`/`port`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExtAuthzHttpConfig {
     pub cluster: String,
     /// Accepted for paste compatibility; `cluster` decides where calls go.
@@ -227,7 +227,7 @@ pub struct ExtAuthzHttpConfig {
     pub timeout: Option<String>,
     pub path_prefix: String,
     /// Envoy's `failure_mode_allow`: let requests through when the service fails.
-    #[serde(alias = "failureModeAllow")]
+    #[config(alias = "failureModeAllow")]
     pub fail_open: bool,
     /// Status when the service fails and `failOpen` is off; default 403.
     pub status_on_error: Option<String>,

@@ -231,7 +231,7 @@ mod tests {
     }
 
     fn api_keys() -> ApiKeys {
-        let c: ApiKeysConfig = serde_json::from_value(serde_json::json!({
+        let c: ApiKeysConfig = wasmesh_sdk::config::from_value(&serde_json::json!({
             "fromHeaders": ["x-api-key"], "fromParams": ["api_key"],
             "consumers": [{"name": "alice", "key": "k-alice"},
                           {"name": "bob", "keySha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}]
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn basic_auth_checks_user_and_password() {
-        let c: BasicAuthConfig = serde_json::from_value(serde_json::json!({
+        let c: BasicAuthConfig = wasmesh_sdk::config::from_value(&serde_json::json!({
             "consumers": [{"username": "carol", "password": "s3cret"}]
         }))
         .unwrap();
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_field() {
-        let c: ApiKeysConfig = serde_json::from_value(serde_json::json!({
+        let c: ApiKeysConfig = wasmesh_sdk::config::from_value(&serde_json::json!({
             "consumers": [{"name": "a", "key": "x", "keySha256": "00"}]
         }))
         .unwrap();
@@ -309,7 +309,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("consumers[0].key"));
-        let c: ApiKeysConfig = serde_json::from_value(serde_json::json!({
+        let c: ApiKeysConfig = wasmesh_sdk::config::from_value(&serde_json::json!({
             "consumers": [{"name": "a", "key": "x"}, {"name": "b", "key": "x"}]
         }))
         .unwrap();

@@ -171,7 +171,7 @@ mod tests {
         if let (Some(base), Some(more)) = (c.as_object_mut(), extra.as_object()) {
             base.extend(more.clone());
         }
-        ExtAuthz::compile("ext", &serde_json::from_value(c).unwrap()).unwrap()
+        ExtAuthz::compile("ext", &wasmesh_sdk::config::from_value(&c).unwrap()).unwrap()
     }
 
     #[test]

@@ -581,12 +581,12 @@ mod tests {
     use serde_json::json;
 
     fn policy(v: serde_json::Value) -> Policy {
-        let c: PolicyConfig = serde_json::from_value(v).unwrap();
+        let c: PolicyConfig = wasmesh_sdk::config::from_value(&v).unwrap();
         compile(&c, &["ext"]).unwrap()
     }
 
     fn compile_err(v: serde_json::Value) -> String {
-        let c: PolicyConfig = serde_json::from_value(v).unwrap();
+        let c: PolicyConfig = wasmesh_sdk::config::from_value(&v).unwrap();
         compile(&c, &["ext"]).unwrap_err().to_string()
     }
 

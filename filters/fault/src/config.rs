@@ -1,13 +1,13 @@
 //! The fault filter's configuration, as written (snake_case, like Envoy's HTTP fault
 //! filter), and its validation into a runtime [`FaultConfig`].
 
-use serde::Deserialize;
 use std::time::Duration;
 use wasmesh_sdk::config::ConfigError;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::{MatchConfig, Matcher, PathOptions, Rules};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct Config {
     /// Faults for every request no rule matched (a final catch-all rule, `default`).
     pub abort: Option<AbortConfig>,
@@ -26,33 +26,33 @@ pub struct Config {
     pub path_normalization: PathOptions,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
-    #[serde(rename = "match")]
+    #[config(rename = "match")]
     pub matches: MatchConfig,
     pub abort: Option<AbortConfig>,
     pub delay: Option<DelayConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct AbortConfig {
     pub http_status: u16,
     /// 0-100; fractions allowed.
-    #[serde(default = "hundred")]
+    #[config(default = "hundred")]
     pub percentage: f64,
     /// Reply body; Envoy's `fault filter abort` when absent.
     pub body: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct DelayConfig {
     /// `1s`, `0.5s`, `250ms`, `1m`.
     pub fixed_delay: String,
-    #[serde(default = "hundred")]
+    #[config(default = "hundred")]
     pub percentage: f64,
 }
 

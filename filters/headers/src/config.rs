@@ -3,12 +3,12 @@
 
 use crate::template::Template;
 use regex::Regex;
-use serde::Deserialize;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::config::{validate_list, ConfigError};
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct Config {
     /// Edits applied to every request (before `rules`).
     pub request: EditsConfig,
@@ -25,20 +25,19 @@ pub struct Config {
     pub path_normalization: PathOptions,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct RuleConfig {
-    #[serde(rename = "match")]
+    #[config(rename = "match")]
     pub matches: MatchConfig,
     pub request: EditsConfig,
     pub response: EditsConfig,
 }
 
 /// Edits on one direction's headers. `query` and `rewrite` apply to requests only;
-/// the response side refuses them. (One struct rather than a request struct that
-/// flattens this one: serde's `flatten` links its buffering machinery, 13 KB.)
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// the response side refuses them.
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct EditsConfig {
     pub set: Vec<HeaderValueConfig>,
     pub set_if_absent: Vec<HeaderValueConfig>,
@@ -49,44 +48,44 @@ pub struct EditsConfig {
     pub rewrite: Option<RewriteConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct HeaderValueConfig {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct RenameConfig {
     pub from: String,
     pub to: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct QueryEditsConfig {
     pub set: Vec<HeaderValueConfig>,
     pub remove: Vec<String>,
 }
 
 /// Path rewrite: exactly one of `prefix` or `regex`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct RewriteConfig {
     pub prefix: Option<PrefixRewriteConfig>,
     pub regex: Option<RegexRewriteConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct PrefixRewriteConfig {
     pub from: String,
     pub to: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct RegexRewriteConfig {
     pub pattern: String,
     pub substitution: String,

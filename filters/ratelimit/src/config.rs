@@ -4,7 +4,7 @@
 use crate::bucket::Limit;
 use crate::key::{KeyPart, KeySpec};
 use crate::table::Table;
-use serde::Deserialize;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::config::{validate_list, ConfigError};
 use wasmesh_sdk::matcher::Template;
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
@@ -16,8 +16,8 @@ const DEFAULT_MAX_KEYS: u32 = 10_000;
 /// Bounds the slot table (and so shared memory) per rule.
 const MAX_MAX_KEYS: u32 = 1_000_000;
 
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct Config {
     /// Namespaces the shared-data keys, so two rate-limit filters in one VM id keep
     /// separate buckets.
@@ -65,17 +65,17 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromJson)]
 pub enum XRateLimitHeaders {
-    #[serde(rename = "OFF")]
+    #[config(rename = "OFF")]
     Off,
-    #[serde(rename = "DRAFT_VERSION_03")]
+    #[config(rename = "DRAFT_VERSION_03")]
     DraftVersion03,
 }
 
 /// What a key gets when its rule's table has no slot for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromJson)]
+#[config(rename_all = "snake_case")]
 pub enum OnTableFull {
     /// Share one extra bucket (with the rule's limit) among all such keys.
     OverflowBucket,
@@ -85,11 +85,11 @@ pub enum OnTableFull {
     Deny,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct TokenBucketConfig {
     pub max_tokens: u64,
-    #[serde(default = "one")]
+    #[config(default = "one")]
     pub tokens_per_fill: u64,
     /// `1s`, `0.5s`, `250ms`, `1m`, `1h`.
     pub fill_interval: String,
@@ -99,11 +99,11 @@ fn one() -> u64 {
     1
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
-    #[serde(rename = "match")]
+    #[config(rename = "match")]
     pub matches: MatchConfig,
     /// Key parts; empty means one bucket for every request the rule matches.
     pub key: Vec<String>,

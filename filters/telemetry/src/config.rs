@@ -7,13 +7,13 @@ use crate::exchange::Identity;
 use crate::labels::{LabelValue, Source, StandardMetric};
 use crate::series::{MetricSet, Override};
 use crate::trace::{Format, Tracing};
-use serde::Deserialize;
 use std::collections::BTreeMap;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::config::{validate_list, ConfigError};
 
 /// Which side of a request this sidecar reports (Istio's `reporter` label).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromJson)]
+#[config(rename_all = "lowercase")]
 pub enum Reporter {
     /// The sidecar in front of the server (inbound): peer = the caller.
     #[default]
@@ -31,8 +31,8 @@ impl Reporter {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     pub reporter: Reporter,
     /// This sidecar's workload; the generator fills it in.
@@ -46,8 +46,8 @@ pub struct Config {
     pub seed: Option<u64>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, Clone, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct WorkloadConfig {
     pub name: String,
     pub namespace: String,
@@ -66,8 +66,8 @@ pub struct WorkloadConfig {
     pub cluster: String,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExchangeConfig {
     pub enabled: bool,
     /// The header that carries identity between sidecars (stripped before apps).
@@ -83,8 +83,8 @@ impl Default for ExchangeConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct MetricsConfig {
     pub enabled: bool,
     /// Like Istio's `Telemetry.metrics[].overrides`, applied in order.
@@ -103,17 +103,17 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverrideConfig {
-    #[serde(rename = "match")]
+    #[config(rename = "match")]
     pub matches: OverrideMatch,
     pub disabled: bool,
     pub tag_overrides: BTreeMap<String, TagOverrideConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OverrideMatch {
     /// `REQUEST_COUNT`, `REQUEST_DURATION`, `REQUEST_SIZE`, `RESPONSE_SIZE` or
     /// `ALL_METRICS` (the default).
@@ -123,8 +123,8 @@ pub struct OverrideMatch {
     pub mode: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct TagOverrideConfig {
     /// `UPSERT` (the default) or `REMOVE`.
     pub operation: Option<String>,
@@ -136,8 +136,8 @@ pub struct TagOverrideConfig {
     pub other: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct AccessLogConfig {
     pub enabled: bool,
     /// Keys to print, in order; Istio's default set when absent.
@@ -146,8 +146,8 @@ pub struct AccessLogConfig {
     pub filter: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, FromJson)]
+#[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct TracingConfig {
     pub enabled: bool,
     /// Chance (0..=100) that a trace this filter starts is sampled.
@@ -169,28 +169,28 @@ impl Default for TracingConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CustomMetricConfig {
     pub name: String,
     /// `COUNTER` or `HISTOGRAM`.
-    #[serde(rename = "type")]
+    #[config(rename = "type")]
     pub kind: String,
     /// Histograms: `request.duration_ms` (default), `request.bytes`, `response.bytes`.
-    #[serde(default)]
+    #[config(default)]
     pub value: Option<String>,
-    #[serde(default)]
+    #[config(default)]
     pub labels: Vec<CustomLabelConfig>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CustomLabelConfig {
     pub name: String,
     pub value: String,
-    #[serde(default)]
+    #[config(default)]
     pub allow: Option<Vec<String>>,
-    #[serde(default)]
+    #[config(default)]
     pub other: Option<String>,
 }
 

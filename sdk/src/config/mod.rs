@@ -1,21 +1,24 @@
-//! Plugin configuration: JSON parsed with serde, errors that name the field.
+//! Plugin configuration: JSON read into typed configs, errors that name the field.
 //!
 //! Every filter parses its raw configuration bytes once, in `on_configure`, into its
-//! own serde type and then validates that into a runtime object. Both steps report a
+//! own config type (`#[derive(FromJson)]`) and then validates that into a runtime
+//! object. Both steps report a
 //! [`ConfigError`] whose `path` is the dotted/indexed path of the offending field
 //! (`rules[2].match.path.regex`), so the log line Envoy prints says exactly what to fix.
 //!
 //! The bytes are parsed into a [`Json`] tree (serde_json's parser; duplicate keys are
-//! refused) and the config type is deserialized from the tree by a deserializer that
-//! tracks the path (`de`).
+//! refused) and the config type is read from the tree by its [`FromJson`] impl, which
+//! tracks the path (`read`).
 
-mod de;
+mod decimal;
+mod read;
 mod tree;
 
-pub use de::shortest_decimal;
+pub use decimal::shortest_decimal;
+pub use read::{FromJson, Node, Path};
 pub use tree::Json;
+pub use wasmesh_sdk_derive::FromJson;
 
-use serde::de::DeserializeOwned;
 use std::fmt;
 
 /// A configuration problem at one field.
@@ -68,7 +71,7 @@ impl std::error::Error for ConfigError {}
 
 /// Parses a plugin configuration. Empty input (no `configuration` in Envoy) parses as
 /// `{}` so that filters whose fields all have defaults need no config at all.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
+pub fn parse<T: FromJson>(bytes: &[u8]) -> Result<T, ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return from_json(&Json::Null);
     }
@@ -77,16 +80,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     from_json(&doc)
 }
 
-/// Deserializes a config from a parsed document; `null` stands for `{}`, as empty
-/// input does for [`parse`]. Errors name the field, relative to `doc`.
-pub fn from_json<T: DeserializeOwned>(doc: &Json) -> Result<T, ConfigError> {
+/// Reads a config from a parsed document; `null` stands for `{}`, as empty input does
+/// for [`parse`]. Errors name the field, relative to `doc`.
+pub fn from_json<T: FromJson>(doc: &Json) -> Result<T, ConfigError> {
     let empty = Json::Object(Vec::new());
     let value = if *doc == Json::Null { &empty } else { doc };
-    T::deserialize(de::Node {
+    T::from_json(Node {
         value,
-        path: &de::Path::Root,
+        path: &Path::Root,
     })
-    .map_err(ConfigError::from)
+}
+
+/// Reads a config held as a serde_json value, as the filter reads its bytes: for
+/// native code (the CLI, tests).
+pub fn from_value<T: FromJson>(value: &serde_json::Value) -> Result<T, ConfigError> {
+    from_json(&Json::from(value))
 }
 
 /// Validation helper: a list of items, each validated with its index in the path.
@@ -105,21 +113,20 @@ pub fn validate_list<T, U>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
 
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[derive(Debug, FromJson)]
+    #[config(deny_unknown_fields)]
     struct Root {
-        #[serde(default)]
+        #[config(default)]
         rules: Vec<Rule>,
     }
 
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[derive(Debug, FromJson)]
+    #[config(deny_unknown_fields)]
     #[allow(dead_code)] // fields exist to be parsed, not read
     struct Rule {
         name: String,
-        #[serde(default)]
+        #[config(default)]
         limit: u32,
     }
 
@@ -165,68 +172,98 @@ mod tests {
         assert!(err.message.contains("duplicate field `limit`"), "{err}");
     }
 
-    #[derive(Debug, Deserialize, PartialEq)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[derive(Debug, FromJson, PartialEq)]
+    #[config(rename_all = "camelCase")]
     enum Action {
         Allow,
-        Deny { reason: String },
-        Delay(u32),
+        DenyAll,
+        #[config(rename = "LOG")]
+        Log,
     }
 
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[derive(Debug, FromJson)]
+    #[config(deny_unknown_fields, rename_all = "camelCase")]
     struct Policy {
         actions: Vec<Action>,
-        #[serde(default)]
         note: Option<String>,
-        #[serde(default)]
+        #[config(default)]
         weights: std::collections::BTreeMap<String, f64>,
+        #[config(default = "three", alias = "maxTries")]
+        max_attempts: u32,
+        #[config(rename = "match")]
+        matches: Option<Box<Root>>,
+    }
+
+    fn three() -> u32 {
+        3
+    }
+
+    #[derive(Debug, Default, FromJson)]
+    #[config(default)]
+    struct Defaults {
+        limit: u32,
+        name: String,
     }
 
     #[test]
-    fn enums_options_and_maps_deserialize_as_with_serde_json() {
+    fn enums_options_maps_and_renames_read_as_with_serde() {
         let p: Policy = parse(
-            br#"{"actions":["allow",{"deny":{"reason":"no"}},{"delay":5}],"note":null,"weights":{"a":1,"b":0.5}}"#,
+            br#"{"actions":["allow","denyAll","LOG"],"note":null,"weights":{"a":1,"b":0.5},"match":{}}"#,
         )
         .unwrap();
-        assert_eq!(
-            p.actions,
-            [
-                Action::Allow,
-                Action::Deny {
-                    reason: "no".into()
-                },
-                Action::Delay(5)
-            ]
-        );
+        assert_eq!(p.actions, [Action::Allow, Action::DenyAll, Action::Log]);
         assert_eq!(p.note, None);
         assert_eq!(p.weights["a"], 1.0);
         assert_eq!(p.weights["b"], 0.5);
+        assert_eq!(
+            p.max_attempts, 3,
+            "a default function fills a missing field"
+        );
+        assert!(p.matches.is_some_and(|m| m.rules.is_empty()));
+        let p: Policy = parse(br#"{"actions":[],"maxTries":5}"#).unwrap();
+        assert_eq!(p.max_attempts, 5, "an alias reads as the field");
+        assert!(p.matches.is_none(), "a missing Option is None");
+        let d: Defaults = parse(br#"{"limit":7}"#).unwrap();
+        assert_eq!((d.limit, d.name.as_str()), (7, ""));
     }
 
     #[test]
     fn errors_inside_enums_and_maps_name_their_place() {
         let at = |json: &[u8]| parse::<Policy>(json).unwrap_err();
-        let e = at(br#"{"actions":["allow",{"deny":{"reasn":"x"}}]}"#);
-        assert_eq!(e.path, "actions[1].deny.reasn");
-        assert!(e.message.contains("unknown field `reasn`"), "{e}");
-        let e = at(br#"{"actions":[{"delay":-1}]}"#);
-        assert_eq!(e.path, "actions[0].delay");
-        assert!(e.message.contains("integer `-1`"), "{e}");
-        let e = at(br#"{"actions":["jump"]}"#);
-        assert_eq!(e.path, "actions[0]");
-        assert!(e.message.contains("unknown variant `jump`"), "{e}");
+        let e = at(br#"{"actions":[],"match":{"rules":[{"name":"a","limt":1}]}}"#);
+        assert_eq!(e.path, "match.rules[0].limt");
+        assert_eq!(
+            e.message,
+            "unknown field `limt`, expected `name` or `limit`"
+        );
+        let e = at(br#"{"actions":[],"match":{"rules":[{"name":"a","limit":-1}]}}"#);
+        assert_eq!(e.path, "match.rules[0].limit");
+        assert_eq!(e.message, "invalid value: integer `-1`, expected u32");
+        let e = at(br#"{"actions":["allow","jump"]}"#);
+        assert_eq!(e.path, "actions[1]");
+        assert_eq!(
+            e.message,
+            "unknown variant `jump`, expected one of `allow`, `denyAll`, `LOG`"
+        );
+        let e = at(br#"{"actions":[true]}"#);
+        assert_eq!(
+            e.message,
+            "invalid type: boolean `true`, expected enum Action"
+        );
         let e = at(br#"{"actions":[],"weights":{"a":"heavy"}}"#);
         assert_eq!(e.path, "weights.a");
-        assert!(e.message.contains("invalid type: string \"heavy\""), "{e}");
-        let e = at(br#"{"actions":[{"delay":1.5}]}"#);
-        assert_eq!(e.path, "actions[0].delay");
-        assert!(
-            e.message.contains("floating point `1.5`, expected u32"),
-            "{e}"
+        assert_eq!(e.message, "invalid type: string \"heavy\", expected f64");
+        let e = at(br#"{"actions":[],"maxAttempts":1.5}"#);
+        assert_eq!(e.path, "maxAttempts");
+        assert_eq!(
+            e.message,
+            "invalid type: floating point `1.5`, expected u32"
         );
-        let e = at(br#"{"actions":[{"allow":null,"deny":{}}]}"#);
-        assert_eq!(e.path, "actions[0]");
+        let e = at(br#"{"note":"x"}"#);
+        assert_eq!(e.path, "");
+        assert_eq!(e.message, "missing field `actions`");
+        let e = at(br#"[]"#);
+        assert_eq!(e.message, "invalid type: sequence, expected struct Policy");
     }
 
     #[test]

@@ -78,6 +78,30 @@ impl From<Json> for serde_json::Value {
     }
 }
 
+impl From<&serde_json::Value> for Json {
+    /// For native code that holds a config as a serde_json value (the CLI, tests)
+    /// and reads it as the filter would.
+    fn from(value: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        match value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Json::UInt(u),
+                (None, Some(i)) => Json::Int(i),
+                (None, None) => Json::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => Json::String(s.clone()),
+            Value::Array(items) => Json::Array(items.iter().map(Json::from).collect()),
+            Value::Object(map) => Json::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), Json::from(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 struct TreeVisitor;
 
 /// Objects up to this many members check for a repeated key by scanning.
@@ -211,13 +235,15 @@ mod tests {
     }
 
     #[test]
-    fn trees_become_serde_json_values() {
+    fn trees_and_serde_json_values_convert_both_ways() {
         let text = r#"{"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}}"#;
-        let value = serde_json::Value::from(parse(text).unwrap());
+        let tree = parse(text).unwrap();
+        let value = serde_json::Value::from(tree.clone());
         assert_eq!(
             value,
             serde_json::from_str::<serde_json::Value>(text).unwrap()
         );
+        assert_eq!(Json::from(&value), tree);
     }
 
     #[test]

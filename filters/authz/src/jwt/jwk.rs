@@ -324,9 +324,13 @@ pub fn parse_jwk(v: &Value, allow_symmetric: bool) -> Result<Jwk, String> {
 pub fn parse_jwks(text: &[u8], allow_symmetric: bool) -> Result<(Vec<Jwk>, Vec<String>), String> {
     // Through the SDK's tree, as tokens are: one JSON parser in the module, and a
     // member named twice is an error rather than the parser's choice.
-    let doc = Json::parse(text)
-        .map(Value::from)
-        .map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let doc = Json::parse(text).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    jwks_from_tree(doc, allow_symmetric)
+}
+
+/// A JWKS document already parsed (an inline `jwks` written as an object).
+pub fn jwks_from_tree(doc: Json, allow_symmetric: bool) -> Result<(Vec<Jwk>, Vec<String>), String> {
+    let doc = Value::from(doc);
     let keys = doc
         .get("keys")
         .and_then(Value::as_array)

@@ -159,12 +159,11 @@ impl JwtRule {
             }
             (None, None) => return Err(ConfigError::at("jwks", "`jwks` or `jwksUri` is required")),
             (Some(inline), None) => {
-                let text = match inline {
-                    Value::String(s) => s.clone().into_bytes(),
-                    other => other.to_string().into_bytes(),
-                };
-                let (keys, skipped) =
-                    jwk::parse_jwks(&text, true).map_err(|e| ConfigError::at("jwks", e))?;
+                let (keys, skipped) = match inline {
+                    Json::String(text) => jwk::parse_jwks(text.as_bytes(), true),
+                    document => jwk::jwks_from_tree(document.clone(), true),
+                }
+                .map_err(|e| ConfigError::at("jwks", e))?;
                 if let Some(first) = skipped.first() {
                     // An inline key the user wrote but that cannot be used is a mistake
                     // worth refusing, unlike a remote provider's extra keys.

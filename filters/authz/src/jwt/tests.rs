@@ -10,7 +10,7 @@ fn rule(extra: Value) -> JwtRule {
     if let (Some(base), Some(more)) = (c.as_object_mut(), extra.as_object()) {
         base.extend(more.clone());
     }
-    let c: JwtRuleConfig = serde_json::from_value(c).unwrap();
+    let c: JwtRuleConfig = wasmesh_sdk::config::from_value(&c).unwrap();
     JwtRule::compile(&c).unwrap()
 }
 
@@ -52,13 +52,15 @@ fn hs256_only_with_an_explicitly_configured_key() {
     assert!(verify(&hs, &mint::token("HS256", now), now).is_ok());
     let no_alg = json!({"keys": [{"kty": "oct", "k": mint::b64(mint::HMAC_SECRET)}]});
     let c: JwtRuleConfig =
-        serde_json::from_value(json!({"issuer": "i", "jwks": no_alg.to_string()})).unwrap();
+        wasmesh_sdk::config::from_value(&json!({"issuer": "i", "jwks": no_alg.to_string()}))
+            .unwrap();
     assert!(JwtRule::compile(&c)
         .unwrap_err()
         .to_string()
         .contains("explicit `alg`"));
     let short = json!({"keys": [{"kty": "oct", "alg": "HS256", "k": mint::b64(b"short")}]});
-    let c: JwtRuleConfig = serde_json::from_value(json!({"issuer": "i", "jwks": short})).unwrap();
+    let c: JwtRuleConfig =
+        wasmesh_sdk::config::from_value(&json!({"issuer": "i", "jwks": short})).unwrap();
     assert!(JwtRule::compile(&c)
         .unwrap_err()
         .to_string()
@@ -164,7 +166,7 @@ fn kid_selects_only_among_trusted_keys() {
 fn weak_or_mismatched_keys_are_refused_at_config() {
     let bad = |jwks: Value| {
         let c: JwtRuleConfig =
-            serde_json::from_value(json!({"issuer": "i", "jwks": jwks})).unwrap();
+            wasmesh_sdk::config::from_value(&json!({"issuer": "i", "jwks": jwks})).unwrap();
         JwtRule::compile(&c).unwrap_err().to_string()
     };
     let mut rsa = mint::public_jwks()["keys"][0].clone();
@@ -206,13 +208,14 @@ fn claims_to_header_values() {
 #[test]
 fn remote_rule_needs_a_cluster_and_an_http_uri() {
     let c: JwtRuleConfig =
-        serde_json::from_value(json!({"issuer": "i", "jwksUri": "https://idp/keys"})).unwrap();
+        wasmesh_sdk::config::from_value(&json!({"issuer": "i", "jwksUri": "https://idp/keys"}))
+            .unwrap();
     assert!(JwtRule::compile(&c)
         .unwrap_err()
         .to_string()
         .starts_with("cluster"));
-    let c: JwtRuleConfig = serde_json::from_value(
-        json!({"issuer": "i", "jwksUri": "ftp://idp/keys", "cluster": "idp"}),
+    let c: JwtRuleConfig = wasmesh_sdk::config::from_value(
+        &json!({"issuer": "i", "jwksUri": "ftp://idp/keys", "cluster": "idp"}),
     )
     .unwrap();
     assert!(JwtRule::compile(&c)
@@ -220,7 +223,7 @@ fn remote_rule_needs_a_cluster_and_an_http_uri() {
         .to_string()
         .starts_with("jwksUri"));
     let c: JwtRuleConfig =
-        serde_json::from_value(json!({"issuer": "i", "jwksUri": "http://idp:8080/.well-known/jwks.json", "cluster": "idp"}))
+        wasmesh_sdk::config::from_value(&json!({"issuer": "i", "jwksUri": "http://idp:8080/.well-known/jwks.json", "cluster": "idp"}))
             .unwrap();
     let KeySource::Remote(r) = JwtRule::compile(&c).unwrap().keys else {
         panic!()

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use wasmesh_sdk::{HeaderMap, StaticProperties};
 
 fn build(v: serde_json::Value) -> Result<AuthzStage, ConfigError> {
-    AuthzStage::build(serde_json::from_value(v).unwrap())
+    AuthzStage::build(wasmesh_sdk::config::from_value(&v).unwrap())
 }
 
 #[test]

@@ -3,28 +3,28 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use serde::Deserialize;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::metrics::Counter;
 use wasmesh_sdk::{
     ConfigError, Decision, LocalReply, MatchConfig, Request, Response, Rules, Stage,
 };
 
 /// The configuration, as written in Envoy's `configuration` field (JSON).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct Config {
     /// Value of the `x-hello` response header.
     pub greeting: String,
     /// Requests matching any of these are answered 403.
-    #[serde(default)]
+    #[config(default)]
     pub block: Vec<BlockRule>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct BlockRule {
     pub name: String,
-    #[serde(rename = "match", default)]
+    #[config(rename = "match", default)]
     pub matches: MatchConfig,
 }
 

@@ -3,8 +3,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use serde::Deserialize;
 use std::time::Duration;
+use wasmesh_sdk::config::FromJson;
 use wasmesh_sdk::config::Json;
 use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::{Callout, CalloutResult, ConfigError, Decision, LocalReply, Request, Stage};
@@ -17,13 +17,13 @@ pub struct Check {
     fail_open: bool,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct CheckConfig {
     pub cluster: String,
-    #[serde(default = "default_timeout_ms")]
+    #[config(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    #[serde(default)]
+    #[config(default)]
     pub fail_open: bool,
 }
 
@@ -96,8 +96,8 @@ pub struct Slow {
     delay: Duration,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, FromJson)]
+#[config(deny_unknown_fields)]
 pub struct SlowConfig {
     pub delay_ms: u64,
 }
