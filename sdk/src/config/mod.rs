@@ -203,6 +203,9 @@ mod tests {
     struct Defaults {
         limit: u32,
         name: String,
+        // serde's rule: a field's own default beats the type's Default (0 here).
+        #[config(default = "three")]
+        tries: u32,
     }
 
     #[test]
@@ -224,7 +227,9 @@ mod tests {
         assert_eq!(p.max_attempts, 5, "an alias reads as the field");
         assert!(p.matches.is_none(), "a missing Option is None");
         let d: Defaults = parse(br#"{"limit":7}"#).unwrap();
-        assert_eq!((d.limit, d.name.as_str()), (7, ""));
+        assert_eq!((d.limit, d.name.as_str(), d.tries), (7, "", 3));
+        let d: Defaults = parse(br#"{"tries":1}"#).unwrap();
+        assert_eq!((d.limit, d.tries), (0, 1));
     }
 
     #[test]
