@@ -298,7 +298,10 @@ impl Builder<'_> {
                     routes: vec![route.clone()],
                 }],
             },
-            http_filters: self.http_filters(filters),
+            // Each chain knows whether its connections are mTLS, so telemetry need not
+            // ask per request.
+            http_filters: self
+                .http_filters(filters, Some(if plain { "DISABLE" } else { "STRICT" })),
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -370,7 +373,7 @@ impl Builder<'_> {
                 name: "outbound".into(),
                 virtual_hosts: vhosts,
             },
-            http_filters: self.http_filters(&outbound_filters(self.mesh, s)),
+            http_filters: self.http_filters(&outbound_filters(self.mesh, s), None),
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -422,7 +425,7 @@ impl Builder<'_> {
                     routes,
                 }],
             },
-            http_filters: self.http_filters(&g.filters),
+            http_filters: self.http_filters(&g.filters, None),
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -689,13 +692,20 @@ impl Builder<'_> {
     }
 
     /// Wasm filters in phase order (or one mesh-module filter running them all, with
-    /// `--bundle`), then the router.
-    fn http_filters(&self, filters: &[FilterSpec]) -> Vec<HttpFilter> {
+    /// `--bundle`), then the router. `chain_mtls`: the mTLS mode of the inbound filter
+    /// chain these run on, for telemetry's `mtls` (None off the inbound listener).
+    fn http_filters(&self, filters: &[FilterSpec], chain_mtls: Option<&str>) -> Vec<HttpFilter> {
         let mut sorted: Vec<&FilterSpec> = filters.iter().collect();
         sorted.sort_by_key(|f| f.name);
         let configs: Vec<(&FilterSpec, Value)> = sorted
             .into_iter()
-            .map(|f| (f, with_workload(f, || self.workload())))
+            .map(|f| {
+                let mut config = with_workload(f, || self.workload());
+                if let Some(mode) = chain_mtls {
+                    with_chain_mtls(f, &mut config, mode);
+                }
+                (f, config)
+            })
             .collect();
         let mut out: Vec<HttpFilter> = if self.opts.bundle && !configs.is_empty() {
             let config = crate::bundle::config(configs.iter().map(|(f, c)| (f.name, c)));
@@ -832,6 +842,21 @@ pub fn with_workload(f: &FilterSpec, workload: impl FnOnce() -> Value) -> Value 
         }
     }
     config
+}
+
+/// Tells a destination-side telemetry filter its chain's mTLS mode (`STRICT` on the
+/// chain that requires client certificates, `DISABLE` on the plaintext one) unless
+/// the mesh file sets one: a mode from config saves a host call per request.
+pub fn with_chain_mtls(f: &FilterSpec, config: &mut Value, mode: &str) {
+    if f.name != FilterName::Telemetry {
+        return;
+    }
+    if let Some(obj) = config.as_object_mut() {
+        let destination = obj.get("reporter").is_none_or(|r| r == "destination");
+        if destination {
+            obj.entry("mtls").or_insert_with(|| Value::from(mode));
+        }
+    }
 }
 
 /// The services `s`'s app may call: `calls` if given, else all.

@@ -297,10 +297,14 @@ services:
     port: 80
     appPort: 3000
     filters:
+      inbound:
+        - name: telemetry
       outbound:
         - name: headers
           config: { request: { set: [{ name: x-from, value: web }] } }
           failurePolicy: FAIL_RELOAD
+        - name: telemetry
+          config: { reporter: source }
 egress:
   - { host: api.github.com, port: 443, tls: true }
   - { host: example.com, port: 80 }
@@ -343,6 +347,29 @@ fn a_mesh_using_every_option_passes_envoy_validate() {
         inbound["filter_chains"][0]["filter_chain_match"]["transport_protocol"],
         "tls"
     );
+    // Telemetry on each inbound chain is told that chain's mTLS mode, so it need not
+    // ask per request; the outbound (source) side is told nothing.
+    let web = bootstrap(&files, "web-v1-0");
+    let inbound = listener(&web, "virtualInbound");
+    assert_eq!(telemetry_config(inbound, 0)["mtls"], "STRICT");
+    assert_eq!(telemetry_config(inbound, 1)["mtls"], "DISABLE");
+    let outbound = listener(&web, "virtualOutbound");
+    assert!(telemetry_config(outbound, 0).get("mtls").is_none());
+}
+
+/// The telemetry filter's config on filter chain `chain` of listener `l`.
+fn telemetry_config(l: &Value, chain: usize) -> Value {
+    let filters = l["filter_chains"][chain]["filters"][0]["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let telemetry = filters
+        .iter()
+        .find(|f| f["name"] == "wasmesh.telemetry")
+        .unwrap_or_else(|| panic!("no telemetry filter in {filters:?}"));
+    let text = telemetry["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    serde_json::from_str(text).unwrap()
 }
 
 fn cluster<'a>(b: &'a Value, name: &str) -> &'a Value {

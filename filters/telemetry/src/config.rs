@@ -8,8 +8,7 @@ use crate::labels::{LabelValue, Source, StandardMetric};
 use crate::series::{MetricSet, Override};
 use crate::trace::{Format, Tracing};
 use std::collections::BTreeMap;
-use wasmesh_sdk::config::FromJson;
-use wasmesh_sdk::config::{validate_list, ConfigError};
+use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
 
 /// Which side of a request this sidecar reports (Istio's `reporter` label).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromJson)]
@@ -31,10 +30,31 @@ impl Reporter {
     }
 }
 
+/// The mTLS mode of the listener the filter serves, in Istio's PeerAuthentication
+/// words. STRICT and DISABLE settle `connection_security_policy` from config, so the
+/// destination side does not ask the host about every request's connection
+/// (`connection.mtls`, one host-to-guest crossing); PERMISSIVE asks. The generator sets
+/// it from the mesh's mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromJson)]
+pub enum MtlsMode {
+    /// Every connection carries a verified client certificate.
+    #[config(rename = "STRICT")]
+    Strict,
+    /// Either; asked per request.
+    #[default]
+    #[config(rename = "PERMISSIVE")]
+    Permissive,
+    /// No connection does.
+    #[config(rename = "DISABLE")]
+    Disable,
+}
+
 #[derive(Debug, Default, FromJson)]
 #[config(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     pub reporter: Reporter,
+    /// The listener's mTLS mode (destination side only).
+    pub mtls: MtlsMode,
     /// This sidecar's workload; the generator fills it in.
     pub workload: WorkloadConfig,
     pub exchange: ExchangeConfig,
@@ -197,6 +217,7 @@ pub struct CustomLabelConfig {
 /// The validated configuration.
 pub struct Runtime {
     pub reporter: Reporter,
+    pub mtls: MtlsMode,
     pub local: Identity,
     /// Exchange header name, when the exchange is on.
     pub exchange_header: Option<String>,
@@ -208,6 +229,14 @@ pub struct Runtime {
 
 impl Config {
     pub fn validate(&self) -> Result<Runtime, ConfigError> {
+        if self.reporter == Reporter::Source && self.mtls != MtlsMode::Permissive {
+            // The source side reports `unknown` whatever the connection; a mode here
+            // was meant for the destination side's filter.
+            return Err(ConfigError::at(
+                "mtls",
+                "applies to the destination reporter only",
+            ));
+        }
         let local = Identity::from_config(&self.workload).map_err(|e| e.within("workload"))?;
         let exchange_header = if self.exchange.enabled {
             let h = self.exchange.header.to_ascii_lowercase();
@@ -249,6 +278,7 @@ impl Config {
         };
         Ok(Runtime {
             reporter: self.reporter,
+            mtls: self.mtls,
             local,
             exchange_header,
             metrics,

@@ -12,7 +12,7 @@
 //! earlier filter answered them).
 
 use crate::accesslog::{Record, MARKER};
-use crate::config::{Config, Reporter, Runtime};
+use crate::config::{Config, MtlsMode, Reporter, Runtime};
 use crate::exchange::{service_from_cluster, short_name, Identity};
 use crate::labels::{clean, response_flags, Facts, Label, UNKNOWN};
 use crate::series::{HostSink, Measures};
@@ -174,7 +174,12 @@ impl TelemetryStage {
             Reporter::Source => (local, peer),
         };
         let b = |s: &'s String| Cow::Borrowed(s.as_str());
-        let mtls = reporter == Reporter::Destination && log.props.mtls();
+        let mtls = reporter == Reporter::Destination
+            && match self.rt.mtls {
+                MtlsMode::Strict => true,
+                MtlsMode::Disable => false,
+                MtlsMode::Permissive => log.props.mtls(),
+            };
         // The verified certificate beats what the peer claims about itself.
         let source_principal = if mtls {
             log.props
@@ -277,6 +282,63 @@ mod tests {
             StaticProperties::new().with_bytes("request.duration", &5_000_000_000i64.to_le_bytes());
         let m = measures(&log_view(&props), Some(Duration::from_micros(20_900)));
         assert_eq!(m.duration_ms, 20);
+    }
+
+    /// `connection_security_policy` and `source_principal` for a destination stage
+    /// with mTLS mode `mode` on a connection described by `props`.
+    fn security_labels(mode: &str, props: &StaticProperties) -> (String, String) {
+        let config = wasmesh_sdk::config::from_value(&serde_json::json!({"mtls": mode})).unwrap();
+        let stage = TelemetryStage::build(config).unwrap();
+        let stream = Stream::default();
+        let log = log_view(props);
+        let labels = stage.standard_labels(&log, &stream, Some(200));
+        let at = |l: Label| labels[Label::ALL.iter().position(|x| *x == l).unwrap()].to_string();
+        (
+            at(Label::ConnectionSecurityPolicy),
+            at(Label::SourcePrincipal),
+        )
+    }
+
+    #[test]
+    fn the_mtls_mode_settles_the_connection_security_policy() {
+        let peer = "spiffe://cluster.local/ns/default/sa/productpage";
+        let mtls = StaticProperties::new()
+            .with_bytes("connection.mtls", &[1])
+            .with("connection.uri_san_peer_certificate", peer);
+        let plain = StaticProperties::new();
+        // PERMISSIVE asks the connection.
+        assert_eq!(security_labels("PERMISSIVE", &mtls).0, "mutual_tls");
+        assert_eq!(security_labels("PERMISSIVE", &mtls).1, peer);
+        assert_eq!(security_labels("PERMISSIVE", &plain).0, "none");
+        // STRICT does not ask (no `connection.mtls` here) and still reads the verified
+        // certificate for the principal.
+        let strict = StaticProperties::new().with("connection.uri_san_peer_certificate", peer);
+        assert_eq!(
+            security_labels("STRICT", &strict),
+            ("mutual_tls".into(), peer.into())
+        );
+        // DISABLE trusts no certificate, whatever the properties say.
+        assert_eq!(security_labels("DISABLE", &mtls).0, "none");
+        assert_ne!(security_labels("DISABLE", &mtls).1, peer);
+    }
+
+    #[test]
+    fn an_mtls_mode_on_the_source_side_is_refused() {
+        let config: Config = wasmesh_sdk::config::from_value(
+            &serde_json::json!({"reporter": "source", "mtls": "STRICT"}),
+        )
+        .unwrap();
+        let err = TelemetryStage::build(config).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "mtls: applies to the destination reporter only"
+        );
+        let err = wasmesh_sdk::config::from_value::<Config>(&serde_json::json!({"mtls": "strict"}))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mtls: unknown variant `strict`, expected one of `STRICT`, `PERMISSIVE`, `DISABLE`"
+        );
     }
 
     #[test]

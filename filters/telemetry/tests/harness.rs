@@ -305,3 +305,28 @@ fn invalid_config_is_refused_naming_the_field() {
     assert!(!host.configured());
     assert!(host.logged("accessLog.filter"), "{:?}", host.logs());
 }
+
+#[test]
+fn a_configured_mtls_mode_spares_the_per_request_question() {
+    // Host calls for one request once the metric ids are cached, and the policy label.
+    let measure = |mode: &str| {
+        let host = host(json!({"workload": reviews(), "mtls": mode}));
+        run(&host, "GET", "/", &[], 200);
+        let before = host.host_calls();
+        run(&host, "GET", "/", &[], 200);
+        let calls = host.host_calls() - before;
+        let series = series(&host, "istio_requests_total");
+        assert_eq!(series.len(), 1, "{series:?}");
+        (calls, series[0].0["connection_security_policy"].clone())
+    };
+    // The harness's connection is plaintext, as Envoy's would be on such a chain.
+    let (asked, policy) = measure("PERMISSIVE");
+    assert_eq!(policy, "none");
+    let (disabled, policy) = measure("DISABLE");
+    assert_eq!(policy, "none");
+    assert_eq!(disabled, asked - 1, "DISABLE does not read connection.mtls");
+    // STRICT trades that read for the peer certificate's principal.
+    let (strict, policy) = measure("STRICT");
+    assert_eq!(policy, "mutual_tls");
+    assert_eq!(strict, asked);
+}
