@@ -9,8 +9,7 @@
 //! path is refused by normalisation matches no path condition (filters decide how to
 //! answer it, usually 400).
 
-use crate::config::FromJson;
-use crate::config::{validate_list, ConfigError};
+use crate::config::{validate_list, ConfigError, FromJson};
 use crate::net::{parse_cidrs, Cidr};
 use crate::request::Request;
 use regex::Regex;

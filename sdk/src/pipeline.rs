@@ -9,8 +9,7 @@
 //! A delay or callout pauses the chain at the stage that asked for it and resumes
 //! there. Each stage keeps its own path normalisation options.
 
-use crate::config::FromJson;
-use crate::config::{ConfigError, Json};
+use crate::config::{ConfigError, FromJson, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
 use crate::stage::{CalloutResult, Decision, LogView, Response, Stage};

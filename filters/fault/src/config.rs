@@ -2,8 +2,7 @@
 //! filter), and its validation into a runtime [`FaultConfig`].
 
 use std::time::Duration;
-use wasmesh_sdk::config::ConfigError;
-use wasmesh_sdk::config::FromJson;
+use wasmesh_sdk::config::{ConfigError, FromJson};
 use wasmesh_sdk::{MatchConfig, Matcher, PathOptions, Rules};
 
 #[derive(Debug, Default, FromJson)]

@@ -3,8 +3,7 @@
 
 use crate::template::Template;
 use regex::Regex;
-use wasmesh_sdk::config::FromJson;
-use wasmesh_sdk::config::{validate_list, ConfigError};
+use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 
 #[derive(Debug, Default, FromJson)]

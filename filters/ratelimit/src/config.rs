@@ -4,8 +4,7 @@
 use crate::bucket::Limit;
 use crate::key::{KeyPart, KeySpec};
 use crate::table::Table;
-use wasmesh_sdk::config::FromJson;
-use wasmesh_sdk::config::{validate_list, ConfigError};
+use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
 use wasmesh_sdk::matcher::Template;
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 

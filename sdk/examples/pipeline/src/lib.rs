@@ -4,8 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::time::Duration;
-use wasmesh_sdk::config::FromJson;
-use wasmesh_sdk::config::Json;
+use wasmesh_sdk::config::{FromJson, Json};
 use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::{Callout, CalloutResult, ConfigError, Decision, LocalReply, Request, Stage};
 
