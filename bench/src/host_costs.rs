@@ -15,7 +15,7 @@ pub const CALLS: u32 = 20;
 
 /// The kinds, in the order reported, and whether the host hands the guest data back
 /// (which makes it call the guest's allocator: a second crossing, host to guest).
-pub const KINDS: [(&str, bool); 16] = [
+pub const KINDS: [(&str, bool); 18] = [
     ("property", true),
     ("header-value", true),
     ("header-map", true),
@@ -32,6 +32,8 @@ pub const KINDS: [(&str, bool); 16] = [
     ("es256-in-wasm", false),
     ("verify-rs256", true),
     ("rs256-in-wasm", false),
+    ("set-header-6", false),
+    ("map-replace-6", false),
 ];
 
 /// bare and noop-wasm from the main list, then one configuration per kind.
@@ -59,6 +61,13 @@ pub fn configs(
         "{} is missing (scripts/bench.sh builds it)",
         module.display()
     );
+    if let Some(unknown) = only
+        .unwrap_or_default()
+        .iter()
+        .find(|n| !KINDS.iter().any(|(kind, _)| kind == n) && *n != "bare" && *n != "noop-wasm")
+    {
+        anyhow::bail!("--only: no host-call kind `{unknown}`");
+    }
     let wanted = |kind: &str| only.is_none_or(|names| names.iter().any(|n| n == kind));
     for (kind, _) in KINDS.into_iter().filter(|(kind, _)| wanted(kind)) {
         let filter =

@@ -41,7 +41,23 @@ pub enum Kind {
     VerifyRs256,
     /// The same check in the guest with RustCrypto's `rsa`, as authz made before.
     Rs256InWasm,
+    /// Six header writes, one call each (`set_map_value`), as telemetry writes a new
+    /// request's trace headers: what [`Kind::MapReplace6`] is priced against.
+    SetHeader6,
+    /// The same six headers written in one call: the request's header map, fetched
+    /// once per request, plus the six, through `set_map` (which replaces the map).
+    MapReplace6,
 }
+
+/// The six headers [`Kind::SetHeader6`] and [`Kind::MapReplace6`] write.
+const SIX: [(&str, &str); 6] = [
+    ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+    ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+    ("x-b3-spanid", "00f067aa0ba902b7"),
+    ("x-b3-parentspanid", "0000000000000000"),
+    ("x-b3-sampled", "1"),
+];
 
 /// The attributes `expr-6` reads, all bound in the request phase, each guarded with
 /// `has()` so that an unset one cannot fail the whole evaluation.
@@ -57,7 +73,7 @@ pub const BATCH_PLAIN: &str = "[source.address, source.port, destination.address
     destination.port, request.total_size, connection.mtls]";
 
 impl Kind {
-    pub const ALL: [(&'static str, Kind); 16] = [
+    pub const ALL: [(&'static str, Kind); 18] = [
         ("property", Kind::Property),
         ("header-value", Kind::HeaderValue),
         ("header-map", Kind::HeaderMap),
@@ -74,6 +90,8 @@ impl Kind {
         ("es256-in-wasm", Kind::Es256InWasm),
         ("verify-rs256", Kind::VerifyRs256),
         ("rs256-in-wasm", Kind::Rs256InWasm),
+        ("set-header-6", Kind::SetHeader6),
+        ("map-replace-6", Kind::MapReplace6),
     ];
 }
 
@@ -209,6 +227,15 @@ impl Context for Stream {}
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _headers: usize, _end: bool) -> Action {
         let plan = &self.0;
+        // The map as the request arrived, with the six added: what `map-replace-6`
+        // writes (an SDK that batched its writes would hold the map already).
+        let replaced: Vec<(String, String)> = if plan.kind == Kind::MapReplace6 {
+            let mut map = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+            map.extend(SIX.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            map
+        } else {
+            Vec::new()
+        };
         for _ in 0..plan.calls {
             // Results are ignored: only the call's cost is of interest.
             let _ = match plan.kind {
@@ -253,6 +280,14 @@ impl HttpContext for Stream {
                         let _ = hostcalls::log(LogLevel::Error, "rs256-in-wasm: not valid");
                     }
                     Ok(())
+                }
+                Kind::SetHeader6 => SIX.iter().try_for_each(|(k, v)| {
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
+                }),
+                Kind::MapReplace6 => {
+                    let pairs: Vec<(&str, &str)> =
+                        replaced.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    hostcalls::set_map(MapType::HttpRequestHeaders, pairs)
                 }
                 Kind::Es256InWasm => {
                     use p256::ecdsa::signature::Verifier;
