@@ -51,7 +51,10 @@ pub enum Kind {
 
 /// The six headers [`Kind::SetHeader6`] and [`Kind::MapReplace6`] write.
 const SIX: [(&str, &str); 6] = [
-    ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    (
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ),
     ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
     ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
     ("x-b3-spanid", "00f067aa0ba902b7"),
@@ -285,8 +288,10 @@ impl HttpContext for Stream {
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, k, Some(v))
                 }),
                 Kind::MapReplace6 => {
-                    let pairs: Vec<(&str, &str)> =
-                        replaced.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let pairs: Vec<(&str, &str)> = replaced
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
                     hostcalls::set_map(MapType::HttpRequestHeaders, pairs)
                 }
                 Kind::Es256InWasm => {
