@@ -193,6 +193,7 @@ fn read_struct(
     let mut known = Vec::new();
     let mut finish = Vec::new();
     let mut own_defaults = Vec::new();
+    let mut seen_flags = Vec::new();
     for (i, field) in fields.named.iter().enumerate() {
         let Some(ident) = &field.ident else {
             continue;
@@ -209,11 +210,25 @@ fn read_struct(
         );
         let names = std::iter::once(&json).chain(&member.aliases);
         let read = quote! { ::wasmesh_sdk::config::FromJson::from_json(member)? };
-        arms.push(if attrs.default {
-            quote! { #(#names)|* => out.#ident = #read, }
+        let store = if attrs.default {
+            quote! { out.#ident = #read; }
         } else {
-            quote! { #(#names)|* => #slot = ::core::option::Option::Some(#read), }
+            quote! { #slot = ::core::option::Option::Some(#read); }
+        };
+        // The tree refuses a key given twice, but a field and its alias are two keys.
+        let once = (!member.aliases.is_empty()).then(|| {
+            let seen = format_ident!("seen_{i}");
+            seen_flags.push(quote! { let mut #seen = false; });
+            quote! {
+                if #seen {
+                    return ::core::result::Result::Err(
+                        member.error(::core::format_args!("duplicate field `{}`", #json)),
+                    );
+                }
+                #seen = true;
+            }
         });
+        arms.push(quote! { #(#names)|* => { #once #store } });
         known.push(json.clone());
         let field_default = match &member.default {
             Some(FieldDefault::Trait) => Some(quote! { ::core::default::Default::default() }),
@@ -239,6 +254,7 @@ fn read_struct(
         quote! { _ => {} }
     };
     let read_members = quote! {
+        #(#seen_flags)*
         for (key, value) in members {
             let path = node.path.field(key);
             let member = ::wasmesh_sdk::config::Node { value, path: &path };
@@ -249,8 +265,8 @@ fn read_struct(
         }
     };
     // With the type's own default, the members are read straight into it: no slot
-    // per field, and an error drops one value rather than each slot filled so far
-    // (about a third less code per reader).
+    // per field, and an error drops one value rather than each slot filled so far,
+    // which is less code per reader.
     let body = if attrs.default {
         quote! {
             let mut out = <Self as ::core::default::Default>::default();

@@ -225,6 +225,12 @@ mod tests {
         assert!(p.matches.is_some_and(|m| m.rules.is_empty()));
         let p: Policy = parse(br#"{"actions":[],"maxTries":5}"#).unwrap();
         assert_eq!(p.max_attempts, 5, "an alias reads as the field");
+        let e = parse::<Policy>(br#"{"actions":[],"maxTries":5,"maxAttempts":6}"#).unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.message.as_str()),
+            ("maxAttempts", "duplicate field `maxAttempts`"),
+            "a field and its alias are one field"
+        );
         assert!(p.matches.is_none(), "a missing Option is None");
         let d: Defaults = parse(br#"{"limit":7}"#).unwrap();
         assert_eq!((d.limit, d.name.as_str(), d.tries), (7, "", 3));
