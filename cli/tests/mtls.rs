@@ -1,6 +1,7 @@
 //! Two generated sidecars with mTLS STRICT on real Envoy: a request passes between them,
 //! plaintext to the inbound port is refused, a certificate from another CA is refused,
-//! and a rotation is picked up without a restart.
+//! and a rotation is picked up without a restart. With PERMISSIVE, each inbound chain's
+//! telemetry reports its own connection security policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
@@ -11,10 +12,14 @@ use std::time::{Duration, Instant};
 use wasmesh::{certs, generate, topology, GenerateOptions};
 use wasmesh_integration::{http, EchoServer, Envoy};
 
-const MESH: &str = r#"
+/// A client and a server in a mesh of `mode`, with `server_extra` appended to the
+/// server's entry.
+fn pair_mesh(mode: &str, server_extra: &str) -> String {
+    format!(
+        r#"
 mesh:
   name: pair
-  mtls: STRICT
+  mtls: {mode}
 services:
   - name: client
     port: 9080
@@ -22,10 +27,12 @@ services:
   - name: server
     port: 9080
     calls: []
-"#;
+{server_extra}"#
+    )
+}
 
-fn bootstraps(certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
-    let mesh = wasmesh::load_str(Path::new("pair.yaml"), MESH).unwrap();
+fn bootstraps(mesh_text: &str, certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
+    let mesh = wasmesh::load_str(Path::new("pair.yaml"), mesh_text).unwrap();
     let mut opts = GenerateOptions::process("out", base);
     opts.filters_dir = common::filters_dir().display().to_string();
     opts.certs_dir = certs_dir.display().to_string();
@@ -44,12 +51,13 @@ fn bootstraps(certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
 
 #[test]
 fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
-    let mesh = wasmesh::load_str(Path::new("pair.yaml"), MESH).unwrap();
+    let text = pair_mesh("STRICT", "");
+    let mesh = wasmesh::load_str(Path::new("pair.yaml"), &text).unwrap();
     let dir = common::scratch("mtls");
     let certs_dir = dir.join("certs");
     certs::ensure(&mesh, &certs_dir).unwrap();
     let base = common::free_port_base(2);
-    let configs = bootstraps(&certs_dir, base);
+    let configs = bootstraps(&text, &certs_dir, base);
     let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
     // Instances in order: client (block 0), server (block 1); apps at offset 5.
     let server_app = EchoServer::start_on(base + topology::BLOCK + 5, "server").unwrap();
@@ -99,7 +107,7 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
         &certs::ca_secret(&real_ca_pem),
     )
     .unwrap();
-    let rogue_configs = bootstraps(&rogue_dir, base);
+    let rogue_configs = bootstraps(&text, &rogue_dir, base);
     let rogue = Envoy::start(
         &rogue_configs
             .iter()
@@ -137,4 +145,76 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
     assert_eq!(r.status, 200, "after rotation: {}", r.text());
     drop(client);
     drop(server);
+}
+
+/// The server's inbound telemetry, for the PERMISSIVE test.
+const SERVER_TELEMETRY: &str = "    filters:\n      inbound:\n        - name: telemetry\n";
+
+/// The generator tells the TLS chain's telemetry `mtls: STRICT` and the plaintext
+/// chain's `DISABLE`; in Envoy each reports what its connections are, as the harness
+/// test `a_configured_mtls_mode_spares_the_per_request_question` does per mode.
+#[test]
+fn permissive_mtls_reports_each_chains_connection_security_policy() {
+    let text = pair_mesh("PERMISSIVE", SERVER_TELEMETRY);
+    let mesh = wasmesh::load_str(Path::new("pair.yaml"), &text).unwrap();
+    let dir = common::scratch("mtls-permissive");
+    let certs_dir = dir.join("certs");
+    certs::ensure(&mesh, &certs_dir).unwrap();
+    let base = common::free_port_base(2);
+    let configs = bootstraps(&text, &certs_dir, base);
+    let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
+    let instances =
+        topology::instances(&mesh, topology::Target::Process { port_base: base }).unwrap();
+    let ports = |name: &str| instances.iter().find(|i| i.name == name).unwrap().ports;
+    let (client_ports, server_ports) = (ports("client-v1-0"), ports("server-v1-0"));
+    let _server_app = EchoServer::start_on(server_ports.app, "server").unwrap();
+    let _client_app = EchoServer::start_on(client_ports.app, "client").unwrap();
+    let server = Envoy::start(config("server")).unwrap();
+    let _client = Envoy::start(config("client")).unwrap();
+
+    // Three calls through the client's sidecar (mTLS), two plaintext straight to the
+    // server's inbound port (PERMISSIVE takes both).
+    let outbound = format!("http://127.0.0.1:{}/hello", client_ports.outbound);
+    for _ in 0..3 {
+        let r = http::get_with(&outbound, &[("host", "server:9080")]).unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_tail(20));
+    }
+    let inbound = format!("http://127.0.0.1:{}/hello", server_ports.inbound);
+    for _ in 0..2 {
+        let r = http::get(&inbound).unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_tail(20));
+    }
+
+    // Counters reach /stats/prometheus at a stats flush: poll, bounded.
+    let prom = format!(
+        "http://127.0.0.1:{}/stats/prometheus",
+        server_ports.prometheus
+    );
+    let series = |text: &str, policy: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.starts_with("istio_requests_total{")
+                    && l.contains(&format!("connection_security_policy=\"{policy}\""))
+            })
+            .map(str::to_string)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mtls, plain) = loop {
+        let text = http::get(&prom).unwrap().text();
+        if let (Some(m), Some(p)) = (series(&text, "mutual_tls"), series(&text, "none")) {
+            if m.ends_with(" 3") && p.ends_with(" 2") {
+                break (m, p);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no per-chain series at {prom}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        mtls.contains("source_principal=\"spiffe://cluster.local/ns/default/sa/client\""),
+        "{mtls}"
+    );
+    assert!(plain.contains("source_principal=\"unknown\""), "{plain}");
 }
