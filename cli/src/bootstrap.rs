@@ -847,7 +847,7 @@ pub fn with_workload(f: &FilterSpec, workload: impl FnOnce() -> Value) -> Value 
 /// Tells a destination-side telemetry filter its chain's mTLS mode (`STRICT` on the
 /// chain that requires client certificates, `DISABLE` on the plaintext one) unless
 /// the mesh file sets one: a mode from config saves a host call per request.
-pub fn with_chain_mtls(f: &FilterSpec, config: &mut Value, mode: &str) {
+fn with_chain_mtls(f: &FilterSpec, config: &mut Value, mode: &str) {
     if f.name != FilterName::Telemetry {
         return;
     }

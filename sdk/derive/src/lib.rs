@@ -158,6 +158,11 @@ enum FieldDefault {
 }
 
 impl MemberAttrs {
+    /// The name in JSON: the `rename`, else `otherwise` (the type's rule applied).
+    fn json_name(&self, otherwise: impl FnOnce() -> String) -> String {
+        self.rename.clone().unwrap_or_else(otherwise)
+    }
+
     fn parse(attrs: &[syn::Attribute]) -> syn::Result<Self> {
         let mut out = Self::default();
         each_config_item(attrs, |meta| {
@@ -188,37 +193,50 @@ fn read_struct(
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let expecting = format!("struct {name}");
-    let mut slots = Vec::new();
+    // Statements before the loop over the members, the loop's arms, the names it
+    // knows, and (without `default`) the fields built from the slots after it.
+    let mut prelude = Vec::new();
     let mut arms = Vec::new();
     let mut known = Vec::new();
     let mut finish = Vec::new();
-    let mut own_defaults = Vec::new();
-    let mut seen_flags = Vec::new();
     for (i, field) in fields.named.iter().enumerate() {
         let Some(ident) = &field.ident else {
             continue;
         };
         let ty = &field.ty;
         let member = MemberAttrs::parse(&field.attrs)?;
-        let json = member
-            .rename
-            .clone()
-            .unwrap_or_else(|| attrs.field_name(ident));
-        let slot = format_ident!("field_{i}");
-        slots.push(
-            quote! { let mut #slot: ::core::option::Option<#ty> = ::core::option::Option::None; },
-        );
-        let names = std::iter::once(&json).chain(&member.aliases);
+        let json = member.json_name(|| attrs.field_name(ident));
+        let field_default = match &member.default {
+            Some(FieldDefault::Trait) => Some(quote! { ::core::default::Default::default() }),
+            Some(FieldDefault::Function(path)) => Some(quote! { #path() }),
+            None => None,
+        };
         let read = quote! { ::wasmesh_sdk::config::FromJson::from_json(member)? };
         let store = if attrs.default {
+            if let Some(value) = &field_default {
+                prelude.push(quote! { out.#ident = #value; });
+            }
             quote! { out.#ident = #read; }
         } else {
+            let slot = format_ident!("field_{i}");
+            prelude.push(
+                quote! { let mut #slot: ::core::option::Option<#ty> = ::core::option::Option::None; },
+            );
+            let otherwise = field_default.unwrap_or_else(
+                || quote! { <#ty as ::wasmesh_sdk::config::FromJson>::missing(node, #json)? },
+            );
+            finish.push(quote! {
+                #ident: match #slot {
+                    ::core::option::Option::Some(value) => value,
+                    ::core::option::Option::None => #otherwise,
+                },
+            });
             quote! { #slot = ::core::option::Option::Some(#read); }
         };
         // The tree refuses a key given twice, but a field and its alias are two keys.
         let once = (!member.aliases.is_empty()).then(|| {
             let seen = format_ident!("seen_{i}");
-            seen_flags.push(quote! { let mut #seen = false; });
+            prelude.push(quote! { let mut #seen = false; });
             quote! {
                 if #seen {
                     return ::core::result::Result::Err(
@@ -228,25 +246,9 @@ fn read_struct(
                 #seen = true;
             }
         });
+        let names = std::iter::once(&json).chain(&member.aliases);
         arms.push(quote! { #(#names)|* => { #once #store } });
-        known.push(json.clone());
-        let field_default = match &member.default {
-            Some(FieldDefault::Trait) => Some(quote! { ::core::default::Default::default() }),
-            Some(FieldDefault::Function(path)) => Some(quote! { #path() }),
-            None => None,
-        };
-        if let Some(value) = &field_default {
-            own_defaults.push(quote! { out.#ident = #value; });
-        }
-        let otherwise = field_default.unwrap_or_else(
-            || quote! { <#ty as ::wasmesh_sdk::config::FromJson>::missing(node, #json)? },
-        );
-        finish.push(quote! {
-            #ident: match #slot {
-                ::core::option::Option::Some(value) => value,
-                ::core::option::Option::None => #otherwise,
-            },
-        });
+        known.push(json);
     }
     let unknown = if attrs.deny_unknown_fields {
         quote! { _ => return ::core::result::Result::Err(member.unknown_field(key, &[#(#known),*])), }
@@ -254,7 +256,6 @@ fn read_struct(
         quote! { _ => {} }
     };
     let read_members = quote! {
-        #(#seen_flags)*
         for (key, value) in members {
             let path = node.path.field(key);
             let member = ::wasmesh_sdk::config::Node { value, path: &path };
@@ -270,13 +271,13 @@ fn read_struct(
     let body = if attrs.default {
         quote! {
             let mut out = <Self as ::core::default::Default>::default();
-            #(#own_defaults)*
+            #(#prelude)*
             #read_members
             ::core::result::Result::Ok(out)
         }
     } else {
         quote! {
-            #(#slots)*
+            #(#prelude)*
             #read_members
             ::core::result::Result::Ok(Self { #(#finish)* })
         }
@@ -311,10 +312,7 @@ fn read_unit_enum(
         }
         let member = MemberAttrs::parse(&variant.attrs)?;
         let ident = &variant.ident;
-        let json = member
-            .rename
-            .clone()
-            .unwrap_or_else(|| attrs.variant_name(ident));
+        let json = member.json_name(|| attrs.variant_name(ident));
         let names = std::iter::once(&json).chain(&member.aliases);
         arms.push(quote! { #(#names)|* => ::core::result::Result::Ok(Self::#ident), });
         known.push(json);
