@@ -160,7 +160,7 @@ impl Builder<'_> {
         };
         specs
             .iter()
-            .map(|f| (f.name, with_workload(f, || self.workload())))
+            .map(|f| (f.name, generated_config(self.mesh, f, || self.workload())))
             .collect()
     }
 
@@ -700,7 +700,7 @@ impl Builder<'_> {
         let configs: Vec<(&FilterSpec, Value)> = sorted
             .into_iter()
             .map(|f| {
-                let mut config = with_workload(f, || self.workload());
+                let mut config = generated_config(self.mesh, f, || self.workload());
                 if let Some(mode) = chain_mtls {
                     with_chain_mtls(f, &mut config, mode);
                 }
@@ -832,13 +832,25 @@ pub fn workload_identity(trust_domain: &str, s: &ServiceSpec, version: &str) -> 
     })
 }
 
-/// The config Envoy gets for `f`: the telemetry filter's `workload` is filled in by
-/// the generator unless the mesh file sets it.
-pub fn with_workload(f: &FilterSpec, workload: impl FnOnce() -> Value) -> Value {
+/// The config Envoy gets for `f`. The telemetry filter's `workload` is filled in by the
+/// generator unless the mesh file sets it; and in a mesh with a native tracer
+/// (`mesh.tracing`) its own trace headers are off: Envoy's tracer starts its span before
+/// any filter runs and writes its context into the upstream request after them all, so
+/// a context the filter started would be a second trace (`wasmesh check` refuses a
+/// telemetry `tracing` left on in such a mesh).
+pub fn generated_config(
+    mesh: &MeshFile,
+    f: &FilterSpec,
+    workload: impl FnOnce() -> Value,
+) -> Value {
     let mut config = f.config.clone();
     if f.name == FilterName::Telemetry {
         if let Some(obj) = config.as_object_mut() {
             obj.entry("workload").or_insert_with(workload);
+            if mesh.mesh.tracing.is_some() {
+                obj.entry("tracing")
+                    .or_insert_with(|| json!({ "enabled": false }));
+            }
         }
     }
     config

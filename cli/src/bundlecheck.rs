@@ -129,7 +129,7 @@ pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
             .map(|(p, f)| {
                 (
                     f.name,
-                    bootstrap::with_workload(f, || workload_for(mesh, p)),
+                    bootstrap::generated_config(mesh, f, || workload_for(mesh, p)),
                 )
             })
             .collect();

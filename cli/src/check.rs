@@ -5,7 +5,8 @@
 //! model: every destination names a known service and version.
 
 use crate::model::{
-    Destination, FilterSpec, MatchSpec, MeshError, MeshFile, RouteSpec, ServiceSpec, StringMatch,
+    Destination, FilterName, FilterSpec, MatchSpec, MeshError, MeshFile, RouteSpec, ServiceSpec,
+    StringMatch,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,6 +19,7 @@ pub fn check(file: &Path, mesh: &MeshFile) -> Vec<MeshError> {
     let mut c = Checker {
         file,
         errors: Vec::new(),
+        native_tracer: mesh.mesh.tracing.is_some(),
     };
     c.mesh(mesh);
     c.errors
@@ -26,6 +28,8 @@ pub fn check(file: &Path, mesh: &MeshFile) -> Vec<MeshError> {
 struct Checker<'a> {
     file: &'a Path,
     errors: Vec<MeshError>,
+    /// `mesh.tracing` is set: Envoy's tracer owns the trace headers.
+    native_tracer: bool,
 }
 
 impl Checker<'_> {
@@ -389,6 +393,19 @@ impl Checker<'_> {
                 self.err(
                     format!("{at}[{k}].config"),
                     "must be a mapping (the filter's JSON config)",
+                );
+            }
+            let tracing = &f.config["tracing"];
+            if self.native_tracer
+                && f.name == FilterName::Telemetry
+                && !tracing.is_null()
+                && tracing["enabled"] != false
+            {
+                self.err(
+                    format!("{at}[{k}].config.tracing"),
+                    "mesh.tracing's tracer writes the trace headers, and a context this \
+                     filter started would be a second trace: set `enabled: false`, or \
+                     leave `tracing` out and the generator turns it off",
                 );
             }
         }

@@ -82,7 +82,7 @@ pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
         let Some(module) = module else { continue };
         let name = f.name.as_str();
         // As the bootstraps carry it (telemetry gets its workload filled in).
-        let config = bootstrap::with_workload(&f, || workload_for(mesh, &path));
+        let config = bootstrap::generated_config(mesh, &f, || workload_for(mesh, &path));
         let host = Host::builder(module)
             .plugin_config(config.to_string())
             .root_id(name)

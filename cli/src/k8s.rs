@@ -268,7 +268,7 @@ fn service(
                 }
             }
             let name = format!("{}-{}-{dir}", s.name, f.name);
-            let config = crate::bootstrap::with_workload(f, workload);
+            let config = crate::bootstrap::generated_config(mesh, f, workload);
             let wp = wasm_plugin(&name, ns, selector.clone(), f, config, mode, opts);
             out.push(ns, "WasmPlugin", &name, &wp)?;
         }
@@ -330,7 +330,8 @@ fn gateway(
     out.push(ns, "VirtualService", &g.name, &vs)?;
     for f in &g.filters {
         let name = format!("{}-{}", g.name, f.name);
-        let config = crate::bootstrap::with_workload(
+        let config = crate::bootstrap::generated_config(
+            mesh,
             f,
             || json!({ "name": g.name, "namespace": ISTIO_SYSTEM, "app": g.name }),
         );

@@ -5,7 +5,7 @@
 
 mod common;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::Path;
 use wasmesh::{certs, generate, topology, GenerateOptions};
 use wasmesh_integration::Envoy;
@@ -355,6 +355,15 @@ fn a_mesh_using_every_option_passes_envoy_validate() {
     assert_eq!(telemetry_config(inbound, 1)["mtls"], "DISABLE");
     let outbound = listener(&web, "virtualOutbound");
     assert!(telemetry_config(outbound, 0).get("mtls").is_none());
+    // The mesh's OpenTelemetry tracer owns the trace headers, so telemetry writes none
+    // (cli/tests/tracing.rs shows why in Envoy).
+    for config in [
+        telemetry_config(inbound, 0),
+        telemetry_config(inbound, 1),
+        telemetry_config(outbound, 0),
+    ] {
+        assert_eq!(config["tracing"], json!({ "enabled": false }), "{config}");
+    }
 }
 
 /// The telemetry filter's config on filter chain `chain` of listener `l`.

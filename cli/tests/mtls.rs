@@ -6,10 +6,10 @@
 
 mod common;
 
-use serde_json::Value;
+use common::{bootstraps, Pair};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use wasmesh::{certs, generate, topology, GenerateOptions};
+use wasmesh::{certs, topology};
 use wasmesh_integration::{http, EchoServer, Envoy};
 
 /// A client and a server in a mesh of `mode`, with `server_extra` appended to the
@@ -29,24 +29,6 @@ services:
     calls: []
 {server_extra}"#
     )
-}
-
-fn bootstraps(mesh_text: &str, certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
-    let mesh = wasmesh::load_str(Path::new("pair.yaml"), mesh_text).unwrap();
-    let mut opts = GenerateOptions::process("out", base);
-    opts.filters_dir = common::filters_dir().display().to_string();
-    opts.certs_dir = certs_dir.display().to_string();
-    generate(&mesh, &opts)
-        .unwrap()
-        .into_iter()
-        .filter(|(p, _)| p.to_string_lossy().ends_with("-0.json"))
-        .map(|(p, b)| {
-            (
-                p.to_string_lossy().into_owned(),
-                serde_json::from_slice(&b).unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]
@@ -155,26 +137,15 @@ const SERVER_TELEMETRY: &str = "    filters:\n      inbound:\n        - name: te
 /// test `a_configured_mtls_mode_spares_the_per_request_question` does per mode.
 #[test]
 fn permissive_mtls_reports_each_chains_connection_security_policy() {
-    let text = pair_mesh("PERMISSIVE", SERVER_TELEMETRY);
-    let mesh = wasmesh::load_str(Path::new("pair.yaml"), &text).unwrap();
-    let dir = common::scratch("mtls-permissive");
-    let certs_dir = dir.join("certs");
-    certs::ensure(&mesh, &certs_dir).unwrap();
-    let base = common::free_port_base(2);
-    let configs = bootstraps(&text, &certs_dir, base);
-    let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
-    let instances =
-        topology::instances(&mesh, topology::Target::Process { port_base: base }).unwrap();
-    let ports = |name: &str| instances.iter().find(|i| i.name == name).unwrap().ports;
-    let (client_ports, server_ports) = (ports("client-v1-0"), ports("server-v1-0"));
-    let _server_app = EchoServer::start_on(server_ports.app, "server").unwrap();
-    let _client_app = EchoServer::start_on(client_ports.app, "client").unwrap();
-    let server = Envoy::start(config("server")).unwrap();
-    let _client = Envoy::start(config("client")).unwrap();
+    let pair = Pair::start(
+        &pair_mesh("PERMISSIVE", SERVER_TELEMETRY),
+        "mtls-permissive",
+    );
+    let (server, server_ports) = (&pair.server, pair.server_ports);
 
     // Three calls through the client's sidecar (mTLS), two plaintext straight to the
     // server's inbound port (PERMISSIVE takes both).
-    let outbound = format!("http://127.0.0.1:{}/hello", client_ports.outbound);
+    let outbound = pair.outbound_url();
     for _ in 0..3 {
         let r = http::get_with(&outbound, &[("host", "server:9080")]).unwrap();
         assert_eq!(r.status, 200, "{}\n{}", r.text(), server.log_tail(20));

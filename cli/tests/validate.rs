@@ -107,6 +107,33 @@ fn a_route_fault_with_a_bad_status_is_refused_before_the_filter_sees_it() {
     );
 }
 
+/// With Envoy's tracer in the mesh, telemetry's own trace headers would start a
+/// second trace (`cli/tests/tracing.rs` shows the split in Envoy), so the filter may
+/// have them off but not on.
+#[test]
+fn telemetry_tracing_left_on_beside_a_native_tracer_is_refused() {
+    let traced = BASE.replace(
+        "  name: t\n",
+        "  name: t\n  tracing: { provider: zipkin, address: \"zipkin:9411\" }\n",
+    );
+    let with = |tracing: &str| {
+        format!(
+            "{traced}    filters:\n      inbound:\n        - name: telemetry\n          config: {{ {tracing} }}\n"
+        )
+    };
+    let refusal = "mesh.yaml: services[0].filters.inbound[0].config.tracing: mesh.tracing's tracer writes the trace headers, and a context this filter started would be a second trace: set `enabled: false`, or leave `tracing` out and the generator turns it off";
+    assert_eq!(errors(&with("tracing: { formats: [w3c] }")), [refusal]);
+    assert_eq!(errors(&with("tracing: { enabled: true }")), [refusal]);
+    assert_eq!(
+        errors(&with("tracing: { enabled: false }")),
+        Vec::<String>::new()
+    );
+    assert_eq!(errors(&with("")), Vec::<String>::new());
+    // Without a native tracer the filter's tracing is the mesh's propagation.
+    let untraced = with("tracing: { formats: [w3c] }").replace(&traced, BASE);
+    assert_eq!(errors(&untraced), Vec::<String>::new());
+}
+
 #[test]
 fn bookinfo_validates_with_every_filter_accepting_its_config() {
     let mesh = common::bookinfo();

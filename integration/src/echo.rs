@@ -7,10 +7,13 @@
 //! - `x-echo-response-header: name: value` (repeatable) adds a response header.
 //!
 //! Every response carries `x-echo-name` so routing tests can tell upstreams apart.
+//! The server keeps the last [`KEPT`] requests it saw ([`EchoServer::received`]), so it
+//! also stands in for a collector (Zipkin's span reports, for example).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -63,12 +66,20 @@ impl Echo {
     }
 }
 
+/// How many of the latest requests an echo server keeps (a long-running `echo` must
+/// not grow without bound).
+pub const KEPT: usize = 256;
+
+/// The latest requests, oldest first.
+type Received = Arc<Mutex<VecDeque<Echo>>>;
+
 /// A running echo server on 127.0.0.1; stops when dropped.
 #[derive(Debug)]
 pub struct EchoServer {
     port: u16,
     name: String,
     requests: Arc<AtomicU64>,
+    received: Received,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -97,10 +108,12 @@ impl EchoServer {
             .context("building echo server runtime")?;
 
         let requests = Arc::new(AtomicU64::new(0));
+        let received = Received::default();
         let (shutdown, stop) = oneshot::channel();
         let state = Arc::new(State {
             name: name.to_string(),
             requests: Arc::clone(&requests),
+            received: Arc::clone(&received),
         });
         let thread = std::thread::Builder::new()
             .name(format!("echo-{name}"))
@@ -110,6 +123,7 @@ impl EchoServer {
             port,
             name: name.to_string(),
             requests,
+            received,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -137,6 +151,13 @@ impl EchoServer {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The latest requests received (up to [`KEPT`]), oldest first, each as it was
+    /// echoed; its `name` is this server's.
+    pub fn received(&self) -> Vec<Echo> {
+        let kept = self.received.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.iter().cloned().collect()
+    }
+
     /// Blocks until the server stops (for the `echo` binary).
     pub fn wait(mut self) -> Result<()> {
         match self.thread.take() {
@@ -162,6 +183,7 @@ impl Drop for EchoServer {
 struct State {
     name: String,
     requests: Arc<AtomicU64>,
+    received: Received,
 }
 
 async fn serve(
@@ -245,20 +267,30 @@ async fn handle(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
+    let echo = Echo {
+        name: state.name.clone(),
+        method,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
     let (content_type, body) = match body_size {
         Some(n) => ("text/plain", Bytes::from(vec![b'x'; n])),
-        None => {
-            let echo = Echo {
-                name: state.name.clone(),
-                method,
-                path,
-                headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            };
-            let json = serde_json::to_vec(&echo).unwrap_or_default();
-            ("application/json", Bytes::from(json))
-        }
+        None => (
+            "application/json",
+            Bytes::from(serde_json::to_vec(&echo).unwrap_or_default()),
+        ),
     };
+    {
+        let mut kept = state
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(echo);
+    }
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -68,6 +68,74 @@ pub fn free_port_base(blocks: u16) -> u16 {
     wasmesh_integration::ports::free_range(blocks * wasmesh::topology::BLOCK).unwrap()
 }
 
+/// The process-target bootstraps of each first replica (`<instance>-0.json`) of the
+/// mesh in `mesh_text`, with certificates from `certs_dir`, as (file name, bootstrap).
+pub fn bootstraps(mesh_text: &str, certs_dir: &Path, base: u16) -> Vec<(String, Value)> {
+    let mesh = wasmesh::load_str(Path::new("mesh.yaml"), mesh_text).unwrap();
+    let mut opts = wasmesh::GenerateOptions::process("out", base);
+    opts.filters_dir = filters_dir().display().to_string();
+    opts.certs_dir = certs_dir.display().to_string();
+    wasmesh::generate(&mesh, &opts)
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().ends_with("-0.json"))
+        .map(|(p, b)| {
+            (
+                p.to_string_lossy().into_owned(),
+                serde_json::from_slice(&b).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A client and a server sidecar from a generated mesh, running in real Envoy, each
+/// with an echo server as its app; the client's app may call the server.
+pub struct Pair {
+    pub client: wasmesh_integration::Envoy,
+    pub server: wasmesh_integration::Envoy,
+    pub client_ports: wasmesh::topology::Ports,
+    pub server_ports: wasmesh::topology::Ports,
+    _apps: [wasmesh_integration::EchoServer; 2],
+}
+
+impl Pair {
+    /// Generates the mesh in `mesh_text` (services `client` and `server`, one replica
+    /// each) with fresh certificates, and starts the apps, then the server's Envoy, then
+    /// the client's.
+    pub fn start(mesh_text: &str, label: &str) -> Pair {
+        use wasmesh::topology;
+        use wasmesh_integration::{EchoServer, Envoy};
+        let mesh = wasmesh::load_str(Path::new("mesh.yaml"), mesh_text).unwrap();
+        let certs_dir = scratch(label).join("certs");
+        wasmesh::certs::ensure(&mesh, &certs_dir).unwrap();
+        let base = free_port_base(2);
+        let configs = bootstraps(mesh_text, &certs_dir, base);
+        let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
+        let instances =
+            topology::instances(&mesh, topology::Target::Process { port_base: base }).unwrap();
+        let ports = |name: &str| instances.iter().find(|i| i.name == name).unwrap().ports;
+        let (client_ports, server_ports) = (ports("client-v1-0"), ports("server-v1-0"));
+        let apps = [
+            EchoServer::start_on(server_ports.app, "server").unwrap(),
+            EchoServer::start_on(client_ports.app, "client").unwrap(),
+        ];
+        let server = Envoy::start(config("server")).unwrap();
+        let client = Envoy::start(config("client")).unwrap();
+        Pair {
+            client,
+            server,
+            client_ports,
+            server_ports,
+            _apps: apps,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/hello` on the client's outbound listener.
+    pub fn outbound_url(&self) -> String {
+        format!("http://127.0.0.1:{}/hello", self.client_ports.outbound)
+    }
+}
+
 /// The generated bootstrap `<name>.json` among `files`, parsed.
 pub fn generated_bootstrap(files: &[wasmesh::OutputFile], name: &str) -> Value {
     let (_, bytes) = files

@@ -13,6 +13,7 @@ use crate::config::AccessLogConfig;
 use crate::expr::{Expr, Value};
 use crate::labels::{Facts, Label};
 use crate::series::Measures;
+use crate::trace::carried_trace_id;
 use std::borrow::Cow;
 use wasmesh_sdk::ConfigError;
 
@@ -127,6 +128,8 @@ impl AccessLog {
 pub struct Record<'r, 'a> {
     pub facts: &'r Facts<'a>,
     pub measures: &'r Measures,
+    /// The trace this filter's own tracing saw or started; None when that is off, and
+    /// the request's headers at the end of the stream tell.
     pub trace_id: Option<&'r str>,
 }
 
@@ -183,9 +186,11 @@ impl Record<'_, '_> {
                 Value::Null => prop(&["route_name"]),
                 v => v,
             },
-            Field::TraceId => self
-                .trace_id
-                .map_or(Value::Null, |t| Value::Str(Cow::Borrowed(t))),
+            Field::TraceId => match self.trace_id {
+                Some(t) => Value::Str(Cow::Borrowed(t)),
+                None => carried_trace_id(log.request())
+                    .map_or(Value::Null, |t| Value::Str(Cow::Owned(t))),
+            },
             Field::Reporter => label(Label::Reporter),
             Field::SourceWorkload => label(Label::SourceWorkload),
             Field::SourceNamespace => label(Label::SourceWorkloadNamespace),
@@ -264,17 +269,22 @@ mod tests {
         assert_eq!(out, "\"a\\\"b\\\\c\\n\\u0001é\"");
     }
 
-    fn log_line(cfg: AccessLogConfig, status: u16) -> Option<String> {
+    /// The line for a GET of `/a?"q"` with `extra` request headers, answered `status`,
+    /// when the filter's tracing saw `trace_id`.
+    fn log_line(
+        cfg: AccessLogConfig,
+        status: u16,
+        extra: &[(&str, &str)],
+        trace_id: Option<&str>,
+    ) -> Option<String> {
         let al = AccessLog::new(&cfg).unwrap();
         let props = StaticProperties::new().with("upstream.address", "10.0.0.2:80");
-        let log = LogView::new(
-            HeaderMap::from_pairs(vec![
-                (":method".into(), "GET".into()),
-                (":path".into(), "/a?\"q\"".into()),
-            ]),
-            HeaderMap::default(),
-            &props,
-        );
+        let mut headers = vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), "/a?\"q\"".to_string()),
+        ];
+        headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        let log = LogView::new(HeaderMap::from_pairs(headers), HeaderMap::default(), &props);
         let facts = Facts {
             log: &log,
             standard: crate::labels::STANDARD_LABELS
@@ -290,7 +300,7 @@ mod tests {
         al.render(&Record {
             facts: &facts,
             measures: &m,
-            trace_id: Some("abc"),
+            trace_id,
         })
     }
 
@@ -309,10 +319,37 @@ mod tests {
             ]),
             filter: Some("response_code >= 500".into()),
         };
-        assert_eq!(log_line(cfg(), 200), None);
+        assert_eq!(log_line(cfg(), 200, &[], Some("abc")), None);
         assert_eq!(
-            log_line(cfg(), 503).unwrap(),
+            log_line(cfg(), 503, &[], Some("abc")).unwrap(),
             r#"{"method":"GET","path":"/a?\"q\"","response_code":503,"duration":12,"upstream_host":"10.0.0.2:80","user_agent":null,"trace_id":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn without_the_filters_tracing_the_trace_id_is_the_one_the_request_carries() {
+        let cfg = || AccessLogConfig {
+            enabled: true,
+            fields: Some(vec!["trace_id".into()]),
+            filter: None,
+        };
+        // What Envoy's Zipkin tracer writes into the upstream request.
+        let zipkin = [
+            ("x-b3-traceid", "d65cf4923b2b37a5"),
+            ("x-b3-spanid", "1f2e3d4c5b6a7988"),
+        ];
+        assert_eq!(
+            log_line(cfg(), 200, &zipkin, None).unwrap(),
+            r#"{"trace_id":"d65cf4923b2b37a5"}"#
+        );
+        // The filter's own outcome wins when it has one; no context at all is null.
+        assert_eq!(
+            log_line(cfg(), 200, &zipkin, Some("abc")).unwrap(),
+            r#"{"trace_id":"abc"}"#
+        );
+        assert_eq!(
+            log_line(cfg(), 200, &[], None).unwrap(),
+            r#"{"trace_id":null}"#
         );
     }
 

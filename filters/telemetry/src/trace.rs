@@ -195,6 +195,19 @@ pub fn parse_b3_multi(headers: &HeaderMap) -> Option<Context> {
     })
 }
 
+/// The trace id `headers` carry, as hex, in [`Tracing::apply`]'s precedence
+/// (`traceparent`, `b3`, `x-b3-*`). The access log's `trace_id` when this filter's own
+/// tracing is off: by the end of the stream the request headers hold the context
+/// Envoy's tracer wrote into the upstream request.
+pub fn carried_trace_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(parse_traceparent)
+        .or_else(|| headers.get("b3").and_then(parse_b3).and_then(Result::ok))
+        .or_else(|| parse_b3_multi(headers))
+        .map(|ctx| ctx.trace_id_hex())
+}
+
 impl Tracing {
     /// Reads the incoming context, creates one if needed, and writes the missing
     /// formats into `headers`.
@@ -508,6 +521,43 @@ mod tests {
         let out = all().apply(&mut h, &mut Rng::from_seed(5));
         assert!(out.created);
         assert!(parse_traceparent(h.get("traceparent").unwrap()).is_some());
+    }
+
+    #[test]
+    fn the_carried_trace_id_follows_the_precedence_of_apply() {
+        let map = |pairs: &[(&str, &str)]| {
+            HeaderMap::from_pairs(
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let multi = [
+            ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ];
+        let b3 = ("b3", "a3ce929d0e0e4736-00f067aa0ba902b7-1");
+        assert_eq!(
+            carried_trace_id(&map(&multi)).as_deref(),
+            Some("80f198ee56343ba864fe8b2a57d3eff7")
+        );
+        let mut with_b3 = multi.to_vec();
+        with_b3.push(b3);
+        assert_eq!(
+            carried_trace_id(&map(&with_b3)).as_deref(),
+            Some("a3ce929d0e0e4736")
+        );
+        with_b3.push(("traceparent", TP));
+        assert_eq!(
+            carried_trace_id(&map(&with_b3)).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        // Malformed contexts carry nothing.
+        assert_eq!(
+            carried_trace_id(&map(&[("traceparent", "00-zz"), ("b3", "1")])),
+            None
+        );
     }
 
     #[test]
