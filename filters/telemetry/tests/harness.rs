@@ -330,3 +330,37 @@ fn a_configured_mtls_mode_spares_the_per_request_question() {
     assert_eq!(policy, "mutual_tls");
     assert_eq!(strict, asked);
 }
+
+/// As the generator configures it beside Envoy's tracer (`cli/tests/tracing.rs` runs
+/// the same in Envoy): no trace header is added or changed, and the access log names
+/// the trace the request carries.
+#[test]
+fn with_its_tracing_off_the_filter_writes_no_trace_headers_and_logs_the_carried_trace() {
+    let host = host(json!({
+        "workload": reviews(),
+        "tracing": {"enabled": false},
+        "accessLog": {"enabled": true, "fields": ["trace_id"]},
+    }));
+    let zipkin = [
+        ("x-b3-traceid", "0af7651916cd43dd"),
+        ("x-b3-spanid", "b7ad6b7169203331"),
+        ("x-b3-sampled", "1"),
+    ];
+    for (extra, logged) in [(&zipkin[..], "\"0af7651916cd43dd\""), (&[][..], "null")] {
+        let mut s = host.stream();
+        let mut h = request("GET", "/", "reviews:9080");
+        h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        s.request_headers(&h, true);
+        let forwarded = s.request_header_map();
+        for name in ["traceparent", "b3", "x-request-id"] {
+            assert_eq!(forwarded.get(name), None, "{name} was added");
+        }
+        for (name, value) in extra {
+            assert_eq!(forwarded.get(name), Some(*value));
+        }
+        s.response_headers(&response(200), true);
+        s.finish();
+        let line = format!("access_log {{\"trace_id\":{logged}}}");
+        assert!(host.logged(&line), "{line} not in {:?}", host.logs());
+    }
+}
