@@ -836,7 +836,7 @@ pub fn workload_identity(trust_domain: &str, s: &ServiceSpec, version: &str) -> 
 /// generator unless the mesh file sets it; and in a mesh with a native tracer
 /// (`mesh.tracing`) its own trace headers are off: Envoy's tracer starts its span before
 /// any filter runs and writes its context into the upstream request after them all, so
-/// a context the filter started would be a second trace (`wasmesh check` refuses a
+/// a context the filter started would be a second trace (`wasmesh validate` refuses a
 /// telemetry `tracing` left on in such a mesh).
 pub fn generated_config(
     mesh: &MeshFile,
