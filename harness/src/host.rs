@@ -117,7 +117,7 @@ impl HostBuilder {
     /// [`Host::configured`]. Errors are for modules that cannot be instantiated at all.
     pub fn build(self) -> Result<Host, HarnessError> {
         let config = Arc::new(HostConfig {
-            plugin_config: self.plugin_config,
+            plugin_config: self.module.plugin_config(self.plugin_config),
             vm_config: self.vm_config,
             root_id: self.root_id,
             vm_id: self.vm_id,

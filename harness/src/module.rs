@@ -33,6 +33,9 @@ pub enum Allocator {
 #[derive(Clone)]
 pub struct Module {
     pub(crate) inner: Arc<ModuleInner>,
+    /// For the mesh module: the stage a filter's tests address, whose config a host's
+    /// plugin config is (see [`crate::under_test`]).
+    stage: Option<Arc<str>>,
 }
 
 pub(crate) struct ModuleInner {
@@ -186,6 +189,7 @@ impl Module {
                 message: format!("{e:#}"),
             })?;
         Ok(Module {
+            stage: None,
             inner: Arc::new(ModuleInner {
                 name,
                 pre,
@@ -195,6 +199,23 @@ impl Module {
                 imports,
             }),
         })
+    }
+
+    /// This module (the mesh module) addressed as its `stage`: a host built from it
+    /// takes its plugin config as that stage's and runs it with all five stages, the
+    /// others quiet ([`crate::under_test::filter_under_test`]).
+    pub fn as_stage(mut self, stage: &str) -> Module {
+        self.stage = Some(Arc::from(stage));
+        self
+    }
+
+    /// The plugin config the guest gets for `config`: itself, or for a module addressed
+    /// as a stage, the mesh config around it.
+    pub(crate) fn plugin_config(&self, config: Vec<u8>) -> Vec<u8> {
+        match &self.stage {
+            Some(stage) => crate::under_test::mesh_config(stage, &config),
+            None => config,
+        }
     }
 
     pub fn abi_version(&self) -> AbiVersion {

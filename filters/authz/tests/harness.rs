@@ -10,11 +10,11 @@ use common::mint;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wasmesh_harness::{build, request, Action, Host, Module, PropertyValue, Stream};
+use wasmesh_harness::{filter_under_test, request, Action, Host, Module, PropertyValue, Stream};
 
 fn module() -> &'static Module {
     static M: OnceLock<Module> = OnceLock::new();
-    M.get_or_init(|| Module::load(build::wasm_module("wasmesh-authz")).unwrap())
+    M.get_or_init(|| filter_under_test("wasmesh-authz"))
 }
 
 fn start() -> SystemTime {

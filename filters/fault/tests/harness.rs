@@ -6,10 +6,11 @@
 
 use serde_json::json;
 use std::time::Duration;
-use wasmesh_harness::{build, request, Action, Host, Module};
+use wasmesh_harness::under_test::config_refusal;
+use wasmesh_harness::{filter_under_test, request, Action, Host, Module};
 
 fn module() -> Module {
-    Module::load(build::wasm_module("wasmesh-fault")).unwrap()
+    filter_under_test("wasmesh-fault")
 }
 
 fn host(config: serde_json::Value) -> Host {
@@ -212,7 +213,11 @@ fn malformed_config_is_refused_naming_the_field() {
         .unwrap();
     assert!(!host.configured());
     assert!(
-        host.logged("wasmesh-fault: invalid configuration: abort.percentage: must be 0-100"),
+        host.logged(&config_refusal(
+            "wasmesh-fault",
+            "abort.percentage",
+            "must be 0-100"
+        )),
         "{:?}",
         host.logs()
     );

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
-use wasmesh_harness::{build, Host, Module};
+use wasmesh_harness::{filter_under_test, Host};
 
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -29,7 +29,7 @@ fn header_value() -> impl Strategy<Value = String> {
 
 #[test]
 fn no_request_input_traps_the_fault_filter() {
-    let module = Module::load(build::wasm_module("wasmesh-fault")).unwrap();
+    let module = filter_under_test("wasmesh-fault");
     let host = Host::builder(&module)
         .plugin_config(
             json!({

@@ -5,10 +5,11 @@
 
 use serde_json::json;
 use std::time::Duration;
-use wasmesh_harness::{build, request, response, Action, Host, Module};
+use wasmesh_harness::under_test::config_refusal;
+use wasmesh_harness::{filter_under_test, request, response, Action, Host, Module};
 
 fn module() -> Module {
-    Module::load(build::wasm_module("wasmesh-ratelimit")).unwrap()
+    filter_under_test("wasmesh-ratelimit")
 }
 
 fn host(config: serde_json::Value, workers: usize) -> Host {
@@ -363,7 +364,11 @@ fn malformed_config_is_refused_naming_the_field() {
         .unwrap();
     assert!(!host.configured());
     assert!(
-        host.logged("wasmesh-ratelimit: invalid configuration: rules[0].token_bucket.fill_interval: `5` is not a duration"),
+        host.logged(&config_refusal(
+            "wasmesh-ratelimit",
+            "rules[0].token_bucket.fill_interval",
+            "`5` is not a duration"
+        )),
         "{:?}",
         host.logs()
     );

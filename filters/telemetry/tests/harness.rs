@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wasmesh_harness::{build, request, response, Host, Module, PropertyValue};
+use wasmesh_harness::{filter_under_test, request, response, Host, Module, PropertyValue};
 
 fn module() -> Module {
-    Module::load(build::wasm_module("wasmesh-telemetry")).unwrap()
+    filter_under_test("wasmesh-telemetry")
 }
 
 fn host(config: Value) -> Host {

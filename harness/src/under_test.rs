@@ -1,0 +1,124 @@
+//! The module a filter's harness tests run. By default the filter's own; with
+//! `WASMESH_HARNESS_MODULE=mesh`, the one-VM mesh module with all five stages, the
+//! filter's config in its own stage and quiet configs in the other four, so the same
+//! tests show that the filter behaves the same as a stage of `mesh.wasm`.
+
+use crate::build;
+use crate::module::Module;
+
+/// The environment variable that picks the module: unset (or empty) for the filter's
+/// own, `mesh` for the mesh module.
+pub const MODULE_ENV: &str = "WASMESH_HARNESS_MODULE";
+
+/// The mesh module's stages in the generator's order (`FilterName`'s), each with a
+/// config under which it leaves requests, responses and metrics alone: no policy or
+/// edit, ratelimit's one rule (it needs one) on a path no test sends, fault's abort
+/// at 0% (it needs a fault), and telemetry with its metrics, exchange header and
+/// tracing off.
+const QUIET_STAGES: [(&str, &str); 5] = [
+    ("authz", "{}"),
+    (
+        "ratelimit",
+        r#"{"rules":[{"name":"quiet","match":{"path":{"exact":"/wasmesh-harness/quiet-stage"}},"token_bucket":{"max_tokens":1,"tokens_per_fill":1,"fill_interval":"1s"}}]}"#,
+    ),
+    ("headers", "{}"),
+    ("fault", r#"{"abort":{"http_status":503,"percentage":0}}"#),
+    (
+        "telemetry",
+        r#"{"metrics":{"enabled":false},"exchange":{"enabled":false},"tracing":{"enabled":false}}"#,
+    ),
+];
+
+/// The module for `package`'s harness tests (`wasmesh-headers`, ...), as
+/// [`MODULE_ENV`] picks it. Builds and loads it (once per process); a failure panics.
+#[allow(clippy::panic, clippy::expect_used)] // Test support: failing loudly is the point.
+pub fn filter_under_test(package: &str) -> Module {
+    let stage = package.strip_prefix("wasmesh-").unwrap_or(package);
+    match std::env::var(MODULE_ENV).as_deref() {
+        Ok("") | Err(_) => Module::load(build::wasm_module(package)).expect("the filter loads"),
+        Ok("mesh") => {
+            assert!(
+                QUIET_STAGES.iter().any(|(name, _)| *name == stage),
+                "{package} is not a stage of the mesh module"
+            );
+            Module::load(build::wasm_bundle("wasmesh-mesh"))
+                .expect("the mesh module loads")
+                .as_stage(stage)
+        }
+        Ok(other) => panic!("{MODULE_ENV}={other}: expected `mesh`, or nothing"),
+    }
+}
+
+/// Whether [`MODULE_ENV`] has the filters' tests run through the mesh module.
+pub fn through_mesh() -> bool {
+    std::env::var(MODULE_ENV).is_ok_and(|v| v == "mesh")
+}
+
+/// The log line with which `package`'s filter, or the mesh module running it as a
+/// stage, refuses a config: `wasmesh-fault: invalid configuration: abort.percentage:
+/// must be 0-100`, or through the mesh `wasmesh-mesh: invalid configuration:
+/// stages[3].config.abort.percentage: must be 0-100`. `path` is the field's path in
+/// the filter's config, empty for the whole config.
+pub fn config_refusal(package: &str, path: &str, message: &str) -> String {
+    let stage = package.strip_prefix("wasmesh-").unwrap_or(package);
+    let index = QUIET_STAGES.iter().position(|(name, _)| *name == stage);
+    match index.filter(|_| through_mesh()) {
+        Some(i) => {
+            let within = if path.is_empty() {
+                String::new()
+            } else {
+                format!(".{path}")
+            };
+            format!("wasmesh-mesh: invalid configuration: stages[{i}].config{within}: {message}")
+        }
+        None if path.is_empty() => format!("{package}: invalid configuration: {message}"),
+        None => format!("{package}: invalid configuration: {path}: {message}"),
+    }
+}
+
+/// The mesh module's config with `config` (a filter's config, as a test gave it) as
+/// `stage`'s, kept byte for byte so that broken JSON stays broken; no config at all
+/// is the stage's `{}`.
+pub(crate) fn mesh_config(stage: &str, config: &[u8]) -> Vec<u8> {
+    let mut out = b"{\"stages\":[".to_vec();
+    for (i, (name, quiet)) in QUIET_STAGES.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(format!("{{\"name\":\"{name}\",\"config\":").as_bytes());
+        if *name != stage {
+            out.extend_from_slice(quiet.as_bytes());
+        } else if config.iter().all(u8::is_ascii_whitespace) {
+            out.extend_from_slice(b"{}");
+        } else {
+            out.extend_from_slice(config);
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stage_gets_the_config_and_the_others_stay_quiet() {
+        let text = String::from_utf8(mesh_config("headers", br#"{"request":{}}"#)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let stages = doc["stages"].as_array().unwrap();
+        let names: Vec<&str> = stages.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["authz", "ratelimit", "headers", "fault", "telemetry"]
+        );
+        assert_eq!(stages[2]["config"], serde_json::json!({"request": {}}));
+        assert_eq!(stages[0]["config"], serde_json::json!({}));
+        assert_eq!(stages[4]["config"]["tracing"]["enabled"], false);
+        // No config is the stage's default; broken JSON stays broken.
+        let empty: serde_json::Value = serde_json::from_slice(&mesh_config("fault", b"")).unwrap();
+        assert_eq!(empty["stages"][3]["config"], serde_json::json!({}));
+        assert!(serde_json::from_slice::<serde_json::Value>(&mesh_config("fault", b"{")).is_err());
+    }
+}
