@@ -49,6 +49,8 @@ pub struct DockerUpOptions {
     /// How long the containers together may take to become healthy (the image build
     /// before is not counted: a first build compiles the demo).
     pub timeout: Duration,
+    /// Each chain as one mesh-module filter (`generate --bundle`).
+    pub bundle: bool,
 }
 
 /// Fails with a pointer to what works when a process-mode-only command meets a
@@ -254,7 +256,7 @@ pub fn up(opts: &DockerUpOptions) -> Result<State> {
     let certs_dir = std::fs::canonicalize(&opts.certs_dir)
         .with_context(|| format!("resolving {}", opts.certs_dir.display()))?;
     let filters_dir = root.join(DEFAULT_FILTERS_DIR);
-    let mut gen = GenerateOptions::compose(&out.to_string_lossy());
+    let mut gen = GenerateOptions::compose(&out.to_string_lossy()).with_bundle(opts.bundle);
     gen.host_filters_dir = filters_dir.to_string_lossy().into_owned();
     gen.host_certs_dir = certs_dir.to_string_lossy().into_owned();
     let files = crate::generate(&mesh, &gen)?;

@@ -117,6 +117,10 @@ enum Command {
         /// The compose project name (--docker).
         #[arg(long, default_value = wasmesh::docker::DEFAULT_PROJECT, requires = "docker")]
         project: String,
+        /// Each chain as one mesh-module filter (dist/filters/mesh.wasm), as
+        /// `generate --bundle` writes it: one VM and one context per request.
+        #[arg(long)]
+        bundle: bool,
     },
     /// Stop everything `wasmesh up` started, processes or compose project, as the state
     /// file records (idempotent).
@@ -268,6 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timeout,
             docker,
             project,
+            bundle,
         } => {
             if docker {
                 let opts = wasmesh::docker::DockerUpOptions {
@@ -278,6 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     gateway_port,
                     prometheus_port,
                     timeout: std::time::Duration::from_secs(timeout),
+                    bundle,
                 };
                 let started = std::time::Instant::now();
                 let st = wasmesh::docker::up(&opts)?;
@@ -304,6 +310,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 prometheus_port,
                 prometheus: !no_prometheus,
                 timeout: std::time::Duration::from_secs(timeout),
+                bundle,
             };
             let started = std::time::Instant::now();
             let st = wasmesh::up::up(&opts)?;

@@ -40,6 +40,8 @@ pub struct UpOptions {
     pub prometheus: bool,
     /// How long everything together may take to become ready.
     pub timeout: Duration,
+    /// Each chain as one mesh-module filter (`generate --bundle`).
+    pub bundle: bool,
 }
 
 /// Brings the mesh up; on failure everything started is stopped again.
@@ -76,7 +78,7 @@ pub fn up(opts: &UpOptions) -> Result<State> {
         .to_string_lossy()
         .trim_end_matches('/')
         .to_string();
-    let mut gen = GenerateOptions::process(&label, opts.port_base);
+    let mut gen = GenerateOptions::process(&label, opts.port_base).with_bundle(opts.bundle);
     gen.certs_dir = opts.certs_dir.to_string_lossy().into_owned();
     let files = crate::generate(&mesh, &gen)?;
     // Stale configs of an earlier, different mesh must not linger.

@@ -1,6 +1,7 @@
 //! `wasmesh up` and `wasmesh down` as a user runs them: the binary, the Bookinfo
 //! example, real Envoy and the demo services. Up returns with the mesh serving through
-//! the gateway; down leaves no process behind and is idempotent.
+//! the gateway, with separate filters or (`--bundle`) the one-VM mesh module; down
+//! leaves no process behind and is idempotent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
@@ -29,24 +30,66 @@ fn pids_alive(dir: &Path) -> Vec<String> {
 
 #[test]
 fn up_serves_bookinfo_and_down_leaves_nothing() {
-    let dir = std::env::temp_dir().join(format!("wasmesh-up-down-{}", std::process::id()));
+    let dir = up_serve_down("separate", &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same with every chain as one mesh-module filter: same pages, same faults.
+#[test]
+fn up_bundled_serves_bookinfo_through_the_mesh_module() {
+    let dir = up_serve_down("bundled", &["--bundle"]);
+    let bootstraps: Vec<String> = std::fs::read_dir(dir.join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.ends_with("run-plan.json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(bootstraps.len() >= 7, "{} bootstraps", bootstraps.len());
+    // Six sidecars and the gateway (its ratelimit), each with its filters in one module.
+    let with_mesh = bootstraps
+        .iter()
+        .filter(|b| b.contains("/mesh.wasm"))
+        .count();
+    assert_eq!(with_mesh, 7, "every Envoy runs the mesh module");
+    for b in &bootstraps {
+        for filter in ["authz", "ratelimit", "headers", "fault", "telemetry"] {
+            assert!(
+                !b.contains(&format!("/{filter}.wasm")),
+                "{filter}.wasm loaded on its own"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Up (with `extra` flags) on Bookinfo, 20 pages through the gateway, down; returns the
+/// state directory, where down leaves the generated configs (`config/`).
+fn up_serve_down(label: &str, extra: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmesh-up-down-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // Room for Bookinfo's 7 instance blocks plus a gateway port.
     let base = wasmesh_integration::ports::free_range(80).unwrap();
     let gateway = base + 75;
     let dir_s = dir.to_str().unwrap();
-    let out = wasmesh(&[
+    let (certs, base_s, gateway_s) = (
+        format!("{dir_s}/certs"),
+        base.to_string(),
+        gateway.to_string(),
+    );
+    let mut args = vec![
         "up",
         "--state-dir",
         dir_s,
         "--certs",
-        &format!("{dir_s}/certs"),
+        &certs,
         "--port-base",
-        &base.to_string(),
+        &base_s,
         "--gateway-port",
-        &gateway.to_string(),
+        &gateway_s,
         "--no-prometheus",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = wasmesh(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -109,5 +152,5 @@ fn up_serves_bookinfo_and_down_leaves_nothing() {
     let again = wasmesh(&["down", "--state-dir", dir_s]);
     assert!(again.status.success(), "down is idempotent");
     assert!(String::from_utf8_lossy(&again.stdout).contains("no mesh is up"));
-    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
