@@ -8,33 +8,11 @@ use crate::configs::{BenchConfig, Inputs};
 use crate::{median, Running};
 use anyhow::{Context, Result};
 use serde_json::Value;
+use wasmesh_bench_hostcost::Kind;
 use wasmesh_integration::bootstrap::{self, WasmFilter};
 
 /// Calls per request: enough to stand well above the run-to-run noise.
 pub const CALLS: u32 = 20;
-
-/// The kinds, in the order reported, and whether the host hands the guest data back
-/// (which makes it call the guest's allocator: a second crossing, host to guest).
-pub const KINDS: [(&str, bool); 18] = [
-    ("property", true),
-    ("header-value", true),
-    ("header-map", true),
-    ("shared-get", true),
-    ("set-header", false),
-    ("counter", false),
-    ("histogram", false),
-    ("log-level", false),
-    ("expr-6", true),
-    ("expr-6-plain", true),
-    ("expr-1", true),
-    ("clear-route", false),
-    ("verify-es256", true),
-    ("es256-in-wasm", false),
-    ("verify-rs256", true),
-    ("rs256-in-wasm", false),
-    ("set-header-6", false),
-    ("map-replace-6", false),
-];
 
 /// bare and noop-wasm from the main list, then one configuration per kind.
 /// With `only`, just the kinds it names.
@@ -64,12 +42,12 @@ pub fn configs(
     if let Some(unknown) = only
         .unwrap_or_default()
         .iter()
-        .find(|n| !KINDS.iter().any(|(kind, _)| kind == n) && *n != "bare" && *n != "noop-wasm")
+        .find(|n| !Kind::ALL.iter().any(|(kind, _)| kind == n) && *n != "bare" && *n != "noop-wasm")
     {
         anyhow::bail!("--only: no host-call kind `{unknown}`");
     }
     let wanted = |kind: &str| only.is_none_or(|names| names.iter().any(|n| n == kind));
-    for (kind, _) in KINDS.into_iter().filter(|(kind, _)| wanted(kind)) {
+    for (kind, _) in Kind::ALL.into_iter().filter(|(kind, _)| wanted(kind)) {
         let filter =
             WasmFilter::new("hostcost", &module).config(Value::String(format!("{kind},{CALLS}")));
         configs.push(BenchConfig {
@@ -100,7 +78,7 @@ pub fn report(running: &[Running], calls: u32) -> String {
          | call | hands data back | µs per call | per call / floor's fixed cost |\n\
          |---|---|---:|---:|\n"
     );
-    for (kind, data) in KINDS {
+    for (kind, data) in Kind::ALL.map(|(name, kind)| (name, kind.hands_data_back())) {
         let Ok(with_calls) = cpu(kind) else { continue };
         let per_call = (with_calls - noop) / f64::from(calls);
         out.push_str(&format!(
