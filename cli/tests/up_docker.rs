@@ -1,7 +1,7 @@
 //! `wasmesh up --docker` and `wasmesh down` as a user runs them: the binary, the
 //! Bookinfo example as a compose project on the locally built images. Up returns with
-//! the mesh serving through the gateway; down leaves no container of the project and is
-//! idempotent.
+//! the mesh serving through the gateway, with separate filters or (`--bundle`) the
+//! one-VM mesh module; down leaves no container of the project and is idempotent.
 //!
 //! Opt-in like integration/tests/mesh_docker.rs: runs only with
 //! `WASMESH_DOCKER_TESTS=1`. Without it the test says loudly that nothing was tested;
@@ -78,11 +78,21 @@ impl Drop for Down {
     }
 }
 
-#[test]
-fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
-    if !requested() {
-        return;
-    }
+/// A compose project `up` started, and what a test needs to reach it.
+struct Project {
+    name: String,
+    dir: PathBuf,
+    gateway: u16,
+    guard: Down,
+}
+
+/// One compose project at a time: up builds the same local images, and two meshes of
+/// 14 containers at once would only slow each other on CI's two cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `wasmesh up --docker` (with `extra` flags) on Bookinfo, checked to have answered
+/// with a summary naming its ports and every container, and a product page served.
+fn up_docker(label: &str, extra: &[&str]) -> Project {
     let docker = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output();
@@ -91,7 +101,7 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
         "{GATE}=1 but the Docker daemon is not reachable: {docker:?}"
     );
 
-    let project = format!("wasmesh-up-test-{}", std::process::id());
+    let project = format!("wasmesh-up-{label}-{}", std::process::id());
     let dir = std::env::temp_dir().join(&project);
     let _ = std::fs::remove_dir_all(&dir);
     let dir_s = dir.to_str().unwrap().to_string();
@@ -99,7 +109,12 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
     let prometheus = wasmesh_integration::ports::free_port().unwrap();
     let guard = Down(dir.clone());
 
-    let out = wasmesh(&[
+    let (certs, gateway_s, prometheus_s) = (
+        format!("{dir_s}/certs"),
+        gateway.to_string(),
+        prometheus.to_string(),
+    );
+    let mut args = vec![
         "up",
         "--docker",
         "--project",
@@ -107,14 +122,16 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
         "--state-dir",
         &dir_s,
         "--certs",
-        &format!("{dir_s}/certs"),
+        &certs,
         "--gateway-port",
-        &gateway.to_string(),
+        &gateway_s,
         "--prometheus-port",
-        &prometheus.to_string(),
+        &prometheus_s,
         "--timeout",
         "240",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = wasmesh(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "up --docker failed: {}", show(&out));
     assert!(
@@ -133,6 +150,27 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
 
     let page = http::get(&format!("http://127.0.0.1:{gateway}/productpage")).unwrap();
     assert_eq!(page.status, 200, "productpage: {}", page.text());
+    Project {
+        name: project,
+        dir,
+        gateway,
+        guard,
+    }
+}
+
+#[test]
+fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
+    if !requested() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Project {
+        name: project,
+        dir,
+        gateway: _,
+        guard,
+    } = up_docker("test", &[]);
+    let dir_s = dir.to_str().unwrap().to_string();
 
     // Process-mode-only commands say so instead of printing an empty table.
     let status = wasmesh(&["status", "--state-dir", &dir_s]);
@@ -166,4 +204,50 @@ fn up_docker_serves_bookinfo_and_down_leaves_no_container() {
     assert!(again.status.success(), "down --docker: {}", show(&again));
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same mesh with every chain as one mesh-module filter, in containers.
+#[test]
+fn up_docker_bundled_serves_bookinfo_through_the_mesh_module() {
+    if !requested() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let p = up_docker("bundled", &["--bundle"]);
+    for _ in 0..5 {
+        let r = http::get(&format!(
+            "http://127.0.0.1:{}/productpage?format=json",
+            p.gateway
+        ))
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Every Envoy's bootstrap loads mesh.wasm and no filter on its own.
+    let configs = p.dir.join("docker/envoy-configs/compose");
+    let mut with_mesh = 0;
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        with_mesh += usize::from(text.contains("/mesh.wasm"));
+        for filter in ["authz", "ratelimit", "headers", "fault", "telemetry"] {
+            assert!(
+                !text.contains(&format!("/{filter}.wasm")),
+                "{filter}.wasm on its own"
+            );
+        }
+    }
+    assert_eq!(
+        with_mesh,
+        7,
+        "six sidecars and the gateway in {}",
+        configs.display()
+    );
+    let down = wasmesh(&["down", "--state-dir", p.dir.to_str().unwrap()]);
+    assert!(down.status.success(), "down failed: {}", show(&down));
+    assert_eq!(containers(&p.name), Vec::<String>::new(), "left behind");
+    drop(p.guard);
+    let _ = std::fs::remove_dir_all(&p.dir);
 }
