@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::{bootstraps, Pair};
-use std::path::Path;
+use common::{bootstrap_of, bootstraps, Pair};
 use std::time::{Duration, Instant};
-use wasmesh::{certs, topology};
-use wasmesh_integration::{http, EchoServer, Envoy};
+use wasmesh::certs;
+use wasmesh_integration::{http, Envoy};
 
 /// A client and a server in a mesh of `mode`, with `server_extra` appended to the
 /// server's entry.
@@ -33,21 +32,20 @@ services:
 
 #[test]
 fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
-    let text = pair_mesh("STRICT", "");
-    let mesh = wasmesh::load_str(Path::new("pair.yaml"), &text).unwrap();
-    let dir = common::scratch("mtls");
-    let certs_dir = dir.join("certs");
-    certs::ensure(&mesh, &certs_dir).unwrap();
-    let base = common::free_port_base(2);
-    let configs = bootstraps(&text, &certs_dir, base);
-    let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
-    // Instances in order: client (block 0), server (block 1); apps at offset 5.
-    let server_app = EchoServer::start_on(base + topology::BLOCK + 5, "server").unwrap();
-    let _client_app = EchoServer::start_on(base + 5, "client").unwrap();
-    let server = Envoy::start(config("server")).unwrap();
-    let client = Envoy::start(config("client")).unwrap();
-    let outbound = format!("http://127.0.0.1:{}/hello", base + 1);
-    let inbound = format!("http://127.0.0.1:{}/hello", base + topology::BLOCK + 6);
+    let Pair {
+        mesh,
+        certs_dir,
+        base,
+        configs,
+        client,
+        server,
+        client_ports,
+        server_ports,
+        server_app,
+        ..
+    } = Pair::start(&pair_mesh("STRICT", ""), "mtls");
+    let outbound = format!("http://127.0.0.1:{}/hello", client_ports.outbound);
+    let inbound = format!("http://127.0.0.1:{}/hello", server_ports.inbound);
 
     // 1. Through the client's sidecar to the server's: mTLS, and the app learns who called.
     let r = http::get_with(&outbound, &[("host", "server:9080")]).unwrap();
@@ -72,7 +70,7 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
     client.stop().unwrap();
     let rogue_ca = certs::Ca::generate("rogue").unwrap();
     let real_ca_pem = std::fs::read_to_string(certs_dir.join("ca.pem")).unwrap();
-    let rogue_dir = dir.join("rogue");
+    let rogue_dir = common::scratch("mtls-rogue");
     let rogue_client = rogue_dir.join("client-v1-0");
     std::fs::create_dir_all(&rogue_client).unwrap();
     let issued = rogue_ca
@@ -89,15 +87,8 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
         &certs::ca_secret(&real_ca_pem),
     )
     .unwrap();
-    let rogue_configs = bootstraps(&text, &rogue_dir, base);
-    let rogue = Envoy::start(
-        &rogue_configs
-            .iter()
-            .find(|(p, _)| p.starts_with("client"))
-            .unwrap()
-            .1,
-    )
-    .unwrap();
+    let rogue_configs = bootstraps(&pair_mesh("STRICT", ""), &rogue_dir, base);
+    let rogue = Envoy::start(bootstrap_of(&rogue_configs, "client")).unwrap();
     let r = http::get_with(&outbound, &[("host", "server:9080")]).unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(
@@ -122,7 +113,7 @@ fn strict_mtls_passes_mesh_traffic_and_refuses_plaintext_and_foreign_certs() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let client = Envoy::start(config("client")).unwrap();
+    let client = Envoy::start(bootstrap_of(&configs, "client")).unwrap();
     let r = http::get_with(&outbound, &[("host", "server:9080")]).unwrap();
     assert_eq!(r.status, 200, "after rotation: {}", r.text());
     drop(client);

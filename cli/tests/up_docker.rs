@@ -222,29 +222,8 @@ fn up_docker_bundled_serves_bookinfo_through_the_mesh_module() {
         .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
-    // Every Envoy's bootstrap loads mesh.wasm and no filter on its own.
-    let configs = p.dir.join("docker/envoy-configs/compose");
-    let mut with_mesh = 0;
-    for entry in std::fs::read_dir(&configs).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(path).unwrap();
-        with_mesh += usize::from(text.contains("/mesh.wasm"));
-        for filter in ["authz", "ratelimit", "headers", "fault", "telemetry"] {
-            assert!(
-                !text.contains(&format!("/{filter}.wasm")),
-                "{filter}.wasm on its own"
-            );
-        }
-    }
-    assert_eq!(
-        with_mesh,
-        7,
-        "six sidecars and the gateway in {}",
-        configs.display()
-    );
+    // Six sidecars and the gateway, each with its filters in one module.
+    common::assert_bundled(&p.dir.join("docker/envoy-configs/compose"), 7);
     let down = wasmesh(&["down", "--state-dir", p.dir.to_str().unwrap()]);
     assert!(down.status.success(), "down failed: {}", show(&down));
     assert_eq!(containers(&p.name), Vec::<String>::new(), "left behind");

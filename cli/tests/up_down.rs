@@ -38,27 +38,8 @@ fn up_serves_bookinfo_and_down_leaves_nothing() {
 #[test]
 fn up_bundled_serves_bookinfo_through_the_mesh_module() {
     let dir = up_serve_down("bundled", &["--bundle"]);
-    let bootstraps: Vec<String> = std::fs::read_dir(dir.join("config"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.ends_with("run-plan.json"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
-    assert!(bootstraps.len() >= 7, "{} bootstraps", bootstraps.len());
     // Six sidecars and the gateway (its ratelimit), each with its filters in one module.
-    let with_mesh = bootstraps
-        .iter()
-        .filter(|b| b.contains("/mesh.wasm"))
-        .count();
-    assert_eq!(with_mesh, 7, "every Envoy runs the mesh module");
-    for b in &bootstraps {
-        for filter in ["authz", "ratelimit", "headers", "fault", "telemetry"] {
-            assert!(
-                !b.contains(&format!("/{filter}.wasm")),
-                "{filter}.wasm loaded on its own"
-            );
-        }
-    }
+    common::assert_bundled(&dir.join("config"), 7);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

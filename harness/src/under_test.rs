@@ -29,21 +29,25 @@ const QUIET_STAGES: [(&str, &str); 5] = [
     ),
 ];
 
+/// Where `package`'s stage (`wasmesh-fault` is `fault`) sits in [`QUIET_STAGES`].
+fn stage_index(package: &str) -> Option<usize> {
+    let stage = package.strip_prefix("wasmesh-").unwrap_or(package);
+    QUIET_STAGES.iter().position(|(name, _)| *name == stage)
+}
+
 /// The module for `package`'s harness tests (`wasmesh-headers`, ...), as
 /// [`MODULE_ENV`] picks it. Builds and loads it (once per process); a failure panics.
 #[allow(clippy::panic, clippy::expect_used)] // Test support: failing loudly is the point.
 pub fn filter_under_test(package: &str) -> Module {
-    let stage = package.strip_prefix("wasmesh-").unwrap_or(package);
     match std::env::var(MODULE_ENV).as_deref() {
         Ok("") | Err(_) => Module::load(build::wasm_module(package)).expect("the filter loads"),
         Ok("mesh") => {
-            assert!(
-                QUIET_STAGES.iter().any(|(name, _)| *name == stage),
-                "{package} is not a stage of the mesh module"
-            );
+            let Some(i) = stage_index(package) else {
+                panic!("{package} is not a stage of the mesh module")
+            };
             Module::load(build::wasm_bundle("wasmesh-mesh"))
                 .expect("the mesh module loads")
-                .as_stage(stage)
+                .as_stage(QUIET_STAGES[i].0)
         }
         Ok(other) => panic!("{MODULE_ENV}={other}: expected `mesh`, or nothing"),
     }
@@ -60,9 +64,7 @@ pub fn through_mesh() -> bool {
 /// stages[3].config.abort.percentage: must be 0-100`. `path` is the field's path in
 /// the filter's config, empty for the whole config.
 pub fn config_refusal(package: &str, path: &str, message: &str) -> String {
-    let stage = package.strip_prefix("wasmesh-").unwrap_or(package);
-    let index = QUIET_STAGES.iter().position(|(name, _)| *name == stage);
-    match index.filter(|_| through_mesh()) {
+    match stage_index(package).filter(|_| through_mesh()) {
         Some(i) => {
             let within = if path.is_empty() {
                 String::new()

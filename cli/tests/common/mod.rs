@@ -88,14 +88,29 @@ pub fn bootstraps(mesh_text: &str, certs_dir: &Path, base: u16) -> Vec<(String, 
         .collect()
 }
 
+/// The bootstrap among `configs` (from [`bootstraps`]) of the instance `name` starts.
+pub fn bootstrap_of<'c>(configs: &'c [(String, Value)], name: &str) -> &'c Value {
+    &configs
+        .iter()
+        .find(|(p, _)| p.starts_with(name))
+        .unwrap_or_else(|| panic!("no bootstrap for {name}"))
+        .1
+}
+
 /// A client and a server sidecar from a generated mesh, running in real Envoy, each
-/// with an echo server as its app; the client's app may call the server.
+/// with an echo server as its app; the client's app may call the server. The mesh, its
+/// certificates and bootstraps stay at hand for tests that restart or replace an Envoy.
 pub struct Pair {
+    pub mesh: MeshFile,
+    pub certs_dir: PathBuf,
+    pub base: u16,
+    pub configs: Vec<(String, Value)>,
     pub client: wasmesh_integration::Envoy,
     pub server: wasmesh_integration::Envoy,
     pub client_ports: wasmesh::topology::Ports,
     pub server_ports: wasmesh::topology::Ports,
-    _apps: [wasmesh_integration::EchoServer; 2],
+    pub client_app: wasmesh_integration::EchoServer,
+    pub server_app: wasmesh_integration::EchoServer,
 }
 
 impl Pair {
@@ -110,23 +125,25 @@ impl Pair {
         wasmesh::certs::ensure(&mesh, &certs_dir).unwrap();
         let base = free_port_base(2);
         let configs = bootstraps(mesh_text, &certs_dir, base);
-        let config = |name: &str| &configs.iter().find(|(p, _)| p.starts_with(name)).unwrap().1;
         let instances =
             topology::instances(&mesh, topology::Target::Process { port_base: base }).unwrap();
         let ports = |name: &str| instances.iter().find(|i| i.name == name).unwrap().ports;
         let (client_ports, server_ports) = (ports("client-v1-0"), ports("server-v1-0"));
-        let apps = [
-            EchoServer::start_on(server_ports.app, "server").unwrap(),
-            EchoServer::start_on(client_ports.app, "client").unwrap(),
-        ];
-        let server = Envoy::start(config("server")).unwrap();
-        let client = Envoy::start(config("client")).unwrap();
+        let server_app = EchoServer::start_on(server_ports.app, "server").unwrap();
+        let client_app = EchoServer::start_on(client_ports.app, "client").unwrap();
+        let server = Envoy::start(bootstrap_of(&configs, "server")).unwrap();
+        let client = Envoy::start(bootstrap_of(&configs, "client")).unwrap();
         Pair {
+            mesh,
+            certs_dir,
+            base,
+            configs,
             client,
             server,
             client_ports,
             server_ports,
-            _apps: apps,
+            client_app,
+            server_app,
         }
     }
 
@@ -134,6 +151,34 @@ impl Pair {
     pub fn outbound_url(&self) -> String {
         format!("http://127.0.0.1:{}/hello", self.client_ports.outbound)
     }
+}
+
+/// Checks the bootstraps (`*.json`) in `dir` of a `--bundle` mesh: `envoys` of them
+/// load `mesh.wasm`, and none loads a filter module on its own.
+pub fn assert_bundled(dir: &Path, envoys: usize) {
+    let mut with_mesh = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        with_mesh += usize::from(text.contains("/mesh.wasm"));
+        for filter in FilterName::ALL {
+            let file = format!("/{}", filter.wasm_file());
+            assert!(
+                !text.contains(&file),
+                "{}: {file} on its own",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(
+        with_mesh,
+        envoys,
+        "Envoys on mesh.wasm in {}",
+        dir.display()
+    );
 }
 
 /// The generated bootstrap `<name>.json` among `files`, parsed.
