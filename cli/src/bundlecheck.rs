@@ -4,9 +4,9 @@
 //! is reported at the mesh file's field (`services[1].filters.inbound[0].config.…`),
 //! with the module's own message.
 
-use crate::bootstrap;
 use crate::bundle;
-use crate::filtercheck::{refusal, workload_for, FilterReport};
+use crate::chains::{self, Site};
+use crate::filtercheck::{refusal, FilterReport};
 use crate::model::{FilterName, FilterSpec, MeshError, MeshFile};
 use std::path::Path;
 use wasmesh_harness::{Host, Module};
@@ -15,60 +15,26 @@ use wasmesh_harness::{Host, Module};
 /// filters with their own field paths, in phase order.
 pub struct Chain {
     pub path: String,
+    pub site: Site,
     pub filters: Vec<(String, FilterSpec)>,
 }
 
 /// Every non-empty chain of the mesh: sidecar inbound and outbound, the gateway.
 pub fn chains(mesh: &MeshFile) -> Vec<Chain> {
-    let mut out = Vec::new();
-    let mut push = |path: String, mut filters: Vec<(String, FilterSpec)>| {
-        if filters.is_empty() {
-            return;
-        }
-        filters.sort_by_key(|(_, f)| f.name);
-        out.push(Chain { path, filters });
-    };
-    for (i, s) in mesh.services.iter().enumerate() {
-        let inbound = s
-            .filters
-            .inbound
-            .iter()
-            .enumerate()
-            .map(|(k, f)| {
-                (
-                    format!("services[{i}].filters.inbound[{k}].config"),
-                    f.clone(),
-                )
-            })
-            .collect();
-        push(format!("services[{i}].filters.inbound"), inbound);
-        let user = s.filters.outbound.len();
-        let outbound = bootstrap::outbound_filters(mesh, s)
-            .into_iter()
-            .enumerate()
-            .map(|(k, f)| {
-                let p = if k < user {
-                    format!("services[{i}].filters.outbound[{k}].config")
-                } else {
-                    // The fault filter made from the faults on the routes of the
-                    // services it calls.
-                    format!("services[{i}].calls")
-                };
-                (p, f)
-            })
-            .collect();
-        push(format!("services[{i}].filters.outbound"), outbound);
-    }
-    if let Some(g) = &mesh.gateway {
-        let filters = g
-            .filters
-            .iter()
-            .enumerate()
-            .map(|(k, f)| (format!("gateway.filters[{k}].config"), f.clone()))
-            .collect();
-        push("gateway.filters".into(), filters);
-    }
-    out
+    chains::all(mesh)
+        .into_iter()
+        .filter(|c| !c.filters.is_empty())
+        .map(|c| {
+            let mut filters: Vec<(String, FilterSpec)> =
+                c.filters.into_iter().map(|f| (f.path, f.spec)).collect();
+            filters.sort_by_key(|(_, f)| f.name);
+            Chain {
+                path: c.path,
+                site: c.site,
+                filters,
+            }
+        })
+        .collect()
 }
 
 /// Rewrites the module's `stages[N].config.rest: message` to the mesh file's field.
@@ -126,11 +92,9 @@ pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
         let configs: Vec<(FilterName, serde_json::Value)> = chain
             .filters
             .iter()
-            .map(|(p, f)| {
-                (
-                    f.name,
-                    bootstrap::generated_config(mesh, f, || workload_for(mesh, p)),
-                )
+            .map(|(_, f)| {
+                let workload = || chains::check_workload(mesh, chain.site);
+                (f.name, chains::generated_config(mesh, f, workload))
             })
             .collect();
         let config = bundle::config(configs.iter().map(|(n, c)| (*n, c)));

@@ -18,6 +18,7 @@ use crate::bootstrap::{
     SDS_CA_FILE, SDS_CERT_FILE, SDS_GATEWAY_FILE, SECRET_CA, SECRET_CERT, SECRET_GATEWAY,
 };
 use crate::model::MeshFile;
+use crate::names;
 use crate::topology::{self, InstanceKind, Target};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -204,15 +205,13 @@ fn issue_all(mesh: &MeshFile, dir: &Path, renew: bool) -> Result<Report, CertErr
         }
         std::fs::create_dir_all(&idir).map_err(io(&idir))?;
         let spiffe = match inst.kind {
-            InstanceKind::Sidecar { service, .. } => {
-                topology::spiffe_id(td, &service.namespace, service.service_account())
-            }
+            InstanceKind::Sidecar { service, .. } => names::service_spiffe_id(td, service),
             InstanceKind::Gateway => {
                 let ns = mesh
                     .gateway
                     .as_ref()
                     .map_or("default", |g| g.namespace.as_str());
-                topology::spiffe_id(td, ns, &topology::gateway_service_account(&inst.name))
+                names::spiffe_id(td, ns, &names::gateway_service_account(&inst.name))
             }
         };
         let issued = ca.issue(Some(&spiffe), &[])?;

@@ -4,9 +4,9 @@
 //! of `wasmesh validate` lists everything to fix. Generators may then assume a checked
 //! model: every destination names a known service and version.
 
+use crate::chains::{self, Chain};
 use crate::model::{
-    Destination, FilterName, FilterSpec, MatchSpec, MeshError, MeshFile, RouteSpec, ServiceSpec,
-    StringMatch,
+    Destination, FilterName, MatchSpec, MeshError, MeshFile, RouteSpec, ServiceSpec, StringMatch,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -69,6 +69,12 @@ impl Checker<'_> {
                 );
             }
             self.service(&at, s, &services);
+            for chain in [
+                chains::inbound(mesh, i),
+                chains::outbound_as_written(mesh, i),
+            ] {
+                self.filters(&chain);
+            }
         }
         if let Some(g) = &mesh.gateway {
             self.name("gateway.name", &g.name);
@@ -92,7 +98,7 @@ impl Checker<'_> {
             for (j, r) in g.routes.iter().enumerate() {
                 self.route(&format!("gateway.routes[{j}]"), r, None, &services);
             }
-            self.filters("gateway.filters", &g.filters);
+            self.filters(&chains::gateway(mesh));
         }
         let mut hosts = BTreeSet::new();
         for (i, e) in mesh.egress.iter().enumerate() {
@@ -198,8 +204,6 @@ impl Checker<'_> {
         for (j, r) in s.routes.iter().enumerate() {
             self.route(&format!("{at}.routes[{j}]"), r, Some(s), services);
         }
-        self.filters(&format!("{at}.filters.inbound"), &s.filters.inbound);
-        self.filters(&format!("{at}.filters.outbound"), &s.filters.outbound);
     }
 
     fn route(
@@ -377,9 +381,12 @@ impl Checker<'_> {
         }
     }
 
-    fn filters(&mut self, at: &str, filters: &[FilterSpec]) {
+    /// A chain as written: each filter once, configs that are mappings, no second
+    /// tracer.
+    fn filters(&mut self, chain: &Chain) {
+        let at = &chain.path;
         let mut seen = BTreeSet::new();
-        for (k, f) in filters.iter().enumerate() {
+        for (k, f) in chain.filters.iter().map(|f| &f.spec).enumerate() {
             if !seen.insert(f.name) {
                 self.err(
                     format!("{at}[{k}].name"),

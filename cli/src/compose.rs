@@ -14,7 +14,7 @@
 //! entrypoint is `envoy` and it contains `wasmesh-healthcheck URL` (exit 0 on a 200);
 //! the demo image reads the environment documented in docs/mesh-file.md.
 
-use crate::bootstrap::service_host;
+use crate::names::service_host;
 use crate::topology::{Instance, InstanceKind};
 use crate::GenerateOptions;
 use serde::Serialize;

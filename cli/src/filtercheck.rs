@@ -5,7 +5,7 @@
 //! filter's `on_configure` rejects (an invalid regex in a rule, an unknown field) is
 //! reported with the filter's own message, which names the field inside the config.
 
-use crate::bootstrap;
+use crate::chains::{self, ChainFilter};
 use crate::model::{FilterName, FilterSpec, MeshError, MeshFile};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,103 +22,69 @@ pub struct FilterReport {
     pub accepted: usize,
 }
 
-/// Every filter chain of the mesh, as the bootstraps carry it: (field path, filter).
+/// Every filter of every chain, as the bootstraps carry it: (field path, filter).
 pub fn chains(mesh: &MeshFile) -> Vec<(String, FilterSpec)> {
-    let mut out = Vec::new();
-    for (i, s) in mesh.services.iter().enumerate() {
-        for (k, f) in s.filters.inbound.iter().enumerate() {
-            out.push((
-                format!("services[{i}].filters.inbound[{k}].config"),
-                f.clone(),
-            ));
-        }
-        let user = s.filters.outbound.len();
-        for (k, f) in bootstrap::outbound_filters(mesh, s).into_iter().enumerate() {
-            let path = if k < user {
-                format!("services[{i}].filters.outbound[{k}].config")
-            } else {
-                // The fault filter made from the faults on the routes of the services
-                // it calls.
-                format!("services[{i}].calls")
-            };
-            out.push((path, f));
-        }
-    }
-    if let Some(g) = &mesh.gateway {
-        for (k, f) in g.filters.iter().enumerate() {
-            out.push((format!("gateway.filters[{k}].config"), f.clone()));
-        }
-    }
-    out
+    chains::all(mesh)
+        .into_iter()
+        .flat_map(|c| c.filters)
+        .map(|f| (f.path, f.spec))
+        .collect()
 }
 
 /// Checks every config against the modules in `filters_dir` (`<name>.wasm`).
 pub fn check(file: &Path, mesh: &MeshFile, filters_dir: &Path) -> FilterReport {
     let mut report = FilterReport::default();
     let mut modules: BTreeMap<FilterName, Option<Module>> = BTreeMap::new();
-    for (path, f) in chains(mesh) {
-        let err = |message: String| MeshError {
-            file: file.to_path_buf(),
-            path: path.clone(),
-            line: None,
-            message,
-        };
-        let module = modules.entry(f.name).or_insert_with(|| {
-            let wasm = filters_dir.join(f.name.wasm_file());
-            if !wasm.exists() {
-                report.missing.insert(f.name, wasm);
-                return None;
-            }
-            match Module::load(&wasm) {
-                Ok(m) => Some(m),
-                Err(e) => {
+    for chain in chains::all(mesh) {
+        for ChainFilter { path, spec: f } in &chain.filters {
+            let err = |message: String| MeshError {
+                file: file.to_path_buf(),
+                path: path.clone(),
+                line: None,
+                message,
+            };
+            let module = modules.entry(f.name).or_insert_with(|| {
+                let wasm = filters_dir.join(f.name.wasm_file());
+                if !wasm.exists() {
+                    report.missing.insert(f.name, wasm);
+                    return None;
+                }
+                match Module::load(&wasm) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(err(format!("cannot load {}: {e}", wasm.display())));
+                        None
+                    }
+                }
+            });
+            let Some(module) = module else { continue };
+            let name = f.name.as_str();
+            // As the bootstraps carry it (telemetry gets its workload filled in).
+            let config =
+                chains::generated_config(mesh, f, || chains::check_workload(mesh, chain.site));
+            let host = Host::builder(module)
+                .plugin_config(config.to_string())
+                .root_id(name)
+                .vm_id(name)
+                .plugin_name(name)
+                .build();
+            match host {
+                Ok(h) if h.configured() => report.accepted += 1,
+                Ok(h) => {
+                    let reason = refusal(&h);
                     report
                         .errors
-                        .push(err(format!("cannot load {}: {e}", wasm.display())));
-                    None
+                        .push(err(format!("filter {name} refused its config: {reason}")));
                 }
-            }
-        });
-        let Some(module) = module else { continue };
-        let name = f.name.as_str();
-        // As the bootstraps carry it (telemetry gets its workload filled in).
-        let config = bootstrap::generated_config(mesh, &f, || workload_for(mesh, &path));
-        let host = Host::builder(module)
-            .plugin_config(config.to_string())
-            .root_id(name)
-            .vm_id(name)
-            .plugin_name(name)
-            .build();
-        match host {
-            Ok(h) if h.configured() => report.accepted += 1,
-            Ok(h) => {
-                let reason = refusal(&h);
-                report
+                Err(e) => report
                     .errors
-                    .push(err(format!("filter {name} refused its config: {reason}")));
+                    .push(err(format!("filter {name} could not start: {e}"))),
             }
-            Err(e) => report
-                .errors
-                .push(err(format!("filter {name} could not start: {e}"))),
         }
     }
     report
-}
-
-/// The identity of the first instance of the service a chain belongs to.
-pub(crate) fn workload_for(mesh: &MeshFile, path: &str) -> serde_json::Value {
-    let service = path
-        .strip_prefix("services[")
-        .and_then(|r| r.split_once(']'))
-        .and_then(|(i, _)| i.parse::<usize>().ok())
-        .and_then(|i| mesh.services.get(i));
-    match service {
-        Some(s) => {
-            let version = s.versions.first().map_or("v1", |v| v.name.as_str());
-            bootstrap::workload_identity(&mesh.mesh.trust_domain, s, version)
-        }
-        None => serde_json::json!({ "name": "gateway" }),
-    }
 }
 
 /// The filter's own explanation: its error logs, without the SDK's prefixes.

@@ -92,7 +92,7 @@ pub fn instances(mesh: &MeshFile, target: Target) -> Result<Vec<Instance<'_>>, P
     for s in &mesh.services {
         for v in &s.versions {
             for replica in 0..v.replicas {
-                let name = format!("{}-{}-{}", s.name, v.name, replica);
+                let name = crate::names::instance(&s.name, &v.name, replica);
                 let n = out.len();
                 let ports = ports_for(target, n, s.app_port())?;
                 out.push(Instance {
@@ -176,14 +176,4 @@ impl Instance<'_> {
             InstanceKind::Gateway => None,
         }
     }
-}
-
-/// The SPIFFE identity of a service account.
-pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
-}
-
-/// The gateway's service account, named as Istio names it.
-pub fn gateway_service_account(gateway: &str) -> String {
-    format!("{gateway}-service-account")
 }

@@ -53,9 +53,15 @@ fn outputs(file: &Path) -> Vec<(String, Vec<u8>)> {
     for bundle in [false, true] {
         let suffix = if bundle { "+bundle" } else { "" };
         let process = GenerateOptions::process("envoy-configs", base).with_bundle(bundle);
-        add(&format!("process{suffix}"), generate(&mesh, &process).unwrap());
+        add(
+            &format!("process{suffix}"),
+            generate(&mesh, &process).unwrap(),
+        );
         let compose = GenerateOptions::compose(".").with_bundle(bundle);
-        add(&format!("compose{suffix}"), generate(&mesh, &compose).unwrap());
+        add(
+            &format!("compose{suffix}"),
+            generate(&mesh, &compose).unwrap(),
+        );
     }
     for (label, authz) in [("native", AuthzMode::Native), ("wasm", AuthzMode::Wasm)] {
         // An OCI prefix: no module is read, so the digests do not depend on a build.

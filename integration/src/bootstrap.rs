@@ -14,26 +14,9 @@ pub const INGRESS: &str = "ingress";
 /// The cluster `proxy_to` routes to; its stats are `cluster.upstream.*`.
 pub const UPSTREAM: &str = "upstream";
 
-/// What Envoy does when a plugin traps or fails (Envoy 1.40 `failure_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Requests get 503 after a trap (Envoy's default).
-    FailClosed,
-    /// The plugin is skipped.
-    FailOpen,
-    /// A new VM is created, with backoff.
-    FailReload,
-}
-
-impl FailurePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailurePolicy::FailClosed => "FAIL_CLOSED",
-            FailurePolicy::FailOpen => "FAIL_OPEN",
-            FailurePolicy::FailReload => "FAIL_RELOAD",
-        }
-    }
-}
+/// What Envoy does when a plugin traps or fails (Envoy 1.40 `failure_policy`): the
+/// generator's own type.
+pub use wasmesh::model::FailurePolicy;
 
 /// One Proxy-Wasm HTTP filter in the chain.
 #[derive(Debug, Clone, PartialEq)]

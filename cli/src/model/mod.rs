@@ -4,11 +4,16 @@
 //! fragments), filter configs are opaque JSON handed to the filter as-is. Parsing only
 //! checks the schema; [`crate::check`] checks what refers to what.
 
+mod filters;
+mod parse;
+
+pub use filters::{FailurePolicy, FilterName, FilterSpec, FiltersSpec};
+pub use parse::{parse, MeshError};
+
 use crate::duration::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +276,17 @@ pub struct RouteSpec {
     pub fault: Option<Fault>,
 }
 
+impl RouteSpec {
+    /// The route's matches; none written means one that takes every request.
+    pub fn effective_matches(&self) -> Vec<MatchSpec> {
+        if self.matches.is_empty() {
+            vec![MatchSpec::default()]
+        } else {
+            self.matches.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
@@ -372,115 +388,6 @@ pub struct Delay {
     pub percentage: f64,
 }
 
-/// The Wasm filters on a sidecar, per direction.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FiltersSpec {
-    /// On requests arriving at this service (the server side).
-    #[serde(default)]
-    pub inbound: Vec<FilterSpec>,
-    /// On requests this service's app makes (the client side).
-    #[serde(default)]
-    pub outbound: Vec<FilterSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct FilterSpec {
-    pub name: FilterName,
-    /// Handed to the filter as JSON, unchanged: the filter's docs page is its reference.
-    #[serde(default = "empty_object")]
-    pub config: serde_json::Value,
-    #[serde(default)]
-    pub failure_policy: FailurePolicy,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
-}
-
-/// Our filters. The order of the variants is Istio's phase order in the chain:
-/// authn/authz first, then the traffic filters, stats last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FilterName {
-    Authz,
-    Ratelimit,
-    Headers,
-    Fault,
-    Telemetry,
-}
-
-impl FilterName {
-    pub const ALL: [FilterName; 5] = [
-        FilterName::Authz,
-        FilterName::Ratelimit,
-        FilterName::Headers,
-        FilterName::Fault,
-        FilterName::Telemetry,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FilterName::Authz => "authz",
-            FilterName::Ratelimit => "ratelimit",
-            FilterName::Headers => "headers",
-            FilterName::Fault => "fault",
-            FilterName::Telemetry => "telemetry",
-        }
-    }
-
-    /// The module's file name under the filters directory.
-    pub fn wasm_file(self) -> String {
-        format!("{}.wasm", self.as_str())
-    }
-
-    /// Istio WasmPlugin phase. Istio puts UNSPECIFIED_PHASE after STATS, so the
-    /// traffic filters go in AUTHZ (after authz's AUTHN) to keep our order.
-    pub fn istio_phase(self) -> &'static str {
-        match self {
-            FilterName::Authz => "AUTHN",
-            FilterName::Telemetry => "STATS",
-            FilterName::Ratelimit | FilterName::Headers | FilterName::Fault => "AUTHZ",
-        }
-    }
-
-    /// Istio WasmPlugin priority within the phase (higher runs first).
-    pub fn istio_priority(self) -> i32 {
-        match self {
-            FilterName::Ratelimit => 30,
-            FilterName::Headers => 20,
-            FilterName::Authz | FilterName::Fault | FilterName::Telemetry => 10,
-        }
-    }
-}
-
-impl fmt::Display for FilterName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Envoy 1.40's `failure_policy` for a Wasm plugin.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FailurePolicy {
-    #[default]
-    FailClosed,
-    FailOpen,
-    FailReload,
-}
-
-impl FailurePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailurePolicy::FailClosed => "FAIL_CLOSED",
-            FailurePolicy::FailOpen => "FAIL_OPEN",
-            FailurePolicy::FailReload => "FAIL_RELOAD",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewaySpec {
@@ -542,64 +449,3 @@ pub struct EgressSpec {
 
 /// Debian's (and Ubuntu's, and Alpine's) CA bundle; the wasmesh/envoy image ships it.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// A mesh file problem: where (file, field path, line if known) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeshError {
-    pub file: PathBuf,
-    /// `services[2].routes[0].route[1].weight`; empty for the whole document.
-    pub path: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for MeshError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for MeshError {}
-
-/// Parses `text` (the contents of `file`); the error names the field.
-pub fn parse(file: &Path, text: &str) -> Result<MeshFile, MeshError> {
-    let de = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = render_path(err.path());
-        let inner = err.into_inner();
-        MeshError {
-            file: file.to_path_buf(),
-            path: path.clone(),
-            line: inner.location().map(|l| l.line()),
-            // The YAML error repeats the path in front of its message.
-            message: strip_location(&inner.to_string())
-                .trim_start_matches(&format!("{path}: "))
-                .to_string(),
-        }
-    })
-}
-
-/// serde_path_to_error renders the root as `.`; `a.b[0]` elsewhere is what we want.
-fn render_path(path: &serde_path_to_error::Path) -> String {
-    let s = path.to_string();
-    if s == "." {
-        String::new()
-    } else {
-        s
-    }
-}
-
-/// The YAML error's own " at line L column C" suffix duplicates our line.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
-}

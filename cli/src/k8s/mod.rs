@@ -12,10 +12,15 @@
 //! Built from k8s-openapi's types and ours in [`crate::istio`]; files are
 //! `<namespace>/<kind>-<name>.yaml` plus a `kustomization.yaml` listing them.
 
-use crate::bootstrap::service_host;
+mod authz;
+mod traffic;
+
+use crate::chains;
 use crate::istio::{self, Resource};
-use crate::model::{FailurePolicy, FilterName, FilterSpec, MeshFile, RouteSpec, ServiceSpec};
+use crate::model::{FailurePolicy, FilterName, FilterSpec, MeshFile, ServiceSpec};
+use crate::names::{self, service_host};
 use crate::{GenerateError, OutputFile};
+use authz::native_authz;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, PodSpec, PodTemplateSpec, Service, ServiceAccount,
@@ -28,6 +33,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use traffic::{destination_rule, egress, http_route};
 
 /// How authz configs are carried to the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +184,7 @@ fn service(
         let mut pod_labels = v.labels.clone();
         pod_labels.insert("app".into(), s.name.clone());
         pod_labels.insert("version".into(), v.name.clone());
-        let name = format!("{}-{}", s.name, v.name);
+        let name = names::workload(&s.name, &v.name);
         let mut env: Vec<EnvVar> = crate::runplan::app_env(s, v, s.app_port(), 0)
             .into_iter()
             // In a pod, iptables takes the app's calls to the sidecar: no proxy address.
@@ -245,14 +251,17 @@ fn service(
     let selector = istio::WorkloadSelector {
         match_labels: app.clone(),
     };
-    for (mode, dir, filters) in [
-        ("SERVER", "inbound", &s.filters.inbound),
-        ("CLIENT", "outbound", &s.filters.outbound),
+    // Istio injects route faults itself: the outbound chain as written, not as Envoy
+    // runs it.
+    let i = chains::service_index(mesh, s);
+    for (mode, dir, chain) in [
+        ("SERVER", "inbound", chains::inbound(mesh, i)),
+        ("CLIENT", "outbound", chains::outbound_as_written(mesh, i)),
     ] {
-        for f in filters {
+        for f in chain.filters.iter().map(|f| &f.spec) {
             // Per service, not per pod: the version comes from the pod's labels.
             let workload = || {
-                let mut w = crate::bootstrap::workload_identity(&mesh.mesh.trust_domain, s, "");
+                let mut w = chains::workload_identity(&mesh.mesh.trust_domain, s, "");
                 if let Some(o) = w.as_object_mut() {
                     o.remove("name");
                     o.remove("version");
@@ -268,7 +277,7 @@ fn service(
                 }
             }
             let name = format!("{}-{}-{dir}", s.name, f.name);
-            let config = crate::bootstrap::generated_config(mesh, f, workload);
+            let config = chains::generated_config(mesh, f, workload);
             let wp = wasm_plugin(&name, ns, selector.clone(), f, config, mode, opts);
             out.push(ns, "WasmPlugin", &name, &wp)?;
         }
@@ -328,9 +337,9 @@ fn gateway(
         },
     };
     out.push(ns, "VirtualService", &g.name, &vs)?;
-    for f in &g.filters {
+    for f in chains::gateway(mesh).filters.iter().map(|f| &f.spec) {
         let name = format!("{}-{}", g.name, f.name);
-        let config = crate::bootstrap::generated_config(
+        let config = chains::generated_config(
             mesh,
             f,
             || json!({ "name": g.name, "namespace": ISTIO_SYSTEM, "app": g.name }),
@@ -396,308 +405,4 @@ fn wasm_plugin(
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::DestinationRule {
-    let tp = &s.traffic_policy;
-    let policy = istio::TrafficPolicy {
-        load_balancer: tp.load_balancer.map(|lb| istio::LoadBalancerSettings {
-            simple: serde_json::to_value(lb)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-        }),
-        connection_pool: tp
-            .connection_pool
-            .as_ref()
-            .map(|cp| istio::ConnectionPoolSettings {
-                tcp: cp
-                    .max_connections
-                    .map(|m| istio::TcpSettings { max_connections: m }),
-                http: Some(istio::HttpSettings {
-                    http1_max_pending_requests: cp.max_pending_requests,
-                    http2_max_requests: cp.max_requests,
-                    max_retries: cp.max_retries,
-                }),
-            }),
-        outlier_detection: tp
-            .outlier_detection
-            .as_ref()
-            .map(|od| istio::OutlierDetection {
-                consecutive5xx_errors: od.consecutive5xx_errors,
-                interval: od.interval.to_string(),
-                base_ejection_time: od.base_ejection_time.to_string(),
-                max_ejection_percent: od.max_ejection_percent,
-            }),
-        tls: (mesh.mesh.mtls != crate::model::MtlsMode::Disable).then(|| {
-            istio::ClientTlsSettings {
-                mode: "ISTIO_MUTUAL".into(),
-                ..Default::default()
-            }
-        }),
-    };
-    istio::DestinationRule {
-        api_version: istio::NETWORKING.into(),
-        kind: "DestinationRule".into(),
-        metadata: meta(&s.name, &s.namespace, BTreeMap::new()),
-        spec: istio::DestinationRuleSpec {
-            host: service_host(s),
-            traffic_policy: Some(policy),
-            subsets: s
-                .versions
-                .iter()
-                .map(|v| istio::Subset {
-                    name: v.name.clone(),
-                    labels: labels(&[("version", &v.name)]),
-                })
-                .collect(),
-        },
-    }
-}
-
-/// An external host: a ServiceEntry in the root namespace (visible mesh-wide), and for
-/// TLS origination a DestinationRule that makes the sidecar speak TLS to it, checking
-/// the server as the generated Envoy bootstraps do (Istio's own default since 1.20).
-fn egress(e: &crate::model::EgressSpec, out: &mut Out) -> Result<(), GenerateError> {
-    let name = format!("egress-{}-{}", e.host.replace('.', "-"), e.port);
-    let entry = istio::ServiceEntry {
-        api_version: istio::NETWORKING.into(),
-        kind: "ServiceEntry".into(),
-        metadata: meta(&name, ISTIO_SYSTEM, BTreeMap::new()),
-        spec: istio::ServiceEntrySpec {
-            hosts: vec![e.host.clone()],
-            // The app speaks plain HTTP to its sidecar on this port; with `tls` the
-            // sidecar originates TLS to the same port.
-            ports: vec![istio::ServiceEntryPort {
-                number: e.port,
-                name: format!("http-{}", e.port),
-                protocol: "HTTP".into(),
-            }],
-            resolution: "DNS".into(),
-            location: "MESH_EXTERNAL".into(),
-        },
-    };
-    out.push(ISTIO_SYSTEM, "ServiceEntry", &name, &entry)?;
-    if !e.tls {
-        return Ok(());
-    }
-    let rule = istio::DestinationRule {
-        api_version: istio::NETWORKING.into(),
-        kind: "DestinationRule".into(),
-        metadata: meta(&name, ISTIO_SYSTEM, BTreeMap::new()),
-        spec: istio::DestinationRuleSpec {
-            host: e.host.clone(),
-            traffic_policy: Some(istio::TrafficPolicy {
-                tls: Some(istio::ClientTlsSettings {
-                    mode: "SIMPLE".into(),
-                    sni: Some(e.host.clone()),
-                    ca_certificates: e.ca_certificates.clone(),
-                    insecure_skip_verify: e.insecure_skip_verify,
-                }),
-                ..Default::default()
-            }),
-            subsets: Vec::new(),
-        },
-    };
-    out.push(ISTIO_SYSTEM, "DestinationRule", &name, &rule)
-}
-
-fn string_match(m: &crate::model::StringMatch) -> istio::StringMatch {
-    istio::StringMatch {
-        exact: m.exact.clone(),
-        prefix: m.prefix.clone(),
-        regex: m.regex.clone(),
-    }
-}
-
-fn http_route(
-    mesh: &MeshFile,
-    r: &RouteSpec,
-    owner: Option<&ServiceSpec>,
-    with_fault: bool,
-) -> istio::HttpRoute {
-    let dest = |service: &Option<String>, version: &Option<String>| {
-        let s = service
-            .as_ref()
-            .and_then(|n| mesh.services.iter().find(|s| &s.name == n))
-            .or(owner);
-        istio::Destination {
-            host: s.map(service_host).unwrap_or_default(),
-            subset: version.clone(),
-            port: s.map(|s| istio::PortSelector { number: s.port }),
-        }
-    };
-    istio::HttpRoute {
-        name: r.name.clone(),
-        matches: r
-            .matches
-            .iter()
-            .map(|m| istio::HttpMatchRequest {
-                uri: m.path.as_ref().map(string_match),
-                headers: m
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), string_match(v)))
-                    .collect(),
-                method: m.method.as_ref().map(string_match),
-            })
-            .collect(),
-        route: r
-            .route
-            .iter()
-            .map(|d| istio::HttpRouteDestination {
-                destination: dest(&d.service, &d.version),
-                weight: d.weight,
-            })
-            .collect(),
-        timeout: r.timeout.map(|t| t.to_string()),
-        retries: r.retries.as_ref().map(|x| istio::HttpRetry {
-            attempts: x.attempts,
-            per_try_timeout: x.per_try_timeout.map(|t| t.to_string()),
-            retry_on: x.retry_on.clone(),
-        }),
-        mirror: r.mirror.as_ref().map(|m| dest(&m.service, &m.version)),
-        mirror_percentage: r.mirror.as_ref().map(|m| istio::Percent {
-            value: m.percentage,
-        }),
-        fault: r
-            .fault
-            .as_ref()
-            .filter(|_| with_fault)
-            .map(|f| istio::HttpFaultInjection {
-                delay: f.delay.as_ref().map(|d| istio::FaultDelay {
-                    fixed_delay: d.fixed_delay.to_string(),
-                    percentage: istio::Percent {
-                        value: d.percentage,
-                    },
-                }),
-                abort: f.abort.as_ref().map(|a| istio::FaultAbort {
-                    http_status: a.http_status,
-                    percentage: istio::Percent {
-                        value: a.percentage,
-                    },
-                }),
-            }),
-    }
-}
-
-/// An authz config that is plain Istio.
-struct NativeAuthz {
-    policies: Vec<(String, String, Vec<Value>)>,
-    jwt_rules: Vec<Value>,
-}
-
-/// Fields of a jwtRules entry that Istio has (the rest are wasmesh extensions).
-const ISTIO_JWT_FIELDS: [&str; 9] = [
-    "issuer",
-    "audiences",
-    "jwks",
-    "jwksUri",
-    "fromHeaders",
-    "fromParams",
-    "fromCookies",
-    "outputPayloadToHeader",
-    "forwardOriginalToken",
-];
-
-fn native_authz(config: &Value) -> Option<NativeAuthz> {
-    let obj = config.as_object()?;
-    if obj.keys().any(|k| k != "policies" && k != "jwtRules") {
-        return None;
-    }
-    let mut policies = Vec::new();
-    for p in obj
-        .get("policies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let p = p.as_object()?;
-        if p.keys()
-            .any(|k| !["name", "action", "rules"].contains(&k.as_str()))
-        {
-            return None;
-        }
-        let name = p.get("name")?.as_str()?.to_string();
-        let action = p
-            .get("action")
-            .and_then(Value::as_str)
-            .unwrap_or("ALLOW")
-            .to_string();
-        if !["ALLOW", "DENY", "AUDIT"].contains(&action.as_str()) {
-            return None;
-        }
-        let rules = p
-            .get("rules")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        policies.push((name, action, rules));
-    }
-    let mut jwt_rules = Vec::new();
-    for r in obj
-        .get("jwtRules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let mut r = r.as_object()?.clone();
-        r.retain(|k, _| ISTIO_JWT_FIELDS.contains(&k.as_str()));
-        // Istio wants the inline JWKS as a string.
-        if let Some(jwks) = r.get_mut("jwks") {
-            if !jwks.is_string() {
-                *jwks = Value::String(jwks.to_string());
-            }
-        }
-        jwt_rules.push(Value::Object(r));
-    }
-    Some(NativeAuthz {
-        policies,
-        jwt_rules,
-    })
-}
-
-impl NativeAuthz {
-    fn resources(
-        &self,
-        service: &str,
-        ns: &str,
-        selector: &istio::WorkloadSelector,
-    ) -> Vec<(&'static str, String, Value)> {
-        let mut out = Vec::new();
-        for (name, action, rules) in &self.policies {
-            let ap = istio::AuthorizationPolicy {
-                api_version: istio::SECURITY.into(),
-                kind: "AuthorizationPolicy".into(),
-                metadata: meta(name, ns, BTreeMap::new()),
-                spec: istio::AuthorizationPolicySpec {
-                    selector: selector.clone(),
-                    action: action.clone(),
-                    rules: rules.clone(),
-                },
-            };
-            out.push((
-                "AuthorizationPolicy",
-                name.clone(),
-                serde_json::to_value(ap).unwrap_or_default(),
-            ));
-        }
-        if !self.jwt_rules.is_empty() {
-            let ra = istio::RequestAuthentication {
-                api_version: istio::SECURITY.into(),
-                kind: "RequestAuthentication".into(),
-                metadata: meta(service, ns, BTreeMap::new()),
-                spec: istio::RequestAuthenticationSpec {
-                    selector: selector.clone(),
-                    jwt_rules: self.jwt_rules.clone(),
-                },
-            };
-            out.push((
-                "RequestAuthentication",
-                service.to_string(),
-                serde_json::to_value(ra).unwrap_or_default(),
-            ));
-        }
-        out
-    }
 }

@@ -1,0 +1,89 @@
+//! The HTTP filters of a chain: each wasmesh filter as an Envoy Wasm filter in phase
+//! order (or, with `--bundle`, one mesh-module filter running them all), then the router.
+
+use super::Builder;
+use crate::chains;
+use crate::envoy::*;
+use crate::model::{FailurePolicy, FilterSpec};
+use serde_json::Value;
+
+/// The Wasm runtime of every generated filter: the only one the Envoy release binary
+/// is built with.
+const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
+
+impl Builder<'_> {
+    /// Wasm filters in phase order (or one mesh-module filter running them all, with
+    /// `--bundle`), then the router. `chain_mtls`: the mTLS mode of the inbound filter
+    /// chain these run on, for telemetry's `mtls` (None off the inbound listener).
+    pub(super) fn http_filters(
+        &self,
+        filters: &[FilterSpec],
+        chain_mtls: Option<&str>,
+    ) -> Vec<HttpFilter> {
+        let mut sorted: Vec<&FilterSpec> = filters.iter().collect();
+        sorted.sort_by_key(|f| f.name);
+        let configs: Vec<(&FilterSpec, Value)> = sorted
+            .into_iter()
+            .map(|f| {
+                let mut config = chains::generated_config(self.mesh, f, || self.workload());
+                if let Some(mode) = chain_mtls {
+                    chains::with_chain_mtls(f, &mut config, mode);
+                }
+                (f, config)
+            })
+            .collect();
+        let mut out: Vec<HttpFilter> = if self.opts.bundle && !configs.is_empty() {
+            let config = crate::bundle::config(configs.iter().map(|(f, c)| (f.name, c)));
+            let policy = crate::bundle::strictest(configs.iter().map(|(f, _)| f.failure_policy));
+            vec![self.wasm_filter(
+                crate::bundle::NAME,
+                crate::bundle::WASM_FILE,
+                &config,
+                policy,
+            )]
+        } else {
+            configs
+                .iter()
+                .map(|(f, c)| {
+                    self.wasm_filter(f.name.as_str(), &f.name.wasm_file(), c, f.failure_policy)
+                })
+                .collect()
+        };
+        out.push(HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            typed_config: TypedConfig::Router(Empty {}),
+        });
+        out
+    }
+
+    fn wasm_filter(
+        &self,
+        name: &str,
+        wasm_file: &str,
+        config: &Value,
+        failure_policy: FailurePolicy,
+    ) -> HttpFilter {
+        HttpFilter {
+            name: format!("wasmesh.{name}"),
+            typed_config: TypedConfig::Wasm(Box::new(Wasm {
+                config: PluginConfig {
+                    name: name.into(),
+                    root_id: name.into(),
+                    vm_config: VmConfig {
+                        vm_id: name.into(),
+                        runtime: WASM_RUNTIME,
+                        code: AsyncDataSource {
+                            local: DataSource {
+                                filename: format!("{}/{wasm_file}", self.opts.filters_dir),
+                            },
+                        },
+                    },
+                    configuration: TypedConfig::StringValue {
+                        value: config.to_string(),
+                    },
+                    failure_policy: failure_policy.as_str(),
+                },
+            })),
+        }
+    }
+}

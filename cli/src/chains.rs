@@ -1,0 +1,319 @@
+//! The one list of filter chains: which filters run where, and the config each gets.
+//!
+//! A mesh has up to three chains per place: each service's inbound chain (on its
+//! sidecar's inbound listener), its outbound chain (the calls its app makes), and the
+//! gateway's. The outbound chain also carries a fault filter the generator makes from
+//! the route faults of the services it calls. Bootstraps, `wasmesh validate` (per
+//! filter and per bundle) and the Kubernetes output all read [`all`] or its parts, so
+//! a new chain or a new config rule is written here once.
+
+use crate::model::{
+    FailurePolicy, FilterName, FilterSpec, MatchSpec, Matcher, MeshFile, ServiceSpec,
+};
+use crate::names;
+use serde_json::{json, Value};
+
+/// Where a chain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// `services[i]`'s inbound listener.
+    Inbound(usize),
+    /// The calls `services[i]`'s app makes.
+    Outbound(usize),
+    Gateway,
+}
+
+/// One filter of a chain and where the mesh file holds it.
+#[derive(Debug, Clone)]
+pub struct ChainFilter {
+    /// The field of its config in the mesh file (`services[1].filters.inbound[0].config`),
+    /// or, for the generated fault filter, the field that causes it (`services[1].calls`).
+    pub path: String,
+    pub spec: FilterSpec,
+}
+
+/// A chain in the mesh file's order of its filters.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub site: Site,
+    /// The chain's field in the mesh file (`services[1].filters.outbound`).
+    pub path: String,
+    pub filters: Vec<ChainFilter>,
+}
+
+impl Chain {
+    /// The filters' specs, in the mesh file's order.
+    pub fn specs(&self) -> Vec<FilterSpec> {
+        self.filters.iter().map(|f| f.spec.clone()).collect()
+    }
+}
+
+/// Every chain of the mesh, empty ones included: each service's inbound then outbound
+/// chain, in file order, then the gateway's.
+pub fn all(mesh: &MeshFile) -> Vec<Chain> {
+    let mut out = Vec::new();
+    for i in 0..mesh.services.len() {
+        out.push(inbound(mesh, i));
+        out.push(outbound(mesh, i));
+    }
+    if mesh.gateway.is_some() {
+        out.push(gateway(mesh));
+    }
+    out
+}
+
+fn user_filters(path: &str, filters: &[FilterSpec]) -> Vec<ChainFilter> {
+    filters
+        .iter()
+        .enumerate()
+        .map(|(k, f)| ChainFilter {
+            path: format!("{path}[{k}].config"),
+            spec: f.clone(),
+        })
+        .collect()
+}
+
+/// `services[i]`'s inbound chain.
+pub fn inbound(mesh: &MeshFile, i: usize) -> Chain {
+    let path = format!("services[{i}].filters.inbound");
+    let filters = mesh
+        .services
+        .get(i)
+        .map(|s| user_filters(&path, &s.filters.inbound))
+        .unwrap_or_default();
+    Chain {
+        site: Site::Inbound(i),
+        path,
+        filters,
+    }
+}
+
+/// `services[i]`'s outbound chain as Envoy runs it: its own outbound filters, with the
+/// route faults of every service it calls merged into the fault filter (appended to its
+/// `rules`, or a new fault filter). Faults run at the caller, before its router, as
+/// Istio injects them: on the callee's inbound side the caller's retries would retry
+/// the injected aborts.
+pub fn outbound(mesh: &MeshFile, i: usize) -> Chain {
+    let mut chain = outbound_as_written(mesh, i);
+    if let Some(s) = mesh.services.get(i) {
+        let rules: Vec<Value> = callees(mesh, s).into_iter().flat_map(fault_rules).collect();
+        if !rules.is_empty() {
+            merge_fault_rules(&mut chain.filters, rules, i);
+        }
+    }
+    chain
+}
+
+/// `services[i]`'s outbound filters as the mesh file writes them, without the route
+/// faults: for Istio, which injects those itself.
+pub fn outbound_as_written(mesh: &MeshFile, i: usize) -> Chain {
+    let path = format!("services[{i}].filters.outbound");
+    let filters = mesh
+        .services
+        .get(i)
+        .map(|s| user_filters(&path, &s.filters.outbound))
+        .unwrap_or_default();
+    Chain {
+        site: Site::Outbound(i),
+        path,
+        filters,
+    }
+}
+
+/// The gateway's chain (empty without a gateway).
+pub fn gateway(mesh: &MeshFile) -> Chain {
+    let path = "gateway.filters".to_string();
+    let filters = mesh
+        .gateway
+        .as_ref()
+        .map(|g| user_filters(&path, &g.filters))
+        .unwrap_or_default();
+    Chain {
+        site: Site::Gateway,
+        path,
+        filters,
+    }
+}
+
+/// Where `s` stands in the mesh file's service list.
+pub fn service_index(mesh: &MeshFile, s: &ServiceSpec) -> usize {
+    mesh.services
+        .iter()
+        .position(|x| x.name == s.name)
+        .unwrap_or(mesh.services.len())
+}
+
+/// The services `s`'s app may call: `calls` if given, else all.
+pub fn callees<'m>(mesh: &'m MeshFile, s: &ServiceSpec) -> Vec<&'m ServiceSpec> {
+    match &s.calls {
+        Some(names) => mesh
+            .services
+            .iter()
+            .filter(|c| names.contains(&c.name))
+            .collect(),
+        None => mesh.services.iter().collect(),
+    }
+}
+
+/// The config Envoy gets for `f`. The telemetry filter's `workload` is filled in by the
+/// generator unless the mesh file sets it; and in a mesh with a native tracer
+/// (`mesh.tracing`) its own trace headers are off: Envoy's tracer starts its span before
+/// any filter runs and writes its context into the upstream request after them all, so
+/// a context the filter started would be a second trace (`wasmesh validate` refuses a
+/// telemetry `tracing` left on in such a mesh).
+pub fn generated_config(
+    mesh: &MeshFile,
+    f: &FilterSpec,
+    workload: impl FnOnce() -> Value,
+) -> Value {
+    let mut config = f.config.clone();
+    if f.name == FilterName::Telemetry {
+        if let Some(obj) = config.as_object_mut() {
+            obj.entry("workload").or_insert_with(workload);
+            if mesh.mesh.tracing.is_some() {
+                obj.entry("tracing")
+                    .or_insert_with(|| json!({ "enabled": false }));
+            }
+        }
+    }
+    config
+}
+
+/// Tells a destination-side telemetry filter its chain's mTLS mode (`STRICT` on the
+/// chain that requires client certificates, `DISABLE` on the plaintext one) unless
+/// the mesh file sets one: a mode from config saves a host call per request.
+pub fn with_chain_mtls(f: &FilterSpec, config: &mut Value, mode: &str) {
+    if f.name != FilterName::Telemetry {
+        return;
+    }
+    if let Some(obj) = config.as_object_mut() {
+        let destination = obj.get("reporter").is_none_or(|r| r == "destination");
+        if destination {
+            obj.entry("mtls").or_insert_with(|| Value::from(mode));
+        }
+    }
+}
+
+/// A sidecar's identity in the telemetry filter's `workload` format.
+pub fn workload_identity(trust_domain: &str, s: &ServiceSpec, version: &str) -> Value {
+    json!({
+        "name": names::workload(&s.name, version),
+        "namespace": s.namespace,
+        "app": s.name,
+        "version": version,
+        "principal": names::service_spiffe_id(trust_domain, s),
+        "service": names::service_host(s),
+        "serviceName": s.name,
+        "cluster": "Kubernetes",
+    })
+}
+
+/// The `workload` a chain's telemetry is checked with by `wasmesh validate`: the first
+/// version of the chain's service, or a placeholder for the gateway.
+pub fn check_workload(mesh: &MeshFile, site: Site) -> Value {
+    let service = match site {
+        Site::Inbound(i) | Site::Outbound(i) => mesh.services.get(i),
+        Site::Gateway => None,
+    };
+    match service {
+        Some(s) => {
+            let version = s.versions.first().map_or("v1", |v| v.name.as_str());
+            workload_identity(&mesh.mesh.trust_domain, s, version)
+        }
+        None => json!({ "name": "gateway" }),
+    }
+}
+
+/// The service's route faults as rules for the fault filter on its callers' outbound
+/// side, one per route match, named as the Envoy route (`SERVICE.ROUTE`, plus `.K` for
+/// several matches: rule names must be unique). The rule format is the fault filter's:
+/// `match` is the SDK's matcher config, with the service's names as `hosts` since one
+/// outbound chain serves every callee. The SDK compares hosts without the port, so
+/// `ratings:9080` (what the apps send) matches `ratings`.
+fn fault_rules(s: &ServiceSpec) -> Vec<Value> {
+    let mut rules = Vec::new();
+    for (j, r) in s.routes.iter().enumerate() {
+        let Some(f) = &r.fault else { continue };
+        let name = r.name.clone().unwrap_or_else(|| j.to_string());
+        let many = r.matches.len() > 1;
+        for (k, m) in r.effective_matches().iter().enumerate() {
+            let rule_name = if many {
+                format!("{}.{name}.{k}", s.name)
+            } else {
+                format!("{}.{name}", s.name)
+            };
+            let mut matcher = sdk_match(m);
+            matcher.insert("hosts".into(), json!(names::service_names(s)));
+            let mut rule = serde_json::Map::new();
+            rule.insert("name".into(), json!(rule_name));
+            rule.insert("match".into(), Value::Object(matcher));
+            if let Some(a) = &f.abort {
+                rule.insert(
+                    "abort".into(),
+                    json!({ "http_status": a.http_status, "percentage": a.percentage }),
+                );
+            }
+            if let Some(d) = &f.delay {
+                rule.insert(
+                    "delay".into(),
+                    json!({ "fixed_delay": d.fixed_delay.envoy(), "percentage": d.percentage }),
+                );
+            }
+            rules.push(Value::Object(rule));
+        }
+    }
+    rules
+}
+
+/// A route match in the SDK's matcher config format (`path`, `methods`, `headers`).
+fn sdk_match(m: &MatchSpec) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    let one = |k: Matcher<'_>| match k {
+        Matcher::Exact(v) => ("exact", v.to_string()),
+        Matcher::Prefix(v) => ("prefix", v.to_string()),
+        Matcher::Regex(v) => ("regex", v.to_string()),
+    };
+    if let Some((k, v)) = m.path.as_ref().and_then(|p| p.single()).map(one) {
+        out.insert("path".into(), json!({ k: v }));
+    }
+    if let Some(Matcher::Exact(method)) = m.method.as_ref().and_then(|p| p.single()) {
+        out.insert("methods".into(), json!([method]));
+    }
+    let headers: Vec<Value> = m
+        .headers
+        .iter()
+        .filter_map(|(name, h)| {
+            let (k, v) = one(h.single()?);
+            Some(json!({ "name": name, k: v }))
+        })
+        .collect();
+    if !headers.is_empty() {
+        out.insert("headers".into(), Value::Array(headers));
+    }
+    out
+}
+
+/// Adds route-fault rules to the chain's fault filter, creating one if needed (a
+/// generated filter, reported at `services[i].calls`).
+fn merge_fault_rules(filters: &mut Vec<ChainFilter>, rules: Vec<Value>, i: usize) {
+    if let Some(f) = filters
+        .iter_mut()
+        .find(|f| f.spec.name == FilterName::Fault)
+    {
+        if let Some(obj) = f.spec.config.as_object_mut() {
+            let entry = obj.entry("rules").or_insert_with(|| Value::Array(vec![]));
+            if let Some(list) = entry.as_array_mut() {
+                list.extend(rules);
+            }
+        }
+        return;
+    }
+    filters.push(ChainFilter {
+        path: format!("services[{i}].calls"),
+        spec: FilterSpec {
+            name: FilterName::Fault,
+            config: json!({ "rules": rules }),
+            failure_policy: FailurePolicy::FailOpen,
+        },
+    });
+}
