@@ -25,7 +25,9 @@ pub fn encode_into(s: &str, keep: impl Fn(u8) -> bool, out: &mut String) {
         if keep(b) {
             out.push(char::from(b));
         } else {
-            out.extend(escape(b).map(char::from));
+            for e in escape(b) {
+                out.push(char::from(e));
+            }
         }
     }
 }
@@ -57,22 +59,22 @@ pub fn decode(s: &str, plus: Plus) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        match bytes[i] {
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
+        let b = bytes[i];
+        if plus_is_space && b == b'+' {
+            out.push(b' ');
+            i += 1;
+            continue;
+        }
+        let escaped = (b == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(hex_pair);
+        match escaped {
+            Some(v) => {
+                out.push(v);
+                i += 3;
             }
-            b'%' => match bytes.get(i + 1..i + 3).and_then(hex_pair) {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                None => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b => {
+            None => {
                 out.push(b);
                 i += 1;
             }
