@@ -30,20 +30,15 @@ impl Duration {
 
     /// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let (number, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
-            (n, 1.0)
-        } else if let Some(n) = t.strip_suffix('s') {
-            (n, 1000.0)
-        } else if let Some(n) = t.strip_suffix('m') {
-            (n, 60_000.0)
-        } else if let Some(n) = t.strip_suffix('h') {
-            (n, 3_600_000.0)
-        } else {
+        // The units are the filters' (the SDK's table); the number is read as a float,
+        // so the mesh file also takes `1e3ms` and rounds to whole milliseconds.
+        let Some((number, unit_ns)) = wasmesh_sdk::duration::split_unit(text.trim()) else {
             return Err(format!(
                 "invalid duration {text:?}: expected a number with a unit (ms, s, m, h), like \"250ms\" or \"2s\""
             ));
         };
+        // Every unit is a whole number of milliseconds, exact as a float.
+        let unit_ms = (unit_ns / 1_000_000) as f64;
         let value: f64 = number
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: {number:?} is not a number"))?;

@@ -16,8 +16,10 @@ pub mod host;
 pub mod log;
 pub mod matcher;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod path;
+pub mod percent;
 pub mod pipeline;
 pub mod props;
 pub mod rand;
@@ -25,6 +27,7 @@ pub mod request;
 pub mod shared;
 pub mod shell;
 pub mod stage;
+pub mod timestamp;
 
 pub use config::ConfigError;
 pub use headers::HeaderMap;

@@ -23,6 +23,7 @@
 //! Case is kept: matching is case-sensitive unless a rule asks otherwise.
 
 use crate::config::FromJson;
+use crate::percent::{escape, is_unreserved};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -150,13 +151,8 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
 /// Steps 3 to 5: decode what is safe to decode, and map backslashes.
 fn decode_escapes(path: &str, opts: &PathOptions) -> Result<String, PathError> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = path.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -175,15 +171,13 @@ fn decode_escapes(path: &str, opts: &PathOptions) -> Result<String, PathError> {
                 match opts.escaped_slashes {
                     EscapedSlashes::Reject => return Err(PathError::EscapedSlash),
                     EscapedSlashes::Decode => out.push(b'/'),
-                    EscapedSlashes::Keep => {
-                        out.extend_from_slice(&[b'%', HEX[usize::from(hi)], HEX[usize::from(lo)]])
-                    }
+                    EscapedSlashes::Keep => out.extend_from_slice(&escape(decoded)),
                 }
             } else if decoded < 0x20 || decoded == 0x7f {
                 // An escaped NUL or newline is as dangerous to an upstream as a raw one.
                 return Err(PathError::ControlCharacter);
             } else {
-                out.extend_from_slice(&[b'%', HEX[usize::from(hi)], HEX[usize::from(lo)]]);
+                out.extend_from_slice(&escape(decoded));
             }
             i += 3;
         } else if b == b'\\' && opts.backslash_is_slash {

@@ -3,6 +3,7 @@
 
 use crate::headers::HeaderMap;
 use crate::path::{normalize, PathError, PathOptions};
+use crate::percent::{self, Plus};
 use crate::props::{Properties, PropertySource};
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -111,43 +112,9 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     })
 }
 
-/// Decodes `%XX` and `+`; malformed escapes are kept literally.
+/// Decodes a query string's `%XX` and `+`; malformed escapes are kept literally.
 pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    percent::decode(s, Plus::Space)
 }
 
 #[cfg(test)]

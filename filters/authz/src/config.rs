@@ -6,7 +6,8 @@
 //! [`crate::jwt`], [`crate::consumers`], [`crate::extauthz`]).
 
 use std::collections::BTreeMap;
-use wasmesh_sdk::config::{FromJson, Json};
+use std::time::Duration;
+use wasmesh_sdk::config::{ConfigError, FromJson, Json};
 use wasmesh_sdk::PathOptions;
 
 #[derive(Debug, Default, FromJson)]
@@ -241,21 +242,45 @@ pub struct ExtAuthzHttpConfig {
     pub headers_to_downstream_on_deny: Vec<String>,
 }
 
-/// Durations as Istio writes them (`5s`, `0.6s`, `500ms`, `2m`, `1h`).
-pub use wasmesh_sdk::duration::parse as parse_duration;
+/// A duration field as Istio writes it (`5s`, `0.6s`, `500ms`, `2m`, `1h`), or
+/// `default` when it is left out.
+pub fn duration_or(
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    text.map_or(Ok(default), |t| {
+        wasmesh_sdk::duration::parse(t).map_err(|e| e.within(field))
+    })
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn durations_in_istio_syntax() {
-        assert_eq!(parse_duration("0.6s"), Ok(Duration::from_millis(600)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("-1s").is_err());
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            duration_or("t", Some("0.6s"), second),
+            Ok(Duration::from_millis(600))
+        );
+        assert_eq!(
+            duration_or("t", Some("500ms"), second),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(
+            duration_or("t", Some("2m"), second),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(duration_or("t", None, second), Ok(second));
+        assert!(duration_or("t", Some("5"), second).is_err());
+        assert_eq!(
+            duration_or("t", Some("-1s"), second)
+                .unwrap_err()
+                .to_string(),
+            "t: `-1s` is not a duration like `1s`, `0.5s` or `250ms`"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! status and body (copying `headersToDownstreamOnDeny`). A callout that fails (timeout,
 //! reset, no cluster) is an error: allowed with `failOpen`, else `statusOnError`.
 
-use crate::config::{parse_duration, ExtAuthzHttpConfig};
+use crate::config::{duration_or, ExtAuthzHttpConfig};
 use std::time::Duration;
 use wasmesh_sdk::config::ConfigError;
 use wasmesh_sdk::{Callout, CalloutResult, LocalReply, Request};
@@ -50,10 +50,7 @@ impl ExtAuthz {
         if !c.path_prefix.is_empty() && !c.path_prefix.starts_with('/') {
             return Err(ConfigError::at("pathPrefix", "must start with `/`"));
         }
-        let timeout = match &c.timeout {
-            Some(t) => parse_duration(t).map_err(|e| ConfigError::at("timeout", e))?,
-            None => Duration::from_millis(600),
-        };
+        let timeout = duration_or("timeout", c.timeout.as_deref(), Duration::from_millis(600))?;
         let status_on_error = match &c.status_on_error {
             Some(s) => s
                 .trim()

@@ -98,22 +98,13 @@ pub const DEFAULT_BODY: &str = "fault filter abort";
 impl Config {
     pub fn validate(self) -> Result<FaultConfig, ConfigError> {
         let rules = self.rules;
-        let mut names: Vec<&str> = Vec::new();
-        for (i, r) in rules.iter().enumerate() {
-            if names.contains(&r.name.as_str()) {
-                return Err(ConfigError::at(
-                    format!("rules[{i}].name"),
-                    format!("duplicate rule name `{}`", r.name),
-                ));
-            }
-            names.push(&r.name);
-        }
+        wasmesh_sdk::names::unique_rule_names("rules", rules.iter().map(|r| r.name.as_str()))?;
         let mut compiled =
             Rules::compile("rules", &rules, |r| &r.matches, RuleConfig::validate)?.into_compiled();
         // The top-level faults are a last rule that matches everything; their errors
         // are reported at `abort` / `delay`, where they were written.
         if self.abort.is_some() || self.delay.is_some() {
-            if names.contains(&"default") {
+            if rules.iter().any(|r| r.name == "default") {
                 return Err(ConfigError::at(
                     "rules",
                     "`default` names the top-level faults: pick another rule name",
@@ -152,18 +143,7 @@ impl Config {
 
 impl RuleConfig {
     fn validate(&self) -> Result<Rule, ConfigError> {
-        if self.name.is_empty()
-            || self.name.len() > 64
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            return Err(ConfigError::at(
-                "name",
-                "must be non-empty and use only letters, digits, `_`, `-` and `.`",
-            ));
-        }
+        wasmesh_sdk::names::rule_name(&self.name).map_err(|e| e.within("name"))?;
         if self.abort.is_none() && self.delay.is_none() {
             return Err(ConfigError::at("", "set `abort`, `delay` or both"));
         }
@@ -204,7 +184,7 @@ impl AbortConfig {
 impl DelayConfig {
     fn validate(&self) -> Result<Delay, ConfigError> {
         let ns = wasmesh_sdk::duration::parse_nanos(&self.fixed_delay)
-            .map_err(|m| ConfigError::at("fixed_delay", m))?;
+            .map_err(|e| e.within("fixed_delay"))?;
         if ns == 0 {
             return Err(ConfigError::at("fixed_delay", "must be more than 0"));
         }

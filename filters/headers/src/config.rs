@@ -4,6 +4,7 @@
 use crate::template::Template;
 use regex::Regex;
 use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
+use wasmesh_sdk::names::{invalid_header_name, is_header_name};
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 
 #[derive(Debug, Default, FromJson)]
@@ -170,11 +171,8 @@ impl NamePolicy {
             Some(rest) => (true, rest),
             None => (false, lower.as_str()),
         };
-        if token.is_empty() || !token.bytes().all(is_tchar) {
-            return Err(ConfigError::at(
-                "",
-                format!("`{name}` is not a valid header name"),
-            ));
+        if !is_header_name(token) {
+            return Err(invalid_header_name(name));
         }
         if pseudo && !self.allow_pseudo {
             return Err(ConfigError::at(
@@ -190,11 +188,6 @@ impl NamePolicy {
         }
         Ok(lower)
     }
-}
-
-/// RFC 9110 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Config {
@@ -279,7 +272,7 @@ impl RuleConfig {
 }
 
 fn parse_value(value: &str) -> Result<Template, ConfigError> {
-    Template::parse(value).map_err(|m| ConfigError::at("value", m))
+    Template::parse(value).map_err(|e| e.within("value"))
 }
 
 impl EditsConfig {

@@ -3,9 +3,11 @@
 //! order of rules changes only which edit wins, never which rules apply.
 
 use crate::config::{Config, Edits, HeadersConfig, Rewrite, Rule};
-use crate::template::{rfc3339_millis, Operator, Resolve, Template};
+use crate::template::{Operator, Resolve, Template};
 use std::borrow::Cow;
+use wasmesh_sdk::percent::{self, is_unreserved};
 use wasmesh_sdk::request::{percent_decode, Request};
+use wasmesh_sdk::timestamp::rfc3339_millis;
 use wasmesh_sdk::{ConfigError, Decision, HeaderMap, PathOptions, Response, Stage};
 
 pub struct HeadersStage {
@@ -182,22 +184,14 @@ fn edit_query(query: &str, set: &[(&str, String)], remove: &[&str]) -> String {
         .collect();
     for (k, v) in set {
         if !remove.contains(k) {
-            parts.push(format!("{}={}", encode_component(k), encode_component(v)));
+            parts.push(format!(
+                "{}={}",
+                percent::encode(k, is_unreserved),
+                percent::encode(v, is_unreserved)
+            ));
         }
     }
     parts.join("&")
-}
-
-fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Template values for one request.

@@ -9,6 +9,7 @@
 //! request they answer.
 
 use std::borrow::Cow;
+use wasmesh_sdk::ConfigError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operator {
@@ -42,7 +43,13 @@ pub trait Resolve {
 }
 
 impl Template {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Reads a header value template; errors are at the value itself (callers add the
+    /// field).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_text(text).map_err(|m| ConfigError::at("", m))
+    }
+
+    fn parse_text(text: &str) -> Result<Self, String> {
         if text.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return Err("CR, LF and NUL are not allowed in header values".into());
         }
@@ -118,39 +125,6 @@ fn parse_operator(name: &str) -> Result<Operator, String> {
     })
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 UTC (`2026-11-26T01:02:03.004Z`).
-pub fn rfc3339_millis(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let ms_of_day = unix_ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
-    let (h, min, s, ms) = (
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000,
-    );
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{ms:03}Z")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,20 +162,17 @@ mod tests {
     fn bad_templates_are_refused() {
         assert!(Template::parse("%NOPE%")
             .unwrap_err()
+            .message
             .contains("unknown operator"));
-        assert!(Template::parse("50%").unwrap_err().contains("unterminated"));
+        assert!(Template::parse("50%")
+            .unwrap_err()
+            .message
+            .contains("unterminated"));
         assert!(Template::parse("%REQ()%").is_err());
-        assert!(Template::parse("a\r\nb").unwrap_err().contains("CR"));
+        assert!(Template::parse("a\r\nb")
+            .unwrap_err()
+            .message
+            .contains("CR"));
         assert!(Template::parse("a\0").is_err());
-    }
-
-    #[test]
-    fn rfc3339_formatting() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(
-            rfc3339_millis(1_795_000_000_000),
-            "2026-11-18T11:06:40.000Z"
-        );
     }
 }

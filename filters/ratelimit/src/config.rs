@@ -6,6 +6,7 @@ use crate::key::{KeyPart, KeySpec};
 use crate::table::Table;
 use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
 use wasmesh_sdk::matcher::Template;
+use wasmesh_sdk::names;
 use wasmesh_sdk::{MatchConfig, PathOptions, Rules};
 
 /// Envoy refuses shorter fill intervals; so do we, for the same reason (a fill per
@@ -139,20 +140,15 @@ pub struct Rule {
 
 impl Config {
     pub fn validate(self) -> Result<RateLimitConfig, ConfigError> {
-        if !valid_name(&self.domain) {
-            return Err(ConfigError::at(
-                "domain",
-                "must be non-empty and use only letters, digits, `_`, `-` and `.`",
-            ));
-        }
+        names::rule_name(&self.domain).map_err(|e| e.within("domain"))?;
         if !(400..=599).contains(&self.status) {
             return Err(ConfigError::at("status", "must be 400-599"));
         }
-        if !crate::key::valid_header_name(&self.jwt_payload_header) {
-            return Err(ConfigError::at(
-                "jwt_payload_header",
-                format!("`{}` is not a valid header name", self.jwt_payload_header),
-            ));
+        // Used as written: lower case, as the request's header map holds names.
+        if !names::is_lower_case_header_name(&self.jwt_payload_header) {
+            return Err(
+                names::invalid_header_name(&self.jwt_payload_header).within("jwt_payload_header")
+            );
         }
         max_keys(self.max_keys).map_err(|e| e.within("max_keys"))?;
         let default_limit = self
@@ -173,16 +169,7 @@ impl Config {
                 ..RuleConfig::default()
             });
         }
-        let mut names: Vec<&str> = Vec::new();
-        for (i, r) in rule_configs.iter().enumerate() {
-            if names.contains(&r.name.as_str()) {
-                return Err(ConfigError::at(
-                    format!("rules[{i}].name"),
-                    format!("duplicate rule name `{}`", r.name),
-                ));
-            }
-            names.push(&r.name);
-        }
+        names::unique_rule_names("rules", rule_configs.iter().map(|r| r.name.as_str()))?;
         let domain = self.domain;
         let (shadow, default_max_keys) = (self.shadow, self.max_keys);
         let rules = Rules::compile(
@@ -214,12 +201,7 @@ impl RuleConfig {
         shadow: bool,
         default_max_keys: u32,
     ) -> Result<Rule, ConfigError> {
-        if !valid_name(&self.name) {
-            return Err(ConfigError::at(
-                "name",
-                "must be non-empty and use only letters, digits, `_`, `-` and `.`",
-            ));
-        }
+        names::rule_name(&self.name).map_err(|e| e.within("name"))?;
         let limit = match &self.token_bucket {
             Some(b) => b.validate().map_err(|e| e.within("token_bucket"))?,
             None => default_limit.ok_or_else(|| {
@@ -262,7 +244,7 @@ impl TokenBucketConfig {
             return Err(ConfigError::at("tokens_per_fill", "must be at least 1"));
         }
         let fill_interval_ns = wasmesh_sdk::duration::parse_nanos(&self.fill_interval)
-            .map_err(|m| ConfigError::at("fill_interval", m))?;
+            .map_err(|e| e.within("fill_interval"))?;
         if fill_interval_ns < MIN_FILL_INTERVAL_NS {
             return Err(ConfigError::at(
                 "fill_interval",
@@ -283,12 +265,4 @@ fn max_keys(n: u32) -> Result<u32, ConfigError> {
     } else {
         Err(ConfigError::at("", format!("must be 1-{MAX_MAX_KEYS}")))
     }
-}
-
-/// Rule names go into shared-data keys and metric labels: keep them plain.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use wasmesh_sdk::config::{shortest_decimal, ConfigError, Json};
 use wasmesh_sdk::matcher::Template;
+use wasmesh_sdk::names::header_name;
 use wasmesh_sdk::net::client_ip;
 use wasmesh_sdk::Request;
 
@@ -64,16 +65,7 @@ impl KeyPart {
                     ))
                 }
             },
-            Some(("header", name)) => {
-                let name = name.to_ascii_lowercase();
-                if !valid_header_name(&name) {
-                    return Err(ConfigError::at(
-                        "",
-                        format!("`{name}` is not a valid header name"),
-                    ));
-                }
-                KeyPart::Header(name)
-            }
+            Some(("header", name)) => KeyPart::Header(header_name(&name.to_ascii_lowercase())?),
             Some(("jwt_claim", claim)) if !claim.is_empty() => KeyPart::JwtClaim(claim.into()),
             Some(_) => {
                 return Err(ConfigError::at(
@@ -84,14 +76,6 @@ impl KeyPart {
         };
         Ok(part)
     }
-}
-
-/// An HTTP token, lower case (as HTTP/2 and Envoy carry names).
-pub fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
 }
 
 impl KeySpec {

@@ -15,6 +15,7 @@ use crate::labels::{Facts, Label};
 use crate::series::Measures;
 use crate::trace::carried_trace_id;
 use std::borrow::Cow;
+use wasmesh_sdk::timestamp::rfc3339_millis;
 use wasmesh_sdk::ConfigError;
 
 /// What precedes the JSON on each line (after the SDK's `wasmesh-telemetry: `).
@@ -90,9 +91,9 @@ impl AccessLog {
         }
         let filter = match &c.filter {
             None => None,
-            Some(text) => Some(
-                Expr::parse(text, &Field::from_name).map_err(|m| ConfigError::at("filter", m))?,
-            ),
+            Some(text) => {
+                Some(Expr::parse(text, &Field::from_name).map_err(|e| e.within("filter"))?)
+            }
         };
         Ok(Self { fields, filter })
     }
@@ -152,9 +153,9 @@ impl Record<'_, '_> {
             |p: &'static [&'static str]| props.int(p).map_or(Value::Null, |n| Value::Num(n as f64));
         let label = |l: Label| Value::Str(Cow::Borrowed(self.facts.label(l)));
         match f {
-            Field::StartTime => props
-                .int(&["request", "time"])
-                .map_or(Value::Null, |ns| Value::Str(Cow::Owned(rfc3339_millis(ns)))),
+            Field::StartTime => props.int(&["request", "time"]).map_or(Value::Null, |ns| {
+                Value::Str(Cow::Owned(rfc3339_millis(ns.div_euclid(1_000_000))))
+            }),
             Field::Method => req(":method"),
             Field::Path => match log.request().get("x-envoy-original-path") {
                 Some(p) => Value::Str(Cow::Borrowed(p)),
@@ -219,48 +220,10 @@ fn json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Nanoseconds since the epoch as `2024-05-01T12:00:00.123Z`.
-pub fn rfc3339_millis(nanos: i64) -> String {
-    let millis = nanos.div_euclid(1_000_000);
-    let secs = millis.div_euclid(1000);
-    let ms = millis.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use wasmesh_sdk::{HeaderMap, LogView, StaticProperties};
-
-    #[test]
-    fn timestamps_render_in_utc() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(1_709_251_200_123_000_000),
-            "2024-03-01T00:00:00.123Z"
-        );
-        assert_eq!(
-            rfc3339_millis(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000Z"
-        );
-    }
 
     #[test]
     fn strings_are_escaped() {

@@ -9,6 +9,7 @@ use crate::series::{MetricSet, Override};
 use crate::trace::{Format, Tracing};
 use std::collections::BTreeMap;
 use wasmesh_sdk::config::{validate_list, ConfigError, FromJson};
+use wasmesh_sdk::names::header_name;
 
 /// Which side of a request this sidecar reports (Istio's `reporter` label).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, FromJson)]
@@ -239,14 +240,7 @@ impl Config {
         }
         let local = Identity::from_config(&self.workload).map_err(|e| e.within("workload"))?;
         let exchange_header = if self.exchange.enabled {
-            let h = self.exchange.header.to_ascii_lowercase();
-            if !is_header_name(&h) {
-                return Err(ConfigError::at(
-                    "exchange.header",
-                    format!("`{}` is not a valid header name", self.exchange.header),
-                ));
-            }
-            Some(h)
+            Some(header_name(&self.exchange.header).map_err(|e| e.within("exchange.header"))?)
         } else {
             None
         };
@@ -352,7 +346,7 @@ fn label_value(
     allow: Option<&[String]>,
     other: Option<&str>,
 ) -> Result<LabelValue, ConfigError> {
-    let source = Source::parse(value).map_err(|m| ConfigError::at("value", m))?;
+    let source = Source::parse(value).map_err(|e| e.within("value"))?;
     if allow.is_none() && !source.is_bounded() {
         return Err(ConfigError::at(
             "allow",
@@ -467,12 +461,6 @@ pub fn is_label_name(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
         && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-}
-
-pub fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use crate::config::WorkloadConfig;
 use crate::labels::{clean, is_clean_value, UNKNOWN};
-use std::borrow::Cow;
+use wasmesh_sdk::percent::{self, Plus};
 use wasmesh_sdk::ConfigError;
 
 pub const DEFAULT_HEADER: &str = "x-wasmesh-peer";
@@ -126,7 +126,7 @@ impl Identity {
             }
             out.push(key);
             out.push('=');
-            percent_encode(value, &mut out);
+            percent::encode_into(value, kept_in_exchange, &mut out);
         }
         out
     }
@@ -138,7 +138,7 @@ impl Identity {
             let Some((key, value)) = pair.split_once('=') else {
                 continue;
             };
-            let value = clean(&percent_decode(value)).into_owned();
+            let value = clean(&percent::decode(value, Plus::Literal)).into_owned();
             let slot = match key.trim() {
                 "w" => &mut id.workload,
                 "n" => &mut id.namespace,
@@ -187,45 +187,10 @@ pub fn service_from_cluster(cluster: &str) -> Option<&str> {
     (!host.is_empty()).then_some(host)
 }
 
-fn percent_encode(value: &str, out: &mut String) {
-    for b in value.bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'%' | b';' | b'=') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-    }
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-fn percent_decode(value: &str) -> Cow<'_, str> {
-    if !value.contains('%') {
-        return Cow::Borrowed(value);
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+/// What the exchange header's values carry unescaped: printable ASCII except `%` and the
+/// header's own separators `;` and `=`.
+fn kept_in_exchange(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'%' | b';' | b'=')
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! missing field equals nothing and differs from everything.
 
 use std::borrow::Cow;
+use wasmesh_sdk::ConfigError;
 
 /// A field's value for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,8 +43,13 @@ pub enum Expr<F> {
 }
 
 impl<F: Copy> Expr<F> {
-    /// Parses `text`, resolving field names with `field`.
-    pub fn parse(text: &str, field: &dyn Fn(&str) -> Option<F>) -> Result<Self, String> {
+    /// Parses `text`, resolving field names with `field`. Errors are at the expression
+    /// itself (callers add the field).
+    pub fn parse(text: &str, field: &dyn Fn(&str) -> Option<F>) -> Result<Self, ConfigError> {
+        Self::parse_text(text, field).map_err(|m| ConfigError::at("", m))
+    }
+
+    fn parse_text(text: &str, field: &dyn Fn(&str) -> Option<F>) -> Result<Self, String> {
         let tokens = tokenize(text)?;
         let mut p = Parser {
             tokens,
@@ -323,7 +329,7 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        let err = |t: &str| Expr::parse(t, &field).unwrap_err();
+        let err = |t: &str| Expr::parse(t, &field).unwrap_err().message;
         assert!(err("nope == 1").contains("unknown field `nope`"));
         assert!(err("response_code 500").contains("expected a comparison"));
         assert!(err("response_code == ").contains("expected a number"));

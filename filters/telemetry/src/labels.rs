@@ -8,7 +8,7 @@
 //! allow-list maps it onto a fixed set first; config validation enforces that.
 
 use std::borrow::Cow;
-use wasmesh_sdk::LogView;
+use wasmesh_sdk::{ConfigError, LogView};
 
 pub const UNKNOWN: &str = "unknown";
 
@@ -166,7 +166,9 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn parse(text: &str) -> Result<Source, String> {
+    /// Reads a label's value expression; errors are at the expression itself (callers
+    /// add the field).
+    pub fn parse(text: &str) -> Result<Source, ConfigError> {
         let text = text.trim();
         if let Some(lit) = text
             .strip_prefix('\'')
@@ -174,20 +176,26 @@ impl Source {
             .or_else(|| text.strip_prefix('"').and_then(|t| t.strip_suffix('"')))
         {
             if !is_clean_value(lit) {
-                return Err(format!("`{lit}` is not a usable label value"));
+                return Err(ConfigError::at(
+                    "",
+                    format!("`{lit}` is not a usable label value"),
+                ));
             }
             return Ok(Source::Literal(lit.to_string()));
         }
-        let header = |prefix: &str| -> Option<Result<String, String>> {
+        let header = |prefix: &str| -> Option<Result<String, ConfigError>> {
             let inner = text.strip_prefix(prefix)?.strip_suffix(']')?;
             let name = inner
                 .trim_matches(|c| c == '\'' || c == '"')
                 .to_ascii_lowercase();
             Some(
-                if crate::config::is_header_name(&name) || name.starts_with(':') {
+                if wasmesh_sdk::names::is_header_name(&name) || name.starts_with(':') {
                     Ok(name)
                 } else {
-                    Err(format!("`{inner}` is not a header name"))
+                    Err(ConfigError::at(
+                        "",
+                        format!("`{inner}` is not a header name"),
+                    ))
                 },
             )
         };
@@ -215,7 +223,7 @@ impl Source {
                                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                     });
                 if !ok {
-                    return Err(format!("`{text}` is not a value expression (e.g. 'literal', request.method, request.headers[x-name], response.code, or a property path)"));
+                    return Err(ConfigError::at("", format!("`{text}` is not a value expression (e.g. 'literal', request.method, request.headers[x-name], response.code, or a property path)")));
                 }
                 let segments: Vec<&'static str> = text
                     .split('.')

@@ -367,14 +367,7 @@ pub fn query(prom: &str, promql: &str) -> Result<Option<f64>> {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    wasmesh_sdk::percent::encode(s, wasmesh_sdk::percent::is_unreserved)
 }
 
 /// One reviews instance dies: with retries (to another host: `previous_hosts`) and

@@ -11,7 +11,7 @@ pub mod der;
 pub mod ec;
 pub mod jwk;
 
-use crate::config::{parse_duration, JwtRuleConfig};
+use crate::config::{duration_or, JwtRuleConfig};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwk::{Alg, Jwk};
@@ -113,18 +113,7 @@ pub struct JwtRule {
 }
 
 fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b));
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else {
-        Err(ConfigError::at(
-            field,
-            format!("`{name}` is not a valid header name"),
-        ))
-    }
+    wasmesh_sdk::names::header_name(name).map_err(|e| e.within(field))
 }
 
 /// Splits `http://host:port/path` into (authority, path).
@@ -137,12 +126,6 @@ fn split_uri(uri: &str) -> Option<(String, String)> {
         None => (rest, "/"),
     };
     (!authority.is_empty()).then(|| (authority.to_string(), path.to_string()))
-}
-
-fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
-    text.map_or(Ok(default), |t| {
-        parse_duration(t).map_err(|e| ConfigError::at(field, e))
-    })
 }
 
 impl JwtRule {
@@ -192,13 +175,13 @@ impl JwtRule {
                     cluster,
                     authority,
                     path,
-                    timeout: duration("timeout", c.timeout.as_deref(), Duration::from_secs(5))?,
-                    refresh: duration(
+                    timeout: duration_or("timeout", c.timeout.as_deref(), Duration::from_secs(5))?,
+                    refresh: duration_or(
                         "jwksRefreshInterval",
                         c.jwks_refresh_interval.as_deref(),
                         Duration::from_secs(300),
                     )?,
-                    retry: duration(
+                    retry: duration_or(
                         "jwksRetryInterval",
                         c.jwks_retry_interval.as_deref(),
                         Duration::from_secs(5),
