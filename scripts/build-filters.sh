@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every filter for wasm32-wasip1 with the size-tuned `wasm` profile and places
 # the modules at dist/filters/<name>.wasm, optimised with wasm-opt when it is present.
-# Usage: scripts/build-filters.sh [name ...]   (default: every crate under filters/)
+# Usage: scripts/build-filters.sh [name ...]   (default: every module crate under
+# filters/, one that builds a cdylib; filters/testkit is the filters' test support)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,7 +12,7 @@ if [ $# -gt 0 ]; then
 else
   names=()
   for dir in filters/*/; do
-    [ -f "$dir/Cargo.toml" ] && names+=("$(basename "$dir")")
+    grep -q cdylib "$dir/Cargo.toml" 2>/dev/null && names+=("$(basename "$dir")")
   done
 fi
 

@@ -17,12 +17,39 @@ mod report;
 mod soak;
 
 use anyhow::{bail, Context, Result};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use wasmesh_integration::bootstrap::INGRESS;
 use wasmesh_integration::echo::EchoServer;
 use wasmesh_integration::envoy::{Envoy, Options};
+
+/// Envoy 1.40 with our filters against bare Envoy and native filters: throughput,
+/// latency, CPU and memory, written to docs/bench/.
+#[derive(Parser)]
+#[command(name = "wasmesh-bench", args_override_self = true)]
+struct Cli {
+    /// Seconds of load per configuration in each round and for the latency run.
+    #[arg(long = "duration", value_name = "S", default_value_t = 5)]
+    duration_secs: u64,
+    /// Rounds of throughput over all configurations; the median round is kept.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    rounds: usize,
+    /// Measure only these configurations (besides bare and noop-wasm).
+    #[arg(long, value_name = "a,b", value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Run the soak instead: this many requests through the named configuration.
+    #[arg(long, num_args = 2, value_names = ["CONFIG", "REQUESTS"])]
+    soak: Option<Vec<String>>,
+    /// Price each kind of host call instead.
+    #[arg(long)]
+    host_costs: bool,
+    /// Also run each filter with its module from this directory.
+    #[arg(long, value_name = "DIR")]
+    baseline: Option<PathBuf>,
+}
 
 struct Args {
     duration: Duration,
@@ -36,42 +63,28 @@ struct Args {
     baseline: Option<PathBuf>,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        duration: Duration::from_secs(5),
-        rounds: 3,
-        only: None,
-        soak: None,
-        host_costs: false,
-        baseline: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--duration" => {
-                args.duration = Duration::from_secs(it.next().context("--duration N")?.parse()?)
-            }
-            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
-            "--only" => {
-                args.only = Some(
-                    it.next()
-                        .context("--only a,b")?
-                        .split(',')
-                        .map(String::from)
-                        .collect(),
-                )
-            }
-            "--soak" => {
-                let name = it.next().context("--soak CONFIG REQUESTS")?;
-                let n = it.next().context("--soak CONFIG REQUESTS")?.parse()?;
-                args.soak = Some((name, n));
-            }
-            "--host-costs" => args.host_costs = true,
-            "--baseline" => args.baseline = Some(it.next().context("--baseline DIR")?.into()),
-            other => bail!("unknown argument {other} (use --duration S, --rounds N, --only a,b, --soak CONFIG N, --host-costs, --baseline DIR)"),
-        }
+/// The arguments, or an exit: `--help` prints the usage, an argument error one line.
+fn parse_args() -> Args {
+    let cli: Cli = wasmesh_cli_args::parse();
+    // clap hands --soak exactly its two values.
+    let soak = cli.soak.map(|pair| {
+        let (name, requests) = (pair[0].clone(), &pair[1]);
+        let Ok(n) = requests.parse() else {
+            wasmesh_cli_args::exit(Cli::command().error(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{requests}' for '--soak <CONFIG> <REQUESTS>': not a count of requests"),
+            ))
+        };
+        (name, n)
+    });
+    Args {
+        duration: Duration::from_secs(cli.duration_secs),
+        rounds: cli.rounds,
+        only: cli.only,
+        soak,
+        host_costs: cli.host_costs,
+        baseline: cli.baseline,
     }
-    Ok(args)
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -89,7 +102,7 @@ pub(crate) struct Running {
 }
 
 fn main() -> Result<()> {
-    let args = parse_args()?;
+    let args = parse_args();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let inputs = configs::Inputs::load(&root)?;
     let echo = EchoServer::start()?;

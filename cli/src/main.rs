@@ -183,7 +183,7 @@ enum CertsAction {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(wasmesh_cli_args::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,50 +1,47 @@
 //! `wasmesh-demo`: serve the Bookinfo service the environment names, or, with
 //! `--check URL` (or when invoked as `wasmesh-healthcheck`), run one health check.
 
+use clap::Parser;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmesh_demo::{check, server, App, Config};
 
-const USAGE: &str = "usage:
-  wasmesh-demo                 serve the service named by $SERVICE (see demo/README.md)
-  wasmesh-demo --check URL     exit 0 if GET URL answers 2xx (container health checks)
-  wasmesh-healthcheck URL      the same, when the binary is installed under that name";
+/// Serve the Bookinfo service named by $SERVICE (see demo/README.md). Installed as
+/// `wasmesh-healthcheck`, it runs one health check instead: `wasmesh-healthcheck URL`.
+#[derive(Parser)]
+#[command(name = "wasmesh-demo", version)]
+struct Demo {
+    /// Exit 0 if GET URL answers 2xx, instead of serving (container health checks).
+    #[arg(long, value_name = "URL")]
+    check: Option<String>,
+}
+
+/// Exit 0 if GET URL answers 2xx (wasmesh-demo installed under this name, for
+/// container health checks).
+#[derive(Parser)]
+#[command(name = "wasmesh-healthcheck")]
+struct Healthcheck {
+    url: String,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let invoked_as = args
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    if invoked_as == "wasmesh-healthcheck" {
-        return run_check(args.get(1));
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_owned()));
+    if invoked_as.is_some_and(|n| n == "wasmesh-healthcheck") {
+        let args: Healthcheck = wasmesh_cli_args::parse();
+        return run_check(&args.url);
     }
-    match args.get(1).map(String::as_str) {
+    let args: Demo = wasmesh_cli_args::parse();
+    match args.check {
+        Some(url) => run_check(&url),
         None => serve(),
-        Some("--check") => run_check(args.get(2)),
-        Some("--version" | "-V") => {
-            println!("wasmesh-demo {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("--help" | "-h") => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("wasmesh-demo: unexpected argument {other:?}\n{USAGE}");
-            ExitCode::from(2)
-        }
     }
 }
 
-fn run_check(url: Option<&String>) -> ExitCode {
-    let Some(url) = url else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
+fn run_check(url: &str) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

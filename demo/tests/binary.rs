@@ -1,5 +1,6 @@
 //! The built binary: serves from its environment, answers `--check` and its
-//! `wasmesh-healthcheck` name, exits 0 on SIGTERM, and refuses a bad environment.
+//! `wasmesh-healthcheck` name, exits 0 on SIGTERM, refuses a bad environment, and
+//! keeps the arguments contract (`--help`, one-line argument errors).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
@@ -22,6 +23,17 @@ fn check(url: &str) -> bool {
         .status()
         .unwrap()
         .success()
+}
+
+/// The binary installed as `wasmesh-healthcheck` (a symlink, as in the Envoy image),
+/// in a directory of its own per test (`tag`) and process.
+fn healthcheck_alias(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmesh-demo-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alias = dir.join("wasmesh-healthcheck");
+    let _ = std::fs::remove_file(&alias);
+    std::os::unix::fs::symlink(BIN, &alias).unwrap();
+    alias
 }
 
 #[test]
@@ -48,11 +60,7 @@ fn serves_checks_and_stops_on_sigterm() {
     assert!(!check(&format!("http://127.0.0.1:{port}/nope")));
 
     // Installed as `wasmesh-healthcheck` (as in the Envoy image) it takes the URL alone.
-    let dir = std::env::temp_dir().join(format!("wasmesh-demo-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let alias = dir.join("wasmesh-healthcheck");
-    let _ = std::fs::remove_file(&alias);
-    std::os::unix::fs::symlink(BIN, &alias).unwrap();
+    let alias = healthcheck_alias("test");
     assert!(Command::new(&alias)
         .arg(&health)
         .status()
@@ -64,7 +72,7 @@ fn serves_checks_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert_eq!(bad.code(), Some(1));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(alias.parent().unwrap());
 
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -98,4 +106,16 @@ fn a_bad_environment_exits_1_naming_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
     let out = Command::new(BIN).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_and_argument_errors_keep_the_contract() {
+    use wasmesh_cli_args::contract::assert_keeps_the_contract;
+    assert_keeps_the_contract(BIN, &["--bogus"]);
+    assert_keeps_the_contract(BIN, &["--check"]);
+    // Installed as `wasmesh-healthcheck`: the URL is required.
+    let alias = healthcheck_alias("args");
+    assert_keeps_the_contract(&alias, &[]);
+    assert_keeps_the_contract(&alias, &["http://127.0.0.1:1/", "extra"]);
+    let _ = std::fs::remove_dir_all(alias.parent().unwrap());
 }

@@ -45,7 +45,6 @@ mod signature;
 mod state;
 mod stream;
 mod types;
-pub mod under_test;
 mod vm;
 
 pub use error::{HarnessError, LoadError};
@@ -57,4 +56,3 @@ pub use types::{
     request, response, Action, CallState, ForeignCall, GrpcCall, GrpcState, HeaderMap, HttpCall,
     Incident, Level, LocalResponse, LogEntry, Metric, MetricKind, PropertyValue, Status,
 };
-pub use under_test::filter_under_test;

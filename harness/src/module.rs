@@ -33,10 +33,13 @@ pub enum Allocator {
 #[derive(Clone)]
 pub struct Module {
     pub(crate) inner: Arc<ModuleInner>,
-    /// For the mesh module: the stage a filter's tests address, whose config a host's
-    /// plugin config is (see [`crate::under_test`]).
-    stage: Option<Arc<str>>,
+    /// What a host's plugin config passes through before the guest sees it
+    /// ([`Module::wrap_plugin_config`]); none hands it over as given.
+    wrap: Option<ConfigWrap>,
 }
+
+/// A function from the plugin config a test gives to the one the guest gets.
+type ConfigWrap = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 pub(crate) struct ModuleInner {
     pub name: String,
@@ -189,7 +192,7 @@ impl Module {
                 message: format!("{e:#}"),
             })?;
         Ok(Module {
-            stage: None,
+            wrap: None,
             inner: Arc::new(ModuleInner {
                 name,
                 pre,
@@ -201,19 +204,23 @@ impl Module {
         })
     }
 
-    /// This module (the mesh module) addressed as its `stage`: a host built from it
-    /// takes its plugin config as that stage's and runs it with all five stages, the
-    /// others quiet ([`crate::under_test::filter_under_test`]).
-    pub fn as_stage(mut self, stage: &str) -> Module {
-        self.stage = Some(Arc::from(stage));
+    /// This module with every host's plugin config passed through `wrap` before the
+    /// guest gets it. For a bundle (one module running several filters as stages of
+    /// one config), a test written against one filter's config can then address that
+    /// filter's stage: `wrap` puts the test's config in the stage's place.
+    pub fn wrap_plugin_config(
+        mut self,
+        wrap: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Module {
+        self.wrap = Some(Arc::new(wrap));
         self
     }
 
-    /// The plugin config the guest gets for `config`: itself, or for a module addressed
-    /// as a stage, the mesh config around it.
+    /// The plugin config the guest gets for `config`: itself, or what
+    /// [`Module::wrap_plugin_config`] made of it.
     pub(crate) fn plugin_config(&self, config: Vec<u8>) -> Vec<u8> {
-        match &self.stage {
-            Some(stage) => crate::under_test::mesh_config(stage, &config),
+        match &self.wrap {
+            Some(wrap) => wrap(&config),
             None => config,
         }
     }

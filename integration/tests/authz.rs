@@ -6,9 +6,6 @@
 // Test helpers unwrap: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../filters/authz/tests/common/mint.rs"]
-mod mint;
-
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -19,6 +16,7 @@ use wasmesh_integration::bootstrap::{self, static_cluster, WasmFilter, INGRESS};
 use wasmesh_integration::echo::{Echo, EchoServer};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
+use wasmesh_testkit::mint;
 
 fn authz(config: Value) -> WasmFilter {
     WasmFilter::new("wasmesh.authz", wasm_module("wasmesh-authz")).config(config)

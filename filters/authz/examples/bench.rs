@@ -6,12 +6,10 @@
 // A bench: failing loudly is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-#[path = "../tests/common/mint.rs"]
-mod mint;
-
 use serde_json::json;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 use wasmesh_harness::{build, request, Action, Host, Module};
+use wasmesh_testkit::mint;
 
 fn host(module: &Module, cache: usize) -> Host {
     let config = json!({

@@ -16,5 +16,4 @@ wasmesh_sdk::export_stage!(AuthzStage);
 
 /// Token minting shared with the harness tests, the bench and the Envoy tests.
 #[cfg(test)]
-#[path = "../tests/common/mint.rs"]
-pub(crate) mod mint;
+pub(crate) use wasmesh_testkit::mint;

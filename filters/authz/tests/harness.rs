@@ -5,12 +5,11 @@
 // Test helpers unwrap: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-use common::mint;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wasmesh_harness::{filter_under_test, request, Action, Host, Module, PropertyValue, Stream};
+use wasmesh_harness::{request, Action, Host, Module, PropertyValue, Stream};
+use wasmesh_testkit::{filter_under_test, mint};
 
 fn module() -> &'static Module {
     static M: OnceLock<Module> = OnceLock::new();

@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 use serde_json::json;
 use std::time::Duration;
-use wasmesh_harness::{filter_under_test, Host};
+use wasmesh_harness::Host;
+use wasmesh_testkit::filter_under_test;
 
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![

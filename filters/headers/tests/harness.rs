@@ -6,8 +6,8 @@
 
 use proptest::prelude::*;
 use std::sync::OnceLock;
-use wasmesh_harness::under_test::through_mesh;
-use wasmesh_harness::{filter_under_test, request, response, Action, Host, Level, Module};
+use wasmesh_harness::{request, response, Action, Host, Level, Module};
+use wasmesh_testkit::{filter_under_test, through_mesh};
 
 fn module() -> &'static Module {
     static MODULE: OnceLock<Module> = OnceLock::new();

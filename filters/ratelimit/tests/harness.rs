@@ -5,8 +5,8 @@
 
 use serde_json::json;
 use std::time::Duration;
-use wasmesh_harness::under_test::config_refusal;
-use wasmesh_harness::{filter_under_test, request, response, Action, Host, Module};
+use wasmesh_harness::{request, response, Action, Host, Module};
+use wasmesh_testkit::{config_refusal, filter_under_test};
 
 fn module() -> Module {
     filter_under_test("wasmesh-ratelimit")

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wasmesh_harness::{filter_under_test, request, response, Host, Module, PropertyValue};
+use wasmesh_harness::{request, response, Host, Module, PropertyValue};
+use wasmesh_testkit::filter_under_test;
 
 fn module() -> Module {
     filter_under_test("wasmesh-telemetry")

@@ -1,29 +1,25 @@
 //! `echo --port P --name N`: the rig's echo upstream as a standalone server for demos.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+use clap::Parser;
 use wasmesh_integration::echo::EchoServer;
 
+/// The rig's echo upstream as a standalone server: answers every request with what it
+/// received, under its name.
+#[derive(Parser)]
+#[command(name = "echo", args_override_self = true)]
+struct Echo {
+    /// Port to listen on (0 = any free one).
+    #[arg(long, value_name = "P", default_value_t = 8080)]
+    port: u16,
+    /// Name the echo answers with.
+    #[arg(long, value_name = "N", default_value = "echo")]
+    name: String,
+}
+
 fn main() -> Result<()> {
-    let mut port = 8080u16;
-    let mut name = "echo".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--port" => {
-                let value = args.next().context("--port needs a value")?;
-                port = value
-                    .parse()
-                    .with_context(|| format!("bad port {value:?}"))?;
-            }
-            "--name" => name = args.next().context("--name needs a value")?,
-            "-h" | "--help" => {
-                println!("usage: echo [--port P (default 8080, 0 = any)] [--name N]");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?}; try --help"),
-        }
-    }
-    let server = EchoServer::start_on(port, &name)?;
-    println!("echo {name:?} listening on {}", server.url());
+    let args: Echo = wasmesh_cli_args::parse();
+    let server = EchoServer::start_on(args.port, &args.name)?;
+    println!("echo {:?} listening on {}", args.name, server.url());
     server.wait()
 }

@@ -1,8 +1,8 @@
-//! Test support: fixed signing keys, their JWKS, and token minting (including the
-//! malformed and malicious tokens of the attack corpus). Shared by the crate's unit
-//! tests, its harness tests, the bench, and the real-Envoy tests (by `#[path]`).
-//! The private keys under tests/keys are test fixtures, not secrets.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Fixed signing keys, their JWKS, and token minting (including the malformed and
+//! malicious tokens of the attack corpus). Shared by authz's unit tests, its harness
+//! tests and bench, and the real-Envoy tests.
+//! The keys stay in filters/authz/tests/keys, where authz's own unit tests read the
+//! public one too; the private keys there are test fixtures, not secrets.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -29,8 +29,11 @@ pub struct Keys {
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| Keys {
-        rsa: RsaPrivateKey::from_pkcs8_pem(include_str!("../keys/rsa.pem")).unwrap(),
-        rsa_other: RsaPrivateKey::from_pkcs8_pem(include_str!("../keys/rsa-other.pem")).unwrap(),
+        rsa: RsaPrivateKey::from_pkcs8_pem(include_str!("../../authz/tests/keys/rsa.pem")).unwrap(),
+        rsa_other: RsaPrivateKey::from_pkcs8_pem(include_str!(
+            "../../authz/tests/keys/rsa-other.pem"
+        ))
+        .unwrap(),
         ec: p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap(),
         ec384: p384::ecdsa::SigningKey::from_slice(&[9u8; 48]).unwrap(),
         ed: ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]),
@@ -39,7 +42,7 @@ pub fn keys() -> &'static Keys {
 
 /// The RSA public key as DER (what an attacker would use as an HMAC secret).
 pub fn rsa_public_der() -> &'static [u8] {
-    include_bytes!("../keys/rsa-pub.der")
+    include_bytes!("../../authz/tests/keys/rsa-pub.der")
 }
 
 pub fn b64(bytes: &[u8]) -> String {

@@ -1,0 +1,16 @@
+//! `wasmesh --help` prints the usage; an argument error is one line and exit 2.
+
+use wasmesh_cli_args::contract::assert_keeps_the_contract;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmesh");
+
+#[test]
+fn help_and_argument_errors_keep_the_contract() {
+    assert_keeps_the_contract(BIN, &[]);
+    assert_keeps_the_contract(BIN, &["--bogus"]);
+    assert_keeps_the_contract(BIN, &["generate"]);
+    assert_keeps_the_contract(
+        BIN,
+        &["generate", "mesh.yaml", "--out", "x", "--target", "moon"],
+    );
+}

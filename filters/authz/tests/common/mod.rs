@@ -1,3 +1,0 @@
-//! Shared test support.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-pub mod mint;
