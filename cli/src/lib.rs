@@ -7,14 +7,13 @@
 //! timestamps). Writing files, issuing certificates and loading filters into the
 //! harness are separate steps around it.
 
+pub mod backend;
 pub mod bootstrap;
 pub mod bundle;
 pub mod bundlecheck;
 pub mod certs;
 pub mod check;
 pub mod compose;
-pub mod docker;
-pub mod down;
 pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
@@ -29,7 +28,6 @@ pub mod stats;
 pub mod status;
 pub mod summary;
 pub mod topology;
-pub mod up;
 
 use model::{MeshError, MeshFile};
 use std::path::{Path, PathBuf};

@@ -10,11 +10,10 @@
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::localhttp;
-use crate::state::{self, Running};
+use crate::state::{Running, State};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -202,15 +201,8 @@ struct Row {
     total: Option<Sample>,
 }
 
-/// The table, for the mesh whose state is in `dir`.
-pub fn status(dir: &Path, interval: Duration) -> Result<String> {
-    let st = state::load(dir)?.ok_or_else(|| {
-        anyhow!(
-            "no mesh is up (no state in {}): run `wasmesh up` first",
-            dir.display()
-        )
-    })?;
-    crate::docker::process_mode_only(&st, "status")?;
+/// The table of the process-mode mesh `st`, sampled `interval` apart.
+pub fn table(st: &State, interval: Duration) -> String {
     // The gateway first: what clients get, then each service behind it.
     let envoys: Vec<&Running> = st
         .processes
@@ -301,7 +293,7 @@ pub fn status(dir: &Path, interval: Duration) -> Result<String> {
         out,
         "\nRPS, ERRORS (5xx share) and P50/P99 are over the sample; REQUESTS since start. `-`: no requests in the sample."
     );
-    Ok(out)
+    out
 }
 
 fn line(
