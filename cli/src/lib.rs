@@ -7,6 +7,7 @@
 //! timestamps). Writing files, issuing certificates and loading filters into the
 //! harness are separate steps around it.
 
+pub mod backend;
 pub mod bootstrap;
 pub mod bundle;
 pub mod bundlecheck;
@@ -14,8 +15,6 @@ pub mod certs;
 pub mod chains;
 pub mod check;
 pub mod compose;
-pub mod docker;
-pub mod down;
 pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
@@ -31,7 +30,6 @@ pub mod stats;
 pub mod status;
 pub mod summary;
 pub mod topology;
-pub mod up;
 
 use model::{MeshError, MeshFile};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use wasmesh::backend::{self, UpOptions};
 use wasmesh::model::MeshError;
 use wasmesh::{certs, filtercheck, topology, GenerateOptions};
 
@@ -115,7 +116,7 @@ enum Command {
         #[arg(long, conflicts_with = "no_prometheus")]
         docker: bool,
         /// The compose project name (--docker).
-        #[arg(long, default_value = wasmesh::docker::DEFAULT_PROJECT, requires = "docker")]
+        #[arg(long, default_value = wasmesh::backend::docker::DEFAULT_PROJECT, requires = "docker")]
         project: String,
         /// Each chain as one mesh-module filter (dist/filters/mesh.wasm), as
         /// `generate --bundle` writes it: one VM and one context per request.
@@ -131,7 +132,7 @@ enum Command {
         #[arg(long)]
         docker: bool,
         /// The compose project --docker removes when no state file names one.
-        #[arg(long, default_value = wasmesh::docker::DEFAULT_PROJECT, requires = "docker")]
+        #[arg(long, default_value = wasmesh::backend::docker::DEFAULT_PROJECT, requires = "docker")]
         project: String,
     },
     /// Requests/s, error rate and p50/p99 latency per service and instance, from the
@@ -274,34 +275,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             project,
             bundle,
         } => {
-            if docker {
-                let opts = wasmesh::docker::DockerUpOptions {
-                    mesh,
-                    state_dir: state.state_dir,
-                    certs_dir: certs,
-                    project,
-                    gateway_port,
-                    prometheus_port,
-                    timeout: std::time::Duration::from_secs(timeout),
-                    bundle,
-                };
-                let started = std::time::Instant::now();
-                let st = wasmesh::docker::up(&opts)?;
-                let containers = st.docker.as_ref().map_or(0, |d| d.services.len());
-                println!(
-                    "\nmesh {} is up: {containers} containers healthy in {:.1} s",
-                    st.mesh,
-                    started.elapsed().as_secs_f64()
-                );
-                let flags = wasmesh::up::state_dir_flag(&opts.state_dir);
-                let model = wasmesh::load(&st.mesh_file).ok();
-                print!(
-                    "{}",
-                    wasmesh::summary::render(&st, model.as_ref(), &exe_name(), &flags)
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let opts = wasmesh::up::UpOptions {
+            let backend = backend::for_up(docker.then_some(project));
+            let opts = UpOptions {
                 mesh,
                 state_dir: state.state_dir,
                 certs_dir: certs,
@@ -313,14 +288,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bundle,
             };
             let started = std::time::Instant::now();
-            let st = wasmesh::up::up(&opts)?;
-            let flags = wasmesh::up::state_dir_flag(&opts.state_dir);
+            let st = backend.up(&opts)?;
             println!(
-                "\nmesh {} is up: {} processes ready in {:.1} s",
+                "\nmesh {} is up: {} in {:.1} s",
                 st.mesh,
-                st.processes.len(),
+                backend.ready_summary(&st),
                 started.elapsed().as_secs_f64()
             );
+            let flags = backend::state_dir_flag(&opts.state_dir);
             let model = wasmesh::load(&st.mesh_file).ok();
             print!(
                 "{}",
@@ -333,41 +308,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             docker,
             project,
         } => {
-            let r = wasmesh::down::down(&state.state_dir)?;
-            match (r.mesh, r.docker) {
-                (Some(mesh), Some((project, n))) => {
-                    println!(
-                        "mesh {mesh} is down: removed compose project {project} ({n} containers)"
-                    );
-                }
-                (Some(mesh), None) => {
-                    println!("mesh {mesh} is down: stopped {} processes", r.stopped);
-                    if !r.killed.is_empty() {
-                        println!("(killed after the grace period: {})", r.killed.join(", "));
-                    }
-                }
-                (None, _) if docker => {
+            let dir = &state.state_dir;
+            match wasmesh::state::load(dir)? {
+                Some(st) => println!("{}", backend::of_state(&st).down(dir, &st)?),
+                None if docker => {
                     // No state, e.g. after a deleted state directory: go by the label.
-                    let n = wasmesh::docker::down_project(&project)?;
+                    let n = backend::docker::down_project(&project)?;
                     if n == 0 {
                         println!("no compose project {project} is up");
                     } else {
                         println!("removed compose project {project} ({n} containers)");
                     }
                 }
-                (None, _) => {
-                    println!("no mesh is up (nothing in {})", state.state_dir.display())
-                }
+                None => println!("no mesh is up (nothing in {})", dir.display()),
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { state, interval } => {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
-            print!("{}", wasmesh::status::status(&state.state_dir, interval)?);
+            let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
+            print!("{}", backend::of_state(&st).status(&st, interval)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { instance, state } => {
-            wasmesh::down::stop_instance(&state.state_dir, &instance)?;
+            let st = backend::running(&state.state_dir, "")?;
+            backend::of_state(&st).stop_instance(&state.state_dir, &st, &instance)?;
             println!("stopped {instance}");
             Ok(ExitCode::SUCCESS)
         }
@@ -376,8 +341,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             state,
             timeout,
         } => {
-            wasmesh::up::start_instance(
+            let st = backend::running(&state.state_dir, "")?;
+            backend::of_state(&st).start_instance(
                 &state.state_dir,
+                st,
                 &instance,
                 std::time::Duration::from_secs(timeout),
             )?;

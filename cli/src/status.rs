@@ -3,18 +3,27 @@
 //!
 //! Read from each sidecar's own Prometheus endpoint on its admin port, sampled twice
 //! `interval` apart: rates and latencies are of that window, not of all time. Inbound
-//! traffic as each sidecar sees it (`reporter="destination"`, as Istio's dashboards
-//! show a service), and the gateway's as clients see it. Envoy's native
-//! `downstream_rq_*` stats stand in when a mesh has no telemetry filter.
+//! traffic as each sidecar sees it, and the gateway's as clients see it.
+//!
+//! Requests and 5xx are Envoy's own counters of the connection managers
+//! (`downstream_rq_completed`, `downstream_rq_5xx`): the admin endpoint reads counters
+//! when asked, so a request counts as soon as Envoy has answered it, and every request
+//! counts, whether or not a telemetry filter recorded it (one that failed open, or
+//! whose config drops `istio_requests_total`, counts less than was sent). Latency is
+//! Istio's `istio_request_duration_milliseconds` (`reporter="destination"` on
+//! sidecars, as Istio's dashboards show a service; `source` on the gateway) where the
+//! telemetry filter runs, else Envoy's `downstream_rq_time`: histograms reach the
+//! endpoint only at a stats flush ([`FLUSH_INTERVAL`]), so P50/P99 trail the sample by
+//! up to that.
 
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::localhttp;
-use crate::state::{self, Running};
+use crate::state::{Running, State};
+use crate::stats::FLUSH_INTERVAL;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -108,14 +117,13 @@ fn parse_line(line: &str) -> Option<(&str, BTreeMap<&str, &str>, f64)> {
     Some((name, map, value))
 }
 
-/// Reduces a `/stats/prometheus` body: Istio metrics of `reporter` when present, else
-/// Envoy's own stats of the connection managers whose prefix starts with `hcm`.
+/// Reduces a `/stats/prometheus` body: requests and 5xx from Envoy's own stats of the
+/// connection managers whose prefix starts with `hcm`; latency buckets from Istio's
+/// histogram of `reporter` when present, else from those connection managers'.
 pub fn reduce(text: &str, reporter: &str, hcm: &str) -> Sample {
-    let mut istio = Sample::default();
-    let mut native = Sample::default();
+    let mut sample = Sample::default();
     let mut istio_buckets: BTreeMap<u64, f64> = BTreeMap::new();
     let mut native_buckets: BTreeMap<u64, f64> = BTreeMap::new();
-    let mut saw_istio = false;
     for (name, labels, value) in text.lines().filter_map(parse_line) {
         let le = || {
             labels
@@ -123,24 +131,11 @@ pub fn reduce(text: &str, reporter: &str, hcm: &str) -> Sample {
                 .and_then(|l| l.parse::<f64>().ok())
                 .map(f64::to_bits)
         };
-        if labels.get("reporter") == Some(&reporter) {
-            match name {
-                "istio_requests_total" => {
-                    saw_istio = true;
-                    istio.requests += value;
-                    if labels
-                        .get("response_code")
-                        .is_some_and(|c| c.starts_with('5'))
-                    {
-                        istio.errors += value;
-                    }
-                }
-                "istio_request_duration_milliseconds_bucket" => {
-                    if let Some(le) = le() {
-                        *istio_buckets.entry(le).or_default() += value;
-                    }
-                }
-                _ => {}
+        if name == "istio_request_duration_milliseconds_bucket"
+            && labels.get("reporter") == Some(&reporter)
+        {
+            if let Some(le) = le() {
+                *istio_buckets.entry(le).or_default() += value;
             }
             continue;
         }
@@ -152,29 +147,28 @@ pub fn reduce(text: &str, reporter: &str, hcm: &str) -> Sample {
             continue;
         }
         if name.ends_with("downstream_rq_completed") {
-            native.requests += value;
+            sample.requests += value;
         } else if name.ends_with("downstream_rq_xx")
             && labels.get("envoy_response_code_class") == Some(&"5")
         {
-            native.errors += value;
+            sample.errors += value;
         } else if name.ends_with("downstream_rq_time_bucket") {
             if let Some(le) = le() {
                 *native_buckets.entry(le).or_default() += value;
             }
         }
     }
-    let sorted = |m: BTreeMap<u64, f64>| {
-        let mut v: Vec<(f64, f64)> = m.into_iter().map(|(k, n)| (f64::from_bits(k), n)).collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
-    if saw_istio {
-        istio.buckets = sorted(istio_buckets);
-        istio
+    let buckets = if istio_buckets.is_empty() {
+        native_buckets
     } else {
-        native.buckets = sorted(native_buckets);
-        native
-    }
+        istio_buckets
+    };
+    sample.buckets = buckets
+        .into_iter()
+        .map(|(k, n)| (f64::from_bits(k), n))
+        .collect();
+    sample.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sample
 }
 
 fn scrape(p: &Running) -> Result<Sample> {
@@ -202,15 +196,8 @@ struct Row {
     total: Option<Sample>,
 }
 
-/// The table, for the mesh whose state is in `dir`.
-pub fn status(dir: &Path, interval: Duration) -> Result<String> {
-    let st = state::load(dir)?.ok_or_else(|| {
-        anyhow!(
-            "no mesh is up (no state in {}): run `wasmesh up` first",
-            dir.display()
-        )
-    })?;
-    crate::docker::process_mode_only(&st, "status")?;
+/// The table of the process-mode mesh `st`, sampled `interval` apart.
+pub fn table(st: &State, interval: Duration) -> String {
     // The gateway first: what clients get, then each service behind it.
     let envoys: Vec<&Running> = st
         .processes
@@ -301,7 +288,11 @@ pub fn status(dir: &Path, interval: Duration) -> Result<String> {
         out,
         "\nRPS, ERRORS (5xx share) and P50/P99 are over the sample; REQUESTS since start. `-`: no requests in the sample."
     );
-    Ok(out)
+    let _ = writeln!(
+        out,
+        "RPS, ERRORS and REQUESTS are Envoy's own request counters (exact, no lag); P50/P99 come from histograms Envoy publishes every {FLUSH_INTERVAL}, so they trail by up to {FLUSH_INTERVAL}."
+    );
+    out
 }
 
 fn line(
@@ -347,9 +338,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A sidecar whose telemetry filter recorded fewer requests (90) than Envoy
+    /// answered (100, as after a filter that failed open): the counts are Envoy's.
     const SCRAPE: &str = r#"# TYPE istio_requests_total counter
-istio_requests_total{reporter="destination",response_code="200",source_app="a"} 90
-istio_requests_total{reporter="destination",response_code="503",source_app="a"} 10
+istio_requests_total{reporter="destination",response_code="200",source_app="a"} 81
+istio_requests_total{reporter="destination",response_code="503",source_app="a"} 9
 istio_requests_total{reporter="source",response_code="200"} 1000
 istio_request_duration_milliseconds_bucket{reporter="destination",response_code="200",le="1"} 50
 istio_request_duration_milliseconds_bucket{reporter="destination",response_code="200",le="5"} 90
@@ -357,10 +350,16 @@ istio_request_duration_milliseconds_bucket{reporter="destination",response_code=
 istio_request_duration_milliseconds_bucket{reporter="destination",response_code="503",le="1"} 0
 istio_request_duration_milliseconds_bucket{reporter="destination",response_code="503",le="5"} 10
 istio_request_duration_milliseconds_bucket{reporter="destination",response_code="503",le="+Inf"} 10
+istio_request_duration_milliseconds_bucket{reporter="source",response_code="200",le="1"} 1000
+envoy_http_downstream_rq_completed{envoy_http_conn_manager_prefix="inbound_0"} 100
+envoy_http_downstream_rq_xx{envoy_response_code_class="2",envoy_http_conn_manager_prefix="inbound_0"} 90
+envoy_http_downstream_rq_xx{envoy_response_code_class="5",envoy_http_conn_manager_prefix="inbound_0"} 10
+envoy_http_downstream_rq_completed{envoy_http_conn_manager_prefix="admin"} 7
+envoy_http_downstream_rq_time_bucket{envoy_http_conn_manager_prefix="inbound_0",le="10"} 100
 "#;
 
     #[test]
-    fn istio_metrics_of_one_reporter() {
+    fn counts_are_envoys_and_latency_istios_of_one_reporter() {
         let s = reduce(SCRAPE, "destination", "inbound");
         assert_eq!((s.requests, s.errors), (100.0, 10.0));
         assert_eq!(

@@ -17,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use wasmesh::backend::command::{docker, output_text, run};
 use wasmesh_integration::http::{self, Response};
 use wasmesh_integration::localmesh::LocalMesh;
 
@@ -49,31 +50,6 @@ fn workspace_root() -> PathBuf {
     manifest
         .parent()
         .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs a command to completion; an error (with its output) unless it exits 0.
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {shown}"))?;
-    if !out.status.success() {
-        bail!("{shown} failed ({}):\n{}", out.status, text(&out));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn docker(args: &[&str]) -> Result<String> {
-    run(Command::new("docker").args(args))
 }
 
 /// Fails loudly, with what to do, when Docker or Compose is missing.
@@ -156,7 +132,7 @@ impl DockerMesh {
     /// Polls until every compose service's container is running and healthy (bounded),
     /// judged as `wasmesh up --docker` judges it.
     pub fn wait_healthy(&self) -> Result<()> {
-        use wasmesh::docker::{failed, ready, states};
+        use wasmesh::backend::docker::{failed, ready, states};
         let expected = self.service_count()?;
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
@@ -205,7 +181,7 @@ impl DockerMesh {
             .args(["logs", "--tail", "40", container])
             .output()
         {
-            Ok(out) => text(&out),
+            Ok(out) => output_text(&out),
             Err(e) => format!("(no logs: {e})"),
         }
     }
@@ -338,7 +314,7 @@ impl Drop for DockerMesh {
         if self.keep_dir || std::thread::panicking() {
             // `down` deletes the containers and their logs: keep the logs first.
             if let Ok(out) = self.compose().args(["logs", "--no-color"]).output() {
-                let _ = std::fs::write(self.dir.join("compose.log"), text(&out));
+                let _ = std::fs::write(self.dir.join("compose.log"), output_text(&out));
             }
         }
         // Best effort in Drop: a failed teardown is printed with the project name so
@@ -353,7 +329,7 @@ impl Drop for DockerMesh {
             Ok(out) => eprintln!(
                 "docker mesh {}: `down -v` failed: {}",
                 self.project,
-                text(&out)
+                output_text(&out)
             ),
             Err(e) => eprintln!("docker mesh {}: cannot run compose: {e}", self.project),
         }

@@ -1,6 +1,7 @@
-//! `wasmesh up --docker` and `down` in docker mode: the mesh as a compose project on
-//! the locally built images (docs/docker.md), with the same progress lines, summary
-//! and state file as process mode.
+//! The docker backend (`wasmesh up --docker`): the mesh as a compose project on the
+//! locally built images (docs/docker.md), with the same progress lines, summary and
+//! state file as process mode. `status`, `stop` and `start` are process mode only for
+//! now and say so, with what works instead.
 //!
 //! The compose target is always generated into the state directory
 //! (`<state-dir>/docker/docker-compose.yml`), even for the Bookinfo example: the
@@ -14,15 +15,17 @@
 //! is `docker inspect` health, polled while `compose up -d` works through the
 //! `depends_on` order.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::state::{self, DockerRun, Running, State};
-use crate::up::{print_ready, state_dir_flag};
+use super::command::{docker, output_text, run};
+use super::{
+    build_missing_filters, load_mesh, ports_in_use, print_ready, refuse_if_up, Backend, UpOptions,
+};
+use crate::state::{self, DockerRun, State};
 use crate::{certs, compose, GenerateOptions, DEFAULT_FILTERS_DIR};
 
 /// The project name when `--project` is not given.
@@ -36,28 +39,62 @@ const STOP_SECS: &str = "5";
 const COMPOSE_SH: &str = "scripts/compose.sh";
 const IMAGES_SH: &str = "scripts/docker-images.sh";
 
-#[derive(Debug, Clone)]
-pub struct DockerUpOptions {
-    pub mesh: PathBuf,
-    pub state_dir: PathBuf,
-    pub certs_dir: PathBuf,
+/// The mesh as compose project `project`. [`UpOptions`]' ports are host ports: the
+/// gateway's (default: the mesh file's gateway port) and Prometheus'. Its timeout is
+/// for the containers to become healthy (the image build before is not counted: a
+/// first build compiles the demo).
+pub struct Docker {
     pub project: String,
-    /// Host port of the gateway; default: the mesh file's gateway port.
-    pub gateway_port: Option<u16>,
-    /// Host port of Prometheus.
-    pub prometheus_port: u16,
-    /// How long the containers together may take to become healthy (the image build
-    /// before is not counted: a first build compiles the demo).
-    pub timeout: Duration,
-    /// Each chain as one mesh-module filter (`generate --bundle`).
-    pub bundle: bool,
 }
 
-/// Fails with a pointer to what works when a process-mode-only command meets a
-/// docker-mode state.
-pub fn process_mode_only(st: &State, command: &str) -> Result<()> {
+impl Backend for Docker {
+    /// On failure prints the failed containers' logs and removes the project again.
+    fn up(&self, opts: &UpOptions) -> Result<State> {
+        up(&self.project, opts)
+    }
+
+    fn ready_summary(&self, st: &State) -> String {
+        let containers = st.docker.as_ref().map_or(0, |d| d.services.len());
+        format!("{containers} containers healthy")
+    }
+
+    /// `compose down -v`; the state goes only once the project is gone (until then it
+    /// is what finds it).
+    fn down(&self, dir: &Path, st: &State) -> Result<String> {
+        let Some(d) = &st.docker else {
+            bail!("the state in {} records no compose project", dir.display());
+        };
+        let removed = down(&st.root, d)?;
+        state::remove(dir)?;
+        Ok(format!(
+            "mesh {} is down: removed compose project {} ({removed} containers)",
+            st.mesh, d.project
+        ))
+    }
+
+    fn status(&self, st: &State, _interval: Duration) -> Result<String> {
+        process_mode_only(st, "status")
+    }
+
+    fn stop_instance(&self, _dir: &Path, st: &State, _instance: &str) -> Result<()> {
+        process_mode_only(st, "stop")
+    }
+
+    fn start_instance(
+        &self,
+        _dir: &Path,
+        st: State,
+        _instance: &str,
+        _timeout: Duration,
+    ) -> Result<()> {
+        process_mode_only(&st, "start")
+    }
+}
+
+/// The error of a process-mode-only command, with a pointer to what works.
+fn process_mode_only<T>(st: &State, command: &str) -> Result<T> {
     let Some(d) = &st.docker else {
-        return Ok(());
+        bail!("mesh {} runs no compose project", st.mesh);
     };
     let mut msg = format!(
         "`wasmesh {command}` is process mode only for now: mesh {} runs as compose project {}",
@@ -108,31 +145,6 @@ fn check_project(project: &str) -> Result<()> {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs to completion; stdout, or an error with all output unless it exits 0.
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {shown}"))?;
-    if !out.status.success() {
-        bail!("{shown} failed ({}):\n{}", out.status, text(&out));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn docker(args: &[&str]) -> Result<String> {
-    run(Command::new("docker").args(args))
-}
-
 /// `scripts/compose.sh -p P -f F` with the host-port variables of the run.
 fn compose(root: &Path, d: &DockerRun) -> Command {
     let mut c = Command::new(root.join(COMPOSE_SH));
@@ -180,12 +192,8 @@ pub fn states(project: &str) -> Result<BTreeMap<String, (String, String)>> {
 
 /// Fails fast, before anything starts, when a host port to publish is taken (Docker
 /// binds all interfaces, so that is what is tried).
-fn check_ports_free(ports: &[(&str, u16)]) -> Result<()> {
-    let busy: Vec<String> = ports
-        .iter()
-        .filter(|(_, port)| TcpListener::bind(("0.0.0.0", *port)).is_err())
-        .map(|(name, port)| format!("{port} ({name})"))
-        .collect();
+fn check_ports_free(ports: Vec<(String, u16)>) -> Result<()> {
+    let busy = ports_in_use("0.0.0.0", ports);
     if busy.is_empty() {
         return Ok(());
     }
@@ -195,10 +203,8 @@ fn check_ports_free(ports: &[(&str, u16)]) -> Result<()> {
     )
 }
 
-/// Brings the mesh up as a compose project; on failure prints the failed containers'
-/// logs and removes the project again.
-pub fn up(opts: &DockerUpOptions) -> Result<State> {
-    check_project(&opts.project)?;
+fn up(project: &str, opts: &UpOptions) -> Result<State> {
+    check_project(project)?;
     let root = std::env::current_dir().context("reading the current directory")?;
     if !root.join(COMPOSE_SH).is_file() {
         bail!(
@@ -206,44 +212,27 @@ pub fn up(opts: &DockerUpOptions) -> Result<State> {
         );
     }
     let dir = &opts.state_dir;
-    if let Some(old) = state::load(dir)? {
-        if old.docker.is_some() || old.processes.iter().any(Running::is_alive) {
-            bail!(
-                "a mesh ({}) is already up with state in {}: run `wasmesh down{}` first",
-                old.mesh,
-                dir.display(),
-                state_dir_flag(dir)
-            );
-        }
-        state::remove(dir)?;
-    }
+    refuse_if_up(dir)?;
     docker(&["info", "--format", "{{.ServerVersion}}"])
         .context("the Docker daemon is not reachable (is Docker installed and running?)")?;
     run(Command::new(root.join(COMPOSE_SH)).arg("--which"))
         .context("neither `docker compose` nor `docker-compose` is installed")?;
-    let leftovers = states(&opts.project)?;
+    let leftovers = states(project)?;
     if !leftovers.is_empty() {
         bail!(
-            "compose project {} already has {} container(s) (not from this state directory): \
-             `wasmesh down --docker --project {}` removes them, or pick another --project",
-            opts.project,
+            "compose project {project} already has {} container(s) (not from this state directory): \
+             `wasmesh down --docker --project {project}` removes them, or pick another --project",
             leftovers.len(),
-            opts.project
         );
     }
 
-    let mesh = crate::load(&opts.mesh).map_err(|errors| {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        anyhow!("{} problem(s) in {}", errors.len(), opts.mesh.display())
-    })?;
+    let mesh = load_mesh(&opts.mesh)?;
     let gateway_port = opts
         .gateway_port
         .or_else(|| mesh.gateway.as_ref().map(|g| g.port));
-    let mut ports = vec![("prometheus", opts.prometheus_port)];
-    ports.extend(gateway_port.map(|p| ("gateway", p)));
-    check_ports_free(&ports)?;
+    let mut ports = vec![("prometheus".to_string(), opts.prometheus_port)];
+    ports.extend(gateway_port.map(|p| ("gateway".to_string(), p)));
+    check_ports_free(ports)?;
 
     // Generate: bootstraps see container paths; the file mounts host paths absolutely,
     // so it can live in the state directory, away from the checked-in one.
@@ -264,7 +253,7 @@ pub fn up(opts: &DockerUpOptions) -> Result<State> {
     let _ = std::fs::remove_dir_all(&out);
     crate::write_files(&out, &files).with_context(|| format!("writing into {}", out.display()))?;
     certs::ensure(&mesh, &certs_dir)?;
-    crate::up::build_missing_filters(&root, &files, &|p| {
+    build_missing_filters(&root, &files, &|p| {
         filters_dir.join(Path::new(p).file_name().unwrap_or_default())
     })?;
 
@@ -280,7 +269,7 @@ pub fn up(opts: &DockerUpOptions) -> Result<State> {
         env.insert(compose::GATEWAY_PORT_VAR.to_string(), p.to_string());
     }
     let mut run_info = DockerRun {
-        project: opts.project.clone(),
+        project: project.to_string(),
         compose_file: out.join("docker-compose.yml"),
         env,
         services: Vec::new(),
@@ -375,7 +364,7 @@ fn start_and_wait(
                 .stdin(Stdio::null())
                 .output()
             {
-                Ok(o) => eprintln!("{}", text(&o).trim_end()),
+                Ok(o) => eprintln!("{}", output_text(&o).trim_end()),
                 Err(e) => eprintln!("(no logs: {e})"),
             }
         }

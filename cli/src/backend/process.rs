@@ -1,0 +1,300 @@
+//! The process backend (`wasmesh up` without `--docker`): build what is missing,
+//! generate into the state directory, start every process of the run plan detached,
+//! wait until each is ready, and leave a state file behind for `down`, `status`,
+//! `start` and `stop`, which find the processes by the PIDs and process groups in it,
+//! never by name (another mesh, or a user's own Envoy, may be running beside ours).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::launch::{demo_path, envoy_path, find_on_path, spawn, wait_ready, DEMO_BIN};
+use super::{build_missing_filters, load_mesh, ports_in_use, refuse_if_up, Backend, UpOptions};
+use crate::runplan::{ProcessKind, RunPlan, PLAN_FILE};
+use crate::state::{self, Running, State};
+use crate::{certs, GenerateOptions};
+
+/// How long a process may take to stop before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Every app, sidecar, the gateway and Prometheus as processes of this machine.
+pub struct Process;
+
+impl Backend for Process {
+    /// On failure everything started is stopped again.
+    fn up(&self, opts: &UpOptions) -> Result<State> {
+        let started = Instant::now();
+        let root = std::env::current_dir().context("reading the current directory")?;
+        let dir = &opts.state_dir;
+        refuse_if_up(dir)?;
+        let (plan, files) = generate(opts)?;
+
+        build_missing_filters(&root, &files, &|p| root.join(p))?;
+        let envoy = envoy_path(&root)?;
+        let prometheus_bin = if opts.prometheus {
+            find_on_path("prometheus")
+        } else {
+            None
+        };
+        let prometheus_url = prometheus_bin
+            .as_ref()
+            .map(|_| format!("http://127.0.0.1:{}", opts.prometheus_port));
+        check_ports_free(&plan, prometheus_url.as_ref().map(|_| opts.prometheus_port))?;
+
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let mut procs = plan_processes(&root, &envoy, &plan, &logs)?;
+        if let Some(bin) = &prometheus_bin {
+            procs.push(prometheus(bin, &plan, opts, &logs));
+        }
+
+        let gateway_url = plan
+            .processes
+            .iter()
+            .find(|p| p.kind == ProcessKind::Gateway)
+            .and_then(|p| p.ports.get("http"))
+            .map(|port| format!("http://127.0.0.1:{port}"));
+        let mut st = State {
+            version: 1,
+            mesh: plan.mesh.clone(),
+            mesh_file: opts.mesh.clone(),
+            root: root.clone(),
+            port_base: opts.port_base,
+            gateway_url,
+            prometheus_url,
+            processes: Vec::new(),
+            docker: None,
+        };
+        let result = start_all(&root, dir, &mut st, procs, opts.timeout, started);
+        if let Err(e) = result {
+            let all: Vec<&Running> = st.processes.iter().collect();
+            state::stop_groups(&all, STOP_GRACE);
+            let _ = state::remove(dir);
+            return Err(e);
+        }
+        Ok(st)
+    }
+
+    fn ready_summary(&self, st: &State) -> String {
+        format!("{} processes ready", st.processes.len())
+    }
+
+    /// In reverse start order (gateway first, apps last, so in-flight requests drain
+    /// through). Only dead processes left: nothing to do, and a success.
+    fn down(&self, dir: &Path, st: &State) -> Result<String> {
+        let procs: Vec<&Running> = st.processes.iter().rev().collect();
+        let stopped = procs
+            .iter()
+            .filter(|p| p.is_alive() || !state::group_members(p.pgid).is_empty())
+            .count();
+        let killed = state::stop_groups(&procs, STOP_GRACE);
+        let left: Vec<&str> = procs
+            .iter()
+            .filter(|p| !state::group_members(p.pgid).is_empty())
+            .map(|p| p.name.as_str())
+            .collect();
+        if !left.is_empty() {
+            // Keep the state file: it is the only record of what to stop.
+            bail!("still running after SIGKILL: {}", left.join(", "));
+        }
+        state::remove(dir)?;
+        let mut out = format!("mesh {} is down: stopped {stopped} processes", st.mesh);
+        if !killed.is_empty() {
+            out.push_str(&format!(
+                "\n(killed after the grace period: {})",
+                killed.join(", ")
+            ));
+        }
+        Ok(out)
+    }
+
+    fn status(&self, st: &State, interval: Duration) -> Result<String> {
+        Ok(crate::status::table(st, interval))
+    }
+
+    fn stop_instance(&self, _dir: &Path, st: &State, instance: &str) -> Result<()> {
+        let procs: Vec<&Running> = st
+            .processes
+            .iter()
+            .filter(|p| p.instance == instance || p.name == instance)
+            .collect();
+        if procs.is_empty() {
+            bail!("no instance {instance} in mesh {}", st.mesh);
+        }
+        state::stop_groups(&procs, STOP_GRACE);
+        Ok(())
+    }
+
+    /// With the command and environment `up` recorded.
+    fn start_instance(
+        &self,
+        dir: &Path,
+        mut st: State,
+        instance: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let idx: Vec<usize> = st
+            .processes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.instance == instance || p.name == instance)
+            .map(|(i, _)| i)
+            .collect();
+        if idx.is_empty() {
+            bail!("no instance {instance} in mesh {}", st.mesh);
+        }
+        let started = Instant::now();
+        let root = st.root.clone();
+        for &i in &idx {
+            if let Some(p) = st.processes.get_mut(i) {
+                if !p.is_alive() {
+                    spawn(&root, p)?;
+                }
+            }
+        }
+        state::save(dir, &st)?;
+        let procs: Vec<&Running> = idx.iter().filter_map(|&i| st.processes.get(i)).collect();
+        wait_ready(&procs, timeout, started)
+    }
+}
+
+/// Generates the process target into `STATE_DIR/config` (named relative to the root,
+/// as the plan wants) and issues missing certificates; the run plan and the files.
+fn generate(opts: &UpOptions) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
+    let mut mesh = load_mesh(&opts.mesh)?;
+    if let (Some(port), Some(g)) = (opts.gateway_port, mesh.gateway.as_mut()) {
+        g.port = port;
+    }
+    let config_dir = opts.state_dir.join("config");
+    let label = config_dir
+        .to_string_lossy()
+        .trim_end_matches('/')
+        .to_string();
+    let mut gen = GenerateOptions::process(&label, opts.port_base).with_bundle(opts.bundle);
+    gen.certs_dir = opts.certs_dir.to_string_lossy().into_owned();
+    let files = crate::generate(&mesh, &gen)?;
+    // Stale configs of an earlier, different mesh must not linger.
+    let _ = std::fs::remove_dir_all(&config_dir);
+    crate::write_files(&config_dir, &files)
+        .with_context(|| format!("writing into {}", config_dir.display()))?;
+    certs::ensure(&mesh, &opts.certs_dir)?;
+    let plan_path = config_dir.join(PLAN_FILE);
+    let plan: RunPlan = serde_json::from_slice(
+        &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
+    )?;
+    Ok((plan, files))
+}
+
+/// The plan's processes with the commands resolved to binaries of this machine.
+fn plan_processes(root: &Path, envoy: &Path, plan: &RunPlan, logs: &Path) -> Result<Vec<Running>> {
+    let mut demo: Option<PathBuf> = None;
+    let mut procs = Vec::new();
+    for p in &plan.processes {
+        let mut argv = p.command.clone();
+        match argv.first().map(String::as_str) {
+            Some("envoy") => {
+                argv[0] = envoy.to_string_lossy().into_owned();
+                // A laptop runs a dozen Envoys: one worker each keeps start-up quick and
+                // memory low (state that must hold per Envoy is in shared data anyway).
+                argv.extend(["--concurrency".into(), "1".into()]);
+            }
+            Some(DEMO_BIN) => {
+                if demo.is_none() {
+                    demo = Some(demo_path(root)?);
+                }
+                if let Some(d) = &demo {
+                    argv[0] = d.to_string_lossy().into_owned();
+                }
+            }
+            Some(_) => {}
+            None => bail!("process {} has an empty command", p.name),
+        }
+        let mut r = Running::from_plan(p, argv, logs.join(format!("{}.log", p.name)));
+        if p.kind == ProcessKind::App {
+            // Answers name the replica, so tests can tell instances apart from outside.
+            r.env
+                .entry("INSTANCE".into())
+                .or_insert_with(|| p.name.clone());
+        }
+        procs.push(r);
+    }
+    Ok(procs)
+}
+
+/// Prometheus as the plan runs it, on our own port and data directory, so several
+/// meshes (a user's, a test's) never share a listener or a TSDB lock.
+fn prometheus(bin: &Path, plan: &RunPlan, opts: &UpOptions, logs: &Path) -> Running {
+    let mut argv = vec![bin.to_string_lossy().into_owned()];
+    for a in plan.prometheus.command.iter().skip(1) {
+        if a.starts_with("--web.listen-address=") {
+            argv.push(format!(
+                "--web.listen-address=127.0.0.1:{}",
+                opts.prometheus_port
+            ));
+        } else if a.starts_with("--storage.tsdb.path=") {
+            argv.push(format!(
+                "--storage.tsdb.path={}",
+                opts.state_dir.join("prometheus").display()
+            ));
+        } else {
+            argv.push(a.clone());
+        }
+    }
+    Running {
+        name: "prometheus".into(),
+        kind: "prometheus".into(),
+        service: None,
+        version: None,
+        instance: "prometheus".into(),
+        pid: 0,
+        pgid: 0,
+        start_ticks: None,
+        argv,
+        env: Default::default(),
+        ports: [("http".to_string(), opts.prometheus_port)].into(),
+        health_url: Some(format!("http://127.0.0.1:{}/-/ready", opts.prometheus_port)),
+        log: logs.join("prometheus.log"),
+    }
+}
+
+/// Starts `procs` in order, recording each in the state file as soon as it runs (so
+/// `down` finds it even if `up` dies), then waits for all of them.
+fn start_all(
+    root: &Path,
+    dir: &Path,
+    st: &mut State,
+    procs: Vec<Running>,
+    timeout: Duration,
+    started: Instant,
+) -> Result<()> {
+    for mut r in procs {
+        spawn(root, &mut r)?;
+        st.processes.push(r);
+        state::save(dir, st)?;
+    }
+    let all: Vec<&Running> = st.processes.iter().collect();
+    wait_ready(&all, timeout, started)
+}
+
+/// Fails fast, before starting anything, when a port of the plan is taken: the usual
+/// cause is another mesh, which a half-started one would only confuse.
+fn check_ports_free(plan: &RunPlan, prometheus: Option<u16>) -> Result<()> {
+    let ports = plan
+        .processes
+        .iter()
+        .flat_map(|p| {
+            p.ports
+                .iter()
+                .map(move |(role, port)| (format!("{} {role}", p.name), *port))
+        })
+        .chain(prometheus.map(|port| ("prometheus http".to_string(), port)));
+    let busy = ports_in_use("127.0.0.1", ports);
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "ports in use: {}. Is another mesh up (`wasmesh down`)? Or pick others with --port-base / --gateway-port / --prometheus-port",
+            busy.join(", ")
+        )
+    }
+}
