@@ -12,11 +12,12 @@
 use serde_json::{json, Value};
 use std::process::Command;
 use wasmesh_harness::build::native_module_dir;
-use wasmesh_integration::bootstrap::{self, http_listener, static_cluster, INGRESS, UPSTREAM};
-use wasmesh_integration::echo::{Echo, EchoServer};
+use wasmesh_integration::bootstrap::{self, INGRESS};
+use wasmesh_integration::echo::EchoServer;
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
 use wasmesh_integration::paths::TempDir;
+use wasmesh_integration::scenarios;
 
 /// The module's name in `dynamic_module_config`: Envoy loads `lib<name>.so`.
 const MODULE: &str = "wasmesh_native";
@@ -45,14 +46,7 @@ fn native_filter(stage: &str, config: Value) -> Value {
 }
 
 fn proxy_to(upstream_port: u16, filters: Vec<Value>) -> Value {
-    let route = json!({ "match": { "prefix": "/" }, "route": { "cluster": UPSTREAM } });
-    json!({
-        "admin": bootstrap::admin(),
-        "static_resources": {
-            "listeners": [http_listener(INGRESS, filters, vec![route])],
-            "clusters": [static_cluster(UPSTREAM, upstream_port)],
-        },
-    })
+    bootstrap::proxy_through(upstream_port, filters)
 }
 
 #[test]
@@ -68,39 +62,14 @@ fn module_loads_with_the_matching_abi_version() {
     );
 }
 
-/// The Wasm filter's `edits_reach_the_upstream_and_the_client` (integration/tests/headers.rs),
-/// with the same config and the same assertions.
+/// The Wasm filter's `edits_reach_the_upstream_and_the_client` (integration/tests/headers.rs):
+/// the same scenario, config and checks.
 #[test]
 fn headers_edits_reach_the_upstream_and_the_client() {
     let echo = EchoServer::start().unwrap();
-    let filter = native_filter(
-        "headers",
-        json!({
-            "request": {
-                "set": [{"name": "x-wasmesh", "value": "hello"}],
-                "add": [{"name": "x-trace-tag", "value": "%METHOD% %PATH%"}],
-                "remove": ["x-internal-secret"],
-            },
-            "response": {
-                "set": [{"name": "x-served-by", "value": "wasmesh"}],
-                "remove": ["x-echo-name"],
-            },
-        }),
-    );
+    let filter = native_filter("headers", scenarios::headers::edits_config());
     let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
-    let url = format!("{}/items//a/../b", envoy.listener_url(INGRESS).unwrap());
-    let resp = http::get_with(
-        &url,
-        &[("x-internal-secret", "s3cr3t"), ("x-trace-tag", "first")],
-    )
-    .unwrap();
-    assert_eq!(resp.status, 200, "{}", envoy.log_tail(40));
-    let seen = Echo::parse(&resp.body).unwrap();
-    assert_eq!(seen.header("x-wasmesh"), Some("hello"));
-    assert_eq!(seen.header_all("x-trace-tag"), ["first", "GET /items/b"]);
-    assert_eq!(seen.header("x-internal-secret"), None);
-    assert_eq!(resp.header("x-served-by"), Some("wasmesh"));
-    assert_eq!(resp.header("x-echo-name"), None);
+    scenarios::headers::check_edits(&envoy).unwrap();
 }
 
 #[test]
