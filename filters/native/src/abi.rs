@@ -18,8 +18,9 @@
 //! signature changed but whose name did not cannot be detected by either side; the pin
 //! above and the real-Envoy tests are the guard (docs/native-target.md).
 //!
-//! No panic crosses the boundary: every hook runs its body under `catch_unwind` and
-//! answers a panic like a failure (null config, `Continue`, nothing done).
+//! No panic crosses the boundary: every hook that runs stage code does so under
+//! `catch_unwind` (the others cannot panic) and answers a panic like a failure (null
+//! config, `Continue`, nothing done).
 
 use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
 use std::ffi::{c_char, c_void, CStr};
@@ -307,13 +308,20 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: ModulePtr)
     })
 }
 
-/// Maps the shell's answer to the hook status: paused streams stop iteration.
-fn status(proceed: bool) -> Status {
-    if proceed {
-        CONTINUE
-    } else {
-        STOP_ITERATION
-    }
+/// Runs a headers phase of the shell; a stream the shell paused stops iteration.
+fn headers_phase(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    phase: fn(&mut Filter, &dyn StreamHost) -> bool,
+) -> Status {
+    guarded(CONTINUE, || {
+        let proceed = filter_mut(filter).is_none_or(|f| phase(f, &EnvoyStream(filter_envoy)));
+        if proceed {
+            CONTINUE
+        } else {
+            STOP_ITERATION
+        }
+    })
 }
 
 #[no_mangle]
@@ -322,10 +330,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter: ModulePtr,
     _end_of_stream: bool,
 ) -> Status {
-    guarded(CONTINUE, || match filter_mut(filter) {
-        Some(f) => status(f.on_request_headers(&EnvoyStream(filter_envoy))),
-        None => CONTINUE,
-    })
+    headers_phase(filter_envoy, filter, Filter::on_request_headers)
 }
 
 #[no_mangle]
@@ -334,10 +339,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter: ModulePtr,
     _end_of_stream: bool,
 ) -> Status {
-    guarded(CONTINUE, || match filter_mut(filter) {
-        Some(f) => status(f.on_response_headers(&EnvoyStream(filter_envoy))),
-        None => CONTINUE,
-    })
+    headers_phase(filter_envoy, filter, Filter::on_response_headers)
 }
 
 #[no_mangle]
