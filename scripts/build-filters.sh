@@ -12,6 +12,8 @@ if [ $# -gt 0 ]; then
 else
   names=()
   for dir in filters/*/; do
+    # filters/native is the same stages as a native Envoy module: never built for wasm.
+    [ "$dir" = filters/native/ ] && continue
     grep -q cdylib "$dir/Cargo.toml" 2>/dev/null && names+=("$(basename "$dir")")
   done
 fi

@@ -1,8 +1,10 @@
-//! Builds guest crates of this workspace to wasm for tests.
+//! Builds guest crates of this workspace for tests: to wasm, or natively as an Envoy
+//! dynamic module (`filters/native`).
 //!
-//! Runs `cargo build --target wasm32-wasip1 --profile wasm` into `<workspace>/target/wasm`,
-//! a target directory of its own so it never waits on the lock of the `cargo test` that
-//! runs us. Each package is built once per process; later calls return the cached path.
+//! Runs `cargo build --target wasm32-wasip1 --profile wasm` into `<workspace>/target/wasm`
+//! (a native module: `cargo build` into `<workspace>/target/native`), a target directory
+//! of its own so it never waits on the lock of the `cargo test` that runs us. Each
+//! package is built once per process; later calls return the cached path.
 
 use crate::error::HarnessError;
 use std::collections::HashMap;
@@ -41,10 +43,28 @@ pub fn wasm_bundle(package: &str) -> PathBuf {
     }
 }
 
+/// Builds `package` natively (a `cdylib` Envoy loads as a dynamic module) once per
+/// process and returns the directory holding its `lib<name>.so`: the directory
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` names.
+pub fn try_native_module_dir(package: &str) -> Result<PathBuf, HarnessError> {
+    let so = cached(package, Kind::Native)?;
+    Ok(so.parent().map(Path::to_path_buf).unwrap_or(so))
+}
+
+/// Like [`try_native_module_dir`], for tests: a failed build panics with cargo's stderr.
+#[allow(clippy::panic)] // Test support: failing loudly with cargo's output is the point.
+pub fn native_module_dir(package: &str) -> PathBuf {
+    match try_native_module_dir(package) {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
     Module,
     Bundle,
+    Native,
 }
 
 fn cached(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
@@ -73,6 +93,7 @@ fn build(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
     let target_dir = root.join("target").join(match kind {
         Kind::Module => "wasm",
         Kind::Bundle => "wasm-bundle",
+        Kind::Native => "native",
     });
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let fail = |message: String| HarnessError::Build {
@@ -80,9 +101,11 @@ fn build(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
         message,
     };
     let mut command = Command::new(cargo);
+    command.current_dir(&root).arg("build");
+    if kind != Kind::Native {
+        command.args(["--target", "wasm32-wasip1", "--profile", "wasm"]);
+    }
     command
-        .current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip1", "--profile", "wasm"])
         .arg("--target-dir")
         .arg(&target_dir)
         .args(["-p", package])
@@ -99,10 +122,14 @@ fn build(package: &str, kind: Kind) -> Result<PathBuf, HarnessError> {
     if !output.status.success() {
         return Err(fail(String::from_utf8_lossy(&output.stderr).into_owned()));
     }
-    let path = target_dir
-        .join("wasm32-wasip1")
-        .join("wasm")
-        .join(format!("{}.wasm", package.replace('-', "_")));
+    let stem = package.replace('-', "_");
+    let path = match kind {
+        Kind::Native => target_dir.join("debug").join(format!("lib{stem}.so")),
+        Kind::Module | Kind::Bundle => target_dir
+            .join("wasm32-wasip1")
+            .join("wasm")
+            .join(format!("{stem}.wasm")),
+    };
     if !path.exists() {
         return Err(fail(format!(
             "cargo succeeded but {} is missing",

@@ -105,11 +105,17 @@ impl WasmFilter {
 /// Admin on 127.0.0.1:0, one listener [`INGRESS`] whose every request goes through
 /// `filters` (in order) and then to cluster [`UPSTREAM`] at 127.0.0.1:`upstream_port`.
 pub fn proxy_to(upstream_port: u16, filters: &[WasmFilter]) -> Value {
+    proxy_through(upstream_port, wasm_filters(filters))
+}
+
+/// Like [`proxy_to`] with any `http_filters` entries (the router is appended), e.g. the
+/// native build's dynamic-module filters.
+pub fn proxy_through(upstream_port: u16, http_filters: Vec<Value>) -> Value {
     let route = json!({ "match": { "prefix": "/" }, "route": { "cluster": UPSTREAM } });
     json!({
         "admin": admin(),
         "static_resources": {
-            "listeners": [http_listener(INGRESS, wasm_filters(filters), vec![route])],
+            "listeners": [http_listener(INGRESS, http_filters, vec![route])],
             "clusters": [static_cluster(UPSTREAM, upstream_port)],
         },
     })

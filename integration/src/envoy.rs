@@ -27,6 +27,8 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// Appended to the command line, e.g. `--component-log-level wasm:debug`.
     pub extra_args: Vec<String>,
+    /// Set in Envoy's environment, e.g. `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             concurrency: 1,
             ready_timeout: Duration::from_secs(30),
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -58,6 +61,11 @@ impl Options {
 
     pub fn arg(mut self, arg: &str) -> Options {
         self.extra_args.push(arg.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Options {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 }
@@ -102,6 +110,7 @@ impl Envoy {
             .arg("--admin-address-path")
             .arg(&admin_path)
             .args(&options.extra_args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             // Anything Envoy prints before its logger is set up lands here.
             .stdout(open_capture(&dir, "stdout.txt")?)

@@ -29,6 +29,7 @@ pub mod http;
 pub mod localmesh;
 pub mod paths;
 pub mod ports;
+pub mod scenarios;
 
 pub use admin::{Admin, Stats};
 pub use bootstrap::{FailurePolicy, WasmFilter};

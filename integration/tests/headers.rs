@@ -12,6 +12,7 @@ use wasmesh_integration::bootstrap::{
 use wasmesh_integration::echo::{Echo, EchoServer};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
+use wasmesh_integration::scenarios;
 
 fn headers_filter(config: serde_json::Value) -> WasmFilter {
     WasmFilter::new("wasmesh.headers", wasm_module("wasmesh-headers")).config(config)
@@ -20,31 +21,9 @@ fn headers_filter(config: serde_json::Value) -> WasmFilter {
 #[test]
 fn edits_reach_the_upstream_and_the_client() {
     let echo = EchoServer::start().unwrap();
-    let filter = headers_filter(json!({
-        "request": {
-            "set": [{"name": "x-wasmesh", "value": "hello"}],
-            "add": [{"name": "x-trace-tag", "value": "%METHOD% %PATH%"}],
-            "remove": ["x-internal-secret"],
-        },
-        "response": {
-            "set": [{"name": "x-served-by", "value": "wasmesh"}],
-            "remove": ["x-echo-name"],
-        },
-    }));
+    let filter = headers_filter(scenarios::headers::edits_config());
     let envoy = Envoy::start(&bootstrap::proxy_to(echo.port(), &[filter])).unwrap();
-    let url = format!("{}/items//a/../b", envoy.listener_url(INGRESS).unwrap());
-    let resp = http::get_with(
-        &url,
-        &[("x-internal-secret", "s3cr3t"), ("x-trace-tag", "first")],
-    )
-    .unwrap();
-    assert_eq!(resp.status, 200, "{}", envoy.log());
-    let seen = Echo::parse(&resp.body).unwrap();
-    assert_eq!(seen.header("x-wasmesh"), Some("hello"));
-    assert_eq!(seen.header_all("x-trace-tag"), ["first", "GET /items/b"]);
-    assert_eq!(seen.header("x-internal-secret"), None);
-    assert_eq!(resp.header("x-served-by"), Some("wasmesh"));
-    assert_eq!(resp.header("x-echo-name"), None);
+    scenarios::headers::check_edits(&envoy).unwrap();
 }
 
 #[test]

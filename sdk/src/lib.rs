@@ -11,6 +11,7 @@ extern crate self as wasmesh_sdk;
 
 pub mod config;
 pub mod duration;
+mod export;
 pub mod headers;
 pub mod host;
 pub mod log;
@@ -25,6 +26,7 @@ pub mod props;
 pub mod rand;
 pub mod request;
 pub mod shared;
+#[cfg(target_arch = "wasm32")]
 pub mod shell;
 pub mod stage;
 pub mod timestamp;
@@ -38,4 +40,5 @@ pub use request::Request;
 pub use stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
 
 /// Re-exported so `export_stage!` works without a direct dependency.
+#[cfg(target_arch = "wasm32")]
 pub use proxy_wasm;

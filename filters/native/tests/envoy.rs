@@ -1,0 +1,163 @@
+//! The native module in real Envoy 1.40: it loads with a matching ABI version, the
+//! headers stage's edits reach the upstream exactly as the Wasm filter's do, fault's
+//! abort answers locally, and a module expecting a callback this Envoy lacks is refused
+//! at load with a message that names it.
+//!
+//! The module is built for the test by the harness (`target/native/debug`), so a stale
+//! one is never tested.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use std::process::Command;
+use wasmesh_harness::build::native_module_dir;
+use wasmesh_integration::bootstrap::{self, INGRESS};
+use wasmesh_integration::echo::EchoServer;
+use wasmesh_integration::envoy::{Envoy, Options};
+use wasmesh_integration::http;
+use wasmesh_integration::paths::TempDir;
+use wasmesh_integration::scenarios;
+
+/// The module's name in `dynamic_module_config`: Envoy loads `lib<name>.so`.
+const MODULE: &str = "wasmesh_native";
+
+fn options() -> Options {
+    Options::default().env(
+        "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+        native_module_dir("wasmesh-native").to_str().unwrap(),
+    )
+}
+
+/// The `http_filters` entry running stage `stage` with `config` (the Wasm filter's).
+fn native_filter(stage: &str, config: Value) -> Value {
+    json!({
+        "name": format!("wasmesh.native.{stage}"),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": { "name": MODULE },
+            "filter_name": stage,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
+        },
+    })
+}
+
+fn proxy_to(upstream_port: u16, filters: Vec<Value>) -> Value {
+    bootstrap::proxy_through(upstream_port, filters)
+}
+
+#[test]
+fn module_loads_with_the_matching_abi_version() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter("headers", json!({}));
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    let log = envoy.log();
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched."),
+        "{}",
+        envoy.log_tail(40)
+    );
+}
+
+/// The Wasm filter's `edits_reach_the_upstream_and_the_client` (integration/tests/headers.rs):
+/// the same scenario, config and checks.
+#[test]
+fn headers_edits_reach_the_upstream_and_the_client() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter("headers", scenarios::headers::edits_config());
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    scenarios::headers::check_edits(&envoy).unwrap();
+}
+
+#[test]
+fn fault_abort_answers_locally() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter(
+        "fault",
+        json!({"abort": {"http_status": 418, "percentage": 100}}),
+    );
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
+    let resp = http::get(&url).unwrap();
+    assert_eq!(resp.status, 418, "{}", envoy.log_tail(40));
+    assert_eq!(
+        echo.requests(),
+        0,
+        "an aborted request must not reach the upstream"
+    );
+}
+
+#[test]
+fn malformed_config_is_refused_naming_the_field() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter(
+        "headers",
+        json!({"request": {"set": [{"name": "bad name", "value": "2"}]}}),
+    );
+    let err = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options())
+        .expect_err("Envoy must refuse a filter config the stage refuses");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("wasmesh-native: headers: invalid configuration: request.set[0].name"),
+        "{text}"
+    );
+}
+
+/// A module built against callbacks this Envoy does not export (a newer Envoy's) is
+/// refused when Envoy loads it, with a message naming the callback. Envoy 1.40 itself
+/// only warns when the ABI version string differs; the refusal comes from the dynamic
+/// loader, because the module binds its symbols at load (`-z now`, build.rs). The probe
+/// is the smallest such module, compiled here with rustc and the same link flag.
+#[test]
+fn module_expecting_a_missing_callback_is_refused_at_load() {
+    let dir = TempDir::new("abi-probe").unwrap();
+    let source = dir.join("probe.rs");
+    std::fs::write(
+        &source,
+        r#"
+        extern "C" {
+            fn envoy_dynamic_module_callback_from_a_newer_envoy();
+        }
+        #[no_mangle]
+        pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
+            unsafe { envoy_dynamic_module_callback_from_a_newer_envoy() };
+            b"v0.2.0\0".as_ptr()
+        }
+        "#,
+    )
+    .unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "cdylib",
+            "-C",
+            "link-arg=-Wl,-z,now",
+            "-o",
+        ])
+        .arg(dir.join("libwasmesh_abi_probe.so"))
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success(), "rustc could not build the probe module");
+
+    let echo = EchoServer::start().unwrap();
+    let mut filter = native_filter("headers", json!({}));
+    filter["typed_config"]["dynamic_module_config"]["name"] = json!("wasmesh_abi_probe");
+    let options = Options::default().env(
+        "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+        dir.path().to_str().unwrap(),
+    );
+    let err = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options)
+        .expect_err("Envoy must refuse a module whose callbacks it lacks");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("libwasmesh_abi_probe.so: undefined symbol: envoy_dynamic_module_callback_from_a_newer_envoy"),
+        "{text}"
+    );
+}
