@@ -8,15 +8,8 @@
 //! missing Docker or Compose fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
-// The docker backend lives with the process backend but is compiled here, so the
-// library builds without knowing about Docker.
-#[path = "../src/localmesh/docker.rs"]
-mod docker;
-#[path = "../src/localmesh/docker_call.rs"]
-mod docker_call;
-
 use std::time::Instant;
-use wasmesh_integration::localmesh::scenarios;
+use wasmesh_integration::localmesh::{docker, scenarios};
 use wasmesh_integration::paths;
 
 const GATE: &str = "WASMESH_DOCKER_TESTS";

@@ -8,11 +8,10 @@
 //! scratch directory, `scripts/compose.sh -p PROJECT up -d`, then poll `docker
 //! inspect` until every container is running and healthy (docker-compose 1.29 has no
 //! `up --wait`). Drop runs `down -v`.
-//!
-//! Compiled into the docker test binary (`#[path]` from integration/tests/mesh_docker.rs,
-//! with its sibling `docker_call.rs`), so it names the library as `wasmesh_integration`.
 
 use super::docker_call;
+use crate::http::{self, Response};
+use crate::localmesh::LocalMesh;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,8 +20,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wasmesh::backend::command::{docker, output_text, run};
-use wasmesh_integration::http::{self, Response};
-use wasmesh_integration::localmesh::LocalMesh;
 
 /// How long the whole mesh may take to become healthy.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(240);
@@ -78,8 +75,8 @@ impl DockerMesh {
         let mut mesh = DockerMesh {
             project,
             dir,
-            gateway_port: wasmesh_integration::ports::free_port()?,
-            prometheus_port: wasmesh_integration::ports::free_port()?,
+            gateway_port: crate::ports::free_port()?,
+            prometheus_port: crate::ports::free_port()?,
             keep_dir: false,
             ips: BTreeMap::new(),
             helpers: Mutex::new(BTreeMap::new()),

@@ -1,10 +1,12 @@
 //! The local mesh as the end-to-end suite sees it: one trait over the ways of running
-//! it (process mode here; docker compose mode is a second implementation), and the
+//! it (process mode and docker compose mode), and the
 //! scenarios as functions of `&mut dyn LocalMesh`, so every backend runs the same ones.
 //!
 //! Scenarios check outcomes from outside: through the gateway, Prometheus' HTTP API,
 //! a sidecar's inbound port, or a request sent as an app would send it.
 
+pub mod docker;
+mod docker_call;
 pub mod process;
 pub mod scenarios;
 
