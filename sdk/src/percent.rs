@@ -83,12 +83,14 @@ pub fn decode(s: &str, plus: Plus) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The two bytes after a `%` as a byte value. `from_str_radix` also takes a sign, so
-/// `%+5` decodes to 0x05; the decoders have always read escapes this way.
+/// The two bytes after a `%` as a byte value: two hex digits, nothing else (a sign
+/// such as `%+5`, which `from_str_radix` would take, is a malformed escape).
 fn hex_pair(pair: &[u8]) -> Option<u8> {
-    std::str::from_utf8(pair)
-        .ok()
-        .and_then(|h| u8::from_str_radix(h, 16).ok())
+    let digit = |b: u8| char::from(b).to_digit(16);
+    match pair {
+        [hi, lo] => u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +126,9 @@ mod tests {
         assert_eq!(decode("%zz%4", Plus::Space), "%zz%4");
         assert_eq!(decode("%C3%A9", Plus::Literal), "é");
         assert_eq!(decode("%FF", Plus::Literal), "\u{fffd}");
+        // A sign is not a hex digit: `%+6` is not a way to write byte 6.
+        assert_eq!(decode("%+61dmin", Plus::Literal), "%+61dmin");
+        assert_eq!(decode("%-1x", Plus::Space), "%-1x");
     }
 
     #[test]
