@@ -13,6 +13,8 @@ scripts/setup.sh
 scripts/build-filters.sh >/dev/null
 cargo build --quiet --target wasm32-wasip1 --profile wasm --target-dir target/wasm -p wasmesh-bench-noop -p wasmesh-bench-hostcost
 cargo build --quiet --release -p wasmesh-bench
+# The native dynamic module (target/release/libwasmesh_native.so) for the *-native rows.
+cargo build --quiet --release -p wasmesh-native
 export ENVOY_BIN="${ENVOY_BIN:-$root/.venv/bin/envoy}"
 # The rig (and its load generators) on CPU 1; it pins each Envoy to CPU 0.
 exec taskset -c 1 target/release/wasmesh-bench "$@"

@@ -36,6 +36,18 @@ impl Inputs {
         })
     }
 
+    /// Where `scripts/bench.sh` builds the native module (release), the directory
+    /// every benchmarked Envoy gets as `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub fn native_dir(&self) -> PathBuf {
+        self.root.join("target/release")
+    }
+
+    fn native_module_built(&self) -> bool {
+        self.native_dir()
+            .join(format!("lib{}.so", bootstrap::NATIVE_MODULE))
+            .exists()
+    }
+
     fn module(&self, name: &str) -> PathBuf {
         self.root.join(format!("dist/filters/{name}.wasm"))
     }
@@ -110,6 +122,23 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
             });
         } else {
             missing.push(name.to_string());
+        }
+    }
+    // The stages the native dynamic module runs so far (docs/native-target.md), with
+    // the same configs as their Wasm filters.
+    for name in ["headers", "fault"] {
+        let native = format!("{name}-native");
+        if inputs.native_module_built() {
+            let filter = bootstrap::native_filter(name, &inputs.filter_config(name)?);
+            configs.push(BenchConfig {
+                what: format!(
+                    "the {name} stage in the native dynamic module (libwasmesh_native.so)"
+                ),
+                name: native,
+                bootstrap: bootstrap::direct_response_through(200, BODY, vec![filter]),
+            });
+        } else {
+            missing.push(native);
         }
     }
     let chain = ["telemetry", "authz", "ratelimit", "headers", "fault"];

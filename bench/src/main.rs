@@ -139,7 +139,7 @@ fn main() -> Result<()> {
 
     if args.host_costs {
         let configs = host_costs::configs(&inputs, &all, args.only.as_deref())?;
-        let running = measure(configs, &args, &header)?;
+        let running = measure(configs, &args, &header, &inputs.native_dir())?;
         let table = host_costs::report(&running, host_costs::CALLS);
         println!("{table}");
         // A run of some kinds only does not replace the table of all of them.
@@ -155,7 +155,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
 
-    let running = measure(all, &args, &header)?;
+    let running = measure(all, &args, &header, &inputs.native_dir())?;
     let bare_rps = median(running[0].rps.clone());
     let noop_rps = running
         .iter()
@@ -206,6 +206,12 @@ fn main() -> Result<()> {
         eprintln!("wrote docs/bench/baseline-compare.md");
         return Ok(());
     }
+    if args.only.is_some() {
+        // A run of some configurations only does not replace the full run's table.
+        std::fs::write(out.join("results-only.md"), &table)?;
+        eprintln!("wrote docs/bench/results-only.md");
+        return Ok(());
+    }
     std::fs::write(out.join("results.md"), &table)?;
     std::fs::write(out.join("chart.svg"), report::svg(&rows))?;
     eprintln!("wrote docs/bench/results.md and docs/bench/chart.svg");
@@ -214,12 +220,21 @@ fn main() -> Result<()> {
 
 /// Starts every configuration in its own Envoy, warms each up, then measures
 /// throughput and CPU per request in interleaved rounds.
-fn measure(configs: Vec<configs::BenchConfig>, args: &Args, header: &str) -> Result<Vec<Running>> {
+/// `native_dir` is where Envoy finds the native dynamic module.
+fn measure(
+    configs: Vec<configs::BenchConfig>,
+    args: &Args,
+    header: &str,
+    native_dir: &std::path::Path,
+) -> Result<Vec<Running>> {
     let mut running = Vec::new();
     for config in configs {
         let envoy = Envoy::start_with(
             &config.bootstrap,
-            &Options::default().concurrency(1).log_level("warning"),
+            &Options::default().concurrency(1).log_level("warning").env(
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+                &native_dir.to_string_lossy(),
+            ),
         )
         .with_context(|| format!("starting Envoy for {}", config.name))?;
         pin(envoy.pid(), 0)?;

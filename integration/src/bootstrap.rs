@@ -124,6 +124,11 @@ pub fn proxy_through(upstream_port: u16, http_filters: Vec<Value>) -> Value {
 /// Like [`proxy_to`] but Envoy answers every request itself with `status` and `body`:
 /// no upstream, so a benchmark measures only Envoy and the filters.
 pub fn direct_response(status: u16, body: &str, filters: &[WasmFilter]) -> Value {
+    direct_response_through(status, body, wasm_filters(filters))
+}
+
+/// Like [`direct_response`] with any `http_filters` entries (the router is appended).
+pub fn direct_response_through(status: u16, body: &str, http_filters: Vec<Value>) -> Value {
     let route = json!({
         "match": { "prefix": "/" },
         "direct_response": { "status": status, "body": { "inline_string": body } },
@@ -131,7 +136,28 @@ pub fn direct_response(status: u16, body: &str, filters: &[WasmFilter]) -> Value
     json!({
         "admin": admin(),
         "static_resources": {
-            "listeners": [http_listener(INGRESS, wasm_filters(filters), vec![route])],
+            "listeners": [http_listener(INGRESS, http_filters, vec![route])],
+        },
+    })
+}
+
+/// The native module's name in `dynamic_module_config`: Envoy loads `lib<name>.so`
+/// from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (crate wasmesh-native, filters/native).
+pub const NATIVE_MODULE: &str = "wasmesh_native";
+
+/// The `http_filters` entry running the native module's stage `stage` (`headers`,
+/// `fault`) with `config`, the same JSON the stage's Wasm filter takes.
+pub fn native_filter(stage: &str, config: &Value) -> Value {
+    json!({
+        "name": format!("wasmesh.native.{stage}"),
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": { "name": NATIVE_MODULE },
+            "filter_name": stage,
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": config.to_string(),
+            },
         },
     })
 }

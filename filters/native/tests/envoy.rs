@@ -19,9 +19,6 @@ use wasmesh_integration::http;
 use wasmesh_integration::paths::TempDir;
 use wasmesh_integration::scenarios;
 
-/// The module's name in `dynamic_module_config`: Envoy loads `lib<name>.so`.
-const MODULE: &str = "wasmesh_native";
-
 fn options() -> Options {
     Options::default().env(
         "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
@@ -31,18 +28,7 @@ fn options() -> Options {
 
 /// The `http_filters` entry running stage `stage` with `config` (the Wasm filter's).
 fn native_filter(stage: &str, config: Value) -> Value {
-    json!({
-        "name": format!("wasmesh.native.{stage}"),
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-            "dynamic_module_config": { "name": MODULE },
-            "filter_name": stage,
-            "filter_config": {
-                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": config.to_string(),
-            },
-        },
-    })
+    bootstrap::native_filter(stage, &config)
 }
 
 fn proxy_to(upstream_port: u16, filters: Vec<Value>) -> Value {
