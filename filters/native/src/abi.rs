@@ -23,8 +23,10 @@
 //! config, `Continue`, nothing done).
 
 use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
+use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use wasmesh_sdk::headers::HeaderMap;
 
 /// The ABI version string of Envoy 1.40.0's `abi.h` (`ENVOY_DYNAMIC_MODULES_ABI_VERSION`).
 pub const ABI_VERSION: &CStr = c"v0.2.0";
@@ -128,6 +130,35 @@ fn guarded<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 /// The stream handle Envoy passes to each hook, as the shell's [`StreamHost`].
 struct EnvoyStream(EnvoyPtr);
 
+thread_local! {
+    /// The stream whose hook is running on this worker, for header maps fetched on
+    /// first read ([`StreamHost::lazy_headers`]); null between hooks.
+    static CURRENT: Cell<EnvoyPtr> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Runs `body` with `filter` as this worker's current stream, and puts the previous
+/// one back however `body` ends (a panic included: `guarded` catches it outside).
+fn with_current<T>(filter: EnvoyPtr, body: impl FnOnce(&EnvoyStream) -> T) -> T {
+    struct Restore(EnvoyPtr);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+        }
+    }
+    let _restore = Restore(CURRENT.replace(filter));
+    body(&EnvoyStream(filter))
+}
+
+/// The current stream's `kind` headers; none outside a hook (a map read after its
+/// hook returned finds the stream gone, so it reads as empty rather than dangling).
+fn current_headers(kind: HeaderKind) -> HeaderMap {
+    let filter = CURRENT.get();
+    if filter.is_null() {
+        return HeaderMap::default();
+    }
+    HeaderMap::from_pairs(EnvoyStream(filter).headers(kind))
+}
+
 impl EnvoyStream {
     fn kind(kind: HeaderKind) -> i32 {
         // envoy_dynamic_module_type_http_header_type.
@@ -139,6 +170,14 @@ impl EnvoyStream {
 }
 
 impl StreamHost for EnvoyStream {
+    fn lazy_headers(&self, kind: HeaderKind) -> HeaderMap {
+        // Fetched on first read, through the stream whose hook is running (`CURRENT`).
+        match kind {
+            HeaderKind::Request => HeaderMap::lazy(|| current_headers(HeaderKind::Request)),
+            HeaderKind::Response => HeaderMap::lazy(|| current_headers(HeaderKind::Response)),
+        }
+    }
+
     fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
         let kind = Self::kind(kind);
         // SAFETY: `self.0` is the filter handle of the hook that is running.
@@ -315,7 +354,8 @@ fn headers_phase(
     phase: fn(&mut Filter, &dyn StreamHost) -> bool,
 ) -> Status {
     guarded(CONTINUE, || {
-        let proceed = filter_mut(filter).is_none_or(|f| phase(f, &EnvoyStream(filter_envoy)));
+        let proceed = filter_mut(filter)
+            .is_none_or(|f| with_current(filter_envoy, |stream| phase(f, stream)));
         if proceed {
             CONTINUE
         } else {
@@ -349,7 +389,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
     guarded((), || {
         if let Some(f) = filter_mut(filter) {
-            f.on_stream_complete(&EnvoyStream(filter_envoy));
+            with_current(filter_envoy, |stream| f.on_stream_complete(stream));
         }
     })
 }

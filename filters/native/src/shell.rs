@@ -36,6 +36,11 @@ pub enum HeaderKind {
 /// a trait so the shell is tested natively with a fake.
 pub trait StreamHost {
     fn headers(&self, kind: HeaderKind) -> Vec<(String, String)>;
+    /// The `kind` headers, fetched when a stage first reads them: a stage that only
+    /// edits (or a log phase that reads nothing) costs no fetch, as in the Wasm shell.
+    fn lazy_headers(&self, kind: HeaderKind) -> HeaderMap {
+        HeaderMap::from_pairs(self.headers(kind))
+    }
     fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool;
     fn add_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool;
     fn remove_header(&self, kind: HeaderKind, name: &str) -> bool;
@@ -157,8 +162,7 @@ impl Filter {
             return true;
         }
         let props = NoProperties;
-        let headers = HeaderMap::from_pairs(host.headers(HeaderKind::Response));
-        let mut resp = Response::new(headers, &props);
+        let mut resp = Response::new(host.lazy_headers(HeaderKind::Response), &props);
         let decision = self.stage.on_response(&mut resp, self.stream.as_mut());
         apply_ops(host, HeaderKind::Response, resp.headers.take_ops());
         match decision {
@@ -175,8 +179,8 @@ impl Filter {
     pub fn on_stream_complete(&mut self, host: &dyn StreamHost) {
         let props = NoProperties;
         let view = LogView::new(
-            HeaderMap::from_pairs(host.headers(HeaderKind::Request)),
-            HeaderMap::from_pairs(host.headers(HeaderKind::Response)),
+            host.lazy_headers(HeaderKind::Request),
+            host.lazy_headers(HeaderKind::Response),
             &props,
         );
         self.stage.on_log(&view, self.stream.as_mut());

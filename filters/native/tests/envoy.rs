@@ -40,12 +40,14 @@ fn module_loads_with_the_matching_abi_version() {
     let echo = EchoServer::start().unwrap();
     let filter = native_filter("headers", json!({}));
     let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
-    let log = envoy.log();
-    assert!(
-        log.contains("Dynamic module ABI version v0.2.0 matched."),
-        "{}",
-        envoy.log_tail(40)
-    );
+    // Envoy writes its log file through a buffer flushed every 20 ms (the rig's
+    // setting), which a loaded machine can delay past readiness: poll for the line.
+    let matched = "Dynamic module ABI version v0.2.0 matched.";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !envoy.log().contains(matched) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(envoy.log().contains(matched), "{}", envoy.log_tail(40));
 }
 
 /// The Wasm filter's `edits_reach_the_upstream_and_the_client` (integration/tests/headers.rs):
