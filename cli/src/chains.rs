@@ -62,30 +62,33 @@ pub fn all(mesh: &MeshFile) -> Vec<Chain> {
     out
 }
 
-fn user_filters(path: &str, filters: &[FilterSpec]) -> Vec<ChainFilter> {
-    filters
+/// A chain at `site` whose filters (none when `filters` is absent) are as the mesh
+/// file writes them at `path`.
+fn as_written(site: Site, path: String, filters: Option<&[FilterSpec]>) -> Chain {
+    let filters = filters
+        .unwrap_or_default()
         .iter()
         .enumerate()
         .map(|(k, f)| ChainFilter {
             path: format!("{path}[{k}].config"),
             spec: f.clone(),
         })
-        .collect()
+        .collect();
+    Chain {
+        site,
+        path,
+        filters,
+    }
 }
 
 /// `services[i]`'s inbound chain.
 pub fn inbound(mesh: &MeshFile, i: usize) -> Chain {
-    let path = format!("services[{i}].filters.inbound");
-    let filters = mesh
-        .services
-        .get(i)
-        .map(|s| user_filters(&path, &s.filters.inbound))
-        .unwrap_or_default();
-    Chain {
-        site: Site::Inbound(i),
-        path,
+    let filters = mesh.services.get(i).map(|s| s.filters.inbound.as_slice());
+    as_written(
+        Site::Inbound(i),
+        format!("services[{i}].filters.inbound"),
         filters,
-    }
+    )
 }
 
 /// `services[i]`'s outbound chain as Envoy runs it: its own outbound filters, with the
@@ -107,32 +110,18 @@ pub fn outbound(mesh: &MeshFile, i: usize) -> Chain {
 /// `services[i]`'s outbound filters as the mesh file writes them, without the route
 /// faults: for Istio, which injects those itself.
 pub fn outbound_as_written(mesh: &MeshFile, i: usize) -> Chain {
-    let path = format!("services[{i}].filters.outbound");
-    let filters = mesh
-        .services
-        .get(i)
-        .map(|s| user_filters(&path, &s.filters.outbound))
-        .unwrap_or_default();
-    Chain {
-        site: Site::Outbound(i),
-        path,
+    let filters = mesh.services.get(i).map(|s| s.filters.outbound.as_slice());
+    as_written(
+        Site::Outbound(i),
+        format!("services[{i}].filters.outbound"),
         filters,
-    }
+    )
 }
 
 /// The gateway's chain (empty without a gateway).
 pub fn gateway(mesh: &MeshFile) -> Chain {
-    let path = "gateway.filters".to_string();
-    let filters = mesh
-        .gateway
-        .as_ref()
-        .map(|g| user_filters(&path, &g.filters))
-        .unwrap_or_default();
-    Chain {
-        site: Site::Gateway,
-        path,
-        filters,
-    }
+    let filters = mesh.gateway.as_ref().map(|g| g.filters.as_slice());
+    as_written(Site::Gateway, "gateway.filters".into(), filters)
 }
 
 /// Where `s` stands in the mesh file's service list.
