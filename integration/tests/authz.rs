@@ -7,15 +7,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use wasmesh_harness::build::wasm_module;
-use wasmesh_integration::bootstrap::{self, static_cluster, WasmFilter, INGRESS};
+use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::echo::{Echo, EchoServer};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
+use wasmesh_integration::scenarios;
 use wasmesh_testkit::mint;
 
 fn authz(config: Value) -> WasmFilter {
@@ -155,74 +152,16 @@ fn attack_subset_is_denied_and_legitimate_requests_pass() {
     assert!(envoy.log().contains("policy `deny-admin` (DENY)"));
 }
 
-/// A one-route HTTP server answering every request with `body`, counting requests.
-fn static_server(body: String) -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicU64::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 8192];
-            let mut seen = Vec::new();
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => seen.extend_from_slice(&buf[..n]),
-                }
-            }
-            counter.fetch_add(1, Ordering::SeqCst);
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(resp.as_bytes());
-        }
-    });
-    (port, hits)
-}
-
 #[test]
 fn remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
     let echo = EchoServer::start().unwrap();
-    // The provider also serves a key that is not on the curve: Envoy refuses to import
-    // it, the filter skips it, and the other keys serve (as in the harness test
-    // `an_off_curve_key_in_a_remote_jwks_is_skipped_and_the_rest_serve`).
-    let (idp_port, hits) = static_server(mint::jwks_with_an_off_curve_key().to_string());
-    let filter = authz(json!({
-        "jwtRules": [{"issuer": mint::ISSUER, "jwksUri": "http://idp.example/.well-known/jwks.json", "cluster": "idp"}],
-        "policies": [{"name": "require-jwt", "rules": [{"from": [{"source": {"requestPrincipals": ["*"]}}]}]}]
-    }));
+    let idp = scenarios::authz::identity_provider().unwrap();
+    let filter = authz(scenarios::authz::remote_jwks_config());
     let mut config = bootstrap::proxy_to(echo.port(), &[filter]);
     config["static_resources"]["clusters"]
         .as_array_mut()
         .unwrap()
-        .push(static_cluster("idp", idp_port));
+        .push(scenarios::authz::idp_cluster(&idp));
     let envoy = Envoy::start(&config).unwrap();
-    let url = format!("{}/orders", envoy.listener_url(INGRESS).unwrap());
-    let auth = format!("Bearer {}", mint::token("RS256", mint::now()));
-    let resp = http::get_with(&url, &[("authorization", &auth)]).unwrap();
-    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), envoy.log_tail(40));
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
-    let resp = http::get_with(&url, &[("authorization", &auth)]).unwrap();
-    assert_eq!(resp.status, 200);
-    let es256 = format!("Bearer {}", mint::token("ES256", mint::now()));
-    let resp = http::get_with(&url, &[("authorization", &es256)]).unwrap();
-    assert_eq!(resp.status, 200, "{}", envoy.log_tail(40));
-    // Envoy writes its log asynchronously.
-    envoy
-        .wait_for_log(
-            "skipped keys[4]: bad P-256 point",
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap();
-    let bad = format!("Bearer {}", mint::attack_tokens(mint::now())[3].1);
-    assert_eq!(
-        http::get_with(&url, &[("authorization", &bad)])
-            .unwrap()
-            .status,
-        401
-    );
-    assert_eq!(http::get(&url).unwrap().status, 401);
+    scenarios::authz::check_remote_jwks(&envoy, &idp).unwrap();
 }

@@ -7,6 +7,7 @@ use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
+use wasmesh_integration::scenarios;
 
 fn fault_filter(config: serde_json::Value) -> WasmFilter {
     WasmFilter::new("wasmesh.fault", wasm_module("wasmesh-fault")).config(config)
@@ -14,60 +15,23 @@ fn fault_filter(config: serde_json::Value) -> WasmFilter {
 
 #[test]
 fn abort_ratio_over_2000_requests_is_within_3_points() {
-    let pct = 20.0;
-    let filter = fault_filter(json!({"abort": {"http_status": 503, "percentage": pct}}));
+    let filter = fault_filter(scenarios::fault::abort_config(20.0));
     let config = bootstrap::direct_response(200, "ok", &[filter]);
     let envoy = Envoy::start_with(&config, &Options::default().concurrency(2)).unwrap();
-    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
-    let aborted: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let url = &url;
-                scope.spawn(move || {
-                    (0..500)
-                        .filter(|_| {
-                            let resp = http::get(url).unwrap();
-                            assert!(matches!(resp.status, 200 | 503), "{}", resp.status);
-                            resp.status == 503
-                        })
-                        .count()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    let measured = aborted as f64 / 20.0;
-    eprintln!("fault ratio: {aborted}/2000 = {measured}% (configured {pct}%)");
-    assert!((measured - pct).abs() <= 3.0, "{measured}% for {pct}%");
+    let aborted = scenarios::fault::check_abort_ratio(&envoy, 20.0).unwrap();
     let stats = envoy.admin().stats().unwrap();
     let counted: u64 = stats
         .with_prefix("wasmcustom.wasmesh_fault_aborts_total")
         .map(|(_, v)| v)
         .sum();
-    assert_eq!(counted, aborted as u64);
+    assert_eq!(counted, aborted);
 }
 
 #[test]
 fn delay_lasts_at_least_the_configured_time() {
-    let filter = fault_filter(json!({"delay": {"fixed_delay": "300ms"}}));
+    let filter = fault_filter(scenarios::fault::delay_config(300));
     let envoy = Envoy::start(&bootstrap::direct_response(200, "ok", &[filter])).unwrap();
-    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
-    let mut took = Vec::new();
-    for _ in 0..5 {
-        let start = Instant::now();
-        let resp = http::get(&url).unwrap();
-        took.push(start.elapsed());
-        assert_eq!(resp.status, 200, "{}", envoy.log());
-    }
-    eprintln!("fault delays (configured 300ms): {took:?}");
-    assert!(
-        took.iter().all(|t| *t >= Duration::from_millis(300)),
-        "{took:?}"
-    );
-    assert!(
-        took.iter().all(|t| *t < Duration::from_millis(1000)),
-        "{took:?}"
-    );
+    scenarios::fault::check_delay(&envoy, 300).unwrap();
 }
 
 #[test]

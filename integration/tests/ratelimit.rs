@@ -2,11 +2,11 @@
 //! invariant, and close to it), the 429 reply, metrics, and the example config.
 
 use serde_json::json;
-use std::time::{Duration, Instant};
 use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
+use wasmesh_integration::scenarios;
 
 fn ratelimit_filter(config: serde_json::Value) -> WasmFilter {
     WasmFilter::new("wasmesh.ratelimit", wasm_module("wasmesh-ratelimit")).config(config)
@@ -14,58 +14,10 @@ fn ratelimit_filter(config: serde_json::Value) -> WasmFilter {
 
 #[test]
 fn limit_holds_per_envoy_with_two_workers() {
-    let (max, per_fill) = (20u64, 10u64);
-    let filter = ratelimit_filter(json!({
-        "token_bucket": {"max_tokens": max, "tokens_per_fill": per_fill, "fill_interval": "1s"},
-    }));
+    let filter = ratelimit_filter(scenarios::ratelimit::shared_bucket_config());
     let config = bootstrap::direct_response(200, "ok", &[filter]);
     let envoy = Envoy::start_with(&config, &Options::default().concurrency(2)).unwrap();
-    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
-    let run_for = Duration::from_millis(2500);
-
-    let start = Instant::now();
-    // Four clients, a new connection per request: the kernel spreads connections over
-    // both workers, so both VMs draw from the one bucket at once.
-    let (allowed, limited) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let url = &url;
-                scope.spawn(move || {
-                    let (mut ok, mut limited) = (0u64, 0u64);
-                    while start.elapsed() < run_for {
-                        let resp = http::get(url).unwrap();
-                        match resp.status {
-                            200 => ok += 1,
-                            429 => limited += 1,
-                            other => panic!("unexpected status {other}"),
-                        }
-                    }
-                    (ok, limited)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-    });
-    let elapsed = start.elapsed();
-    let fills = elapsed.as_millis() as u64 / 1000;
-    let bound = max + fills * per_fill;
-    eprintln!(
-        "ratelimit exactness: allowed {allowed}, limited {limited}, T {elapsed:?}, bound {bound}"
-    );
-    assert!(
-        limited > 100,
-        "demand must saturate the bucket: {limited} limited"
-    );
-    assert!(allowed <= bound, "allowed {allowed} > bound {bound}");
-    // Close to the bound, not trivially low: at most one fill short (timing at the edges).
-    assert!(
-        allowed + per_fill >= bound,
-        "allowed {allowed}, bound {bound}"
-    );
-
+    let (allowed, limited) = scenarios::ratelimit::check_exact_across_workers(&envoy).unwrap();
     let stats = envoy.admin().stats().unwrap();
     let stat = |name: &str| {
         stats

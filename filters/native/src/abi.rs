@@ -23,10 +23,14 @@
 //! config, `Continue`, nothing done).
 
 use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
+use crate::timer;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 use wasmesh_sdk::headers::HeaderMap;
+use wasmesh_sdk::host::LogLevel;
+use wasmesh_sdk::{Callout, CalloutResult};
 
 /// The ABI version string of Envoy 1.40.0's `abi.h` (`ENVOY_DYNAMIC_MODULES_ABI_VERSION`).
 pub const ABI_VERSION: &CStr = c"v0.2.0";
@@ -117,6 +121,97 @@ extern "C" {
         details: Buffer,
     );
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyPtr);
+    /// Returns a handle whose `commit` posts `on_http_filter_scheduled` to the stream's
+    /// worker, from any thread. It holds the stream weakly: a commit after the stream
+    /// is gone does nothing. Ours to delete.
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: EnvoyPtr) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: EnvoyPtr);
+    /// `envoy_dynamic_module_type_http_callout_init_result`: 0 is `Success`.
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: EnvoyPtr,
+        callout_id: *mut u64,
+        cluster: Buffer,
+        headers: *mut Header,
+        headers_size: usize,
+        body: Buffer,
+        timeout_ms: u64,
+    ) -> i32;
+    /// Levels are spdlog's, as the SDK's `LogLevel` numbers them (Trace 0 .. Critical 5).
+    fn envoy_dynamic_module_callback_log(level: i32, message: Buffer);
+    fn envoy_dynamic_module_callback_log_enabled(level: i32) -> bool;
+}
+
+/// Logs `message` under Envoy's `dynamic_modules` logger.
+pub fn log(level: LogLevel, message: &str) {
+    // SAFETY: the buffer borrows `message` for the duration of the call; Envoy copies.
+    unsafe { envoy_dynamic_module_callback_log(level as i32, Buffer::of(message.as_bytes())) }
+}
+
+/// Whether Envoy's `dynamic_modules` logger prints `level`.
+pub fn log_enabled(level: LogLevel) -> bool {
+    // SAFETY: a plain value.
+    unsafe { envoy_dynamic_module_callback_log_enabled(level as i32) }
+}
+
+/// A scheduler handle, moved to the timer thread, which commits and deletes it.
+struct Scheduler(*mut c_void);
+
+// SAFETY: Envoy's scheduler is built to be committed from any thread (it posts to the
+// stream's dispatcher and holds the stream weakly), and only the timer thread touches
+// the handle once it is created.
+unsafe impl Send for Scheduler {}
+
+impl Scheduler {
+    fn commit_and_delete(self) {
+        // SAFETY: `self.0` came from `scheduler_new` and is deleted exactly once, here.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, 0);
+            envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0);
+        }
+    }
+}
+
+/// Headers in the ABI's layout, borrowing `pairs`.
+fn module_headers(pairs: &[(String, String)]) -> Vec<Header> {
+    pairs
+        .iter()
+        .map(|(k, v)| Header {
+            key_ptr: k.as_ptr().cast(),
+            key_length: k.len(),
+            value_ptr: v.as_ptr().cast(),
+            value_length: v.len(),
+        })
+        .collect()
+}
+
+/// Envoy-owned headers as owned pairs (values may be obs-text, hence lossy).
+///
+/// # Safety
+/// `raw` holds valid key and value buffers for the duration of the call.
+unsafe fn owned_headers(raw: &[Header]) -> Vec<(String, String)> {
+    raw.iter()
+        .map(|h| {
+            let key = Buffer {
+                ptr: h.key_ptr,
+                length: h.key_length,
+            };
+            let value = Buffer {
+                ptr: h.value_ptr,
+                length: h.value_length,
+            };
+            // SAFETY: the caller guarantees the buffers are valid.
+            let (key, value) = unsafe { (key.bytes(), value.bytes()) };
+            (
+                wasmesh_sdk::host::lossy(key).into_owned(),
+                wasmesh_sdk::host::lossy(value).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Runs a hook body; a panic becomes `fallback` instead of unwinding into C++.
@@ -197,25 +292,9 @@ impl StreamHost for EnvoyStream {
         {
             return Vec::new();
         }
-        raw.iter()
-            .map(|h| {
-                let key = Buffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                };
-                let value = Buffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                };
-                // SAFETY: Envoy owns these bytes until the hook returns, and we copy
-                // them out before it does. Values may be obs-text, hence lossy.
-                let (key, value) = unsafe { (key.bytes(), value.bytes()) };
-                (
-                    wasmesh_sdk::host::lossy(key).into_owned(),
-                    wasmesh_sdk::host::lossy(value).into_owned(),
-                )
-            })
-            .collect()
+        // SAFETY: Envoy owns these bytes until the hook returns, and we copy them out
+        // before it does.
+        unsafe { owned_headers(&raw) }
     }
 
     fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
@@ -247,15 +326,7 @@ impl StreamHost for EnvoyStream {
     }
 
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &[u8], details: &str) {
-        let mut raw: Vec<Header> = headers
-            .iter()
-            .map(|(k, v)| Header {
-                key_ptr: k.as_ptr().cast(),
-                key_length: k.len(),
-                value_ptr: v.as_ptr().cast(),
-                value_length: v.len(),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         // SAFETY: `raw` and the strings it points into outlive the call; Envoy copies.
         unsafe {
             envoy_dynamic_module_callback_http_send_response(
@@ -272,6 +343,48 @@ impl StreamHost for EnvoyStream {
     fn clear_route_cache(&self) {
         // SAFETY: `self.0` is the filter handle of the hook that is running.
         unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.0) }
+    }
+
+    fn resume_after(&self, delay: Duration) -> bool {
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        let scheduler = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
+        if scheduler.is_null() {
+            return false;
+        }
+        let scheduler = Scheduler(scheduler);
+        timer::timers().after(delay, Box::new(move || scheduler.commit_and_delete()));
+        true
+    }
+
+    fn callout(&self, callout: &Callout) -> bool {
+        let mut headers = module_headers(&callout.headers);
+        let body = callout.body.as_deref().unwrap_or_default();
+        let timeout_ms = u64::try_from(callout.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut id = 0u64;
+        // SAFETY: every buffer borrows data that outlives the call; Envoy copies them.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.0,
+                &mut id,
+                Buffer::of(callout.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                Buffer::of(body),
+                timeout_ms,
+            )
+        };
+        if result != 0 {
+            eprintln!(
+                "wasmesh-native: callout to cluster `{}` could not be sent (Envoy's code {result})",
+                callout.cluster
+            );
+        }
+        result == 0
+    }
+
+    fn continue_request(&self) {
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.0) }
     }
 }
 
@@ -290,6 +403,7 @@ fn filter_mut<'a>(ptr: ModulePtr) -> Option<&'a mut Filter> {
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    crate::envoy_host::install();
     ABI_VERSION.as_ptr()
 }
 
@@ -394,9 +508,8 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     })
 }
 
-// Hooks Envoy 1.40 requires every HTTP filter module to export, which no stage uses
-// yet: bodies and trailers pass, callouts, streams, scheduler events and watermarks
-// are ignored (docs/native-target.md lists what comes next).
+// Hooks Envoy 1.40 requires every HTTP filter module to export, which no stage uses:
+// bodies and trailers pass; streamed callouts and watermarks are ignored.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
@@ -432,17 +545,63 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     CONTINUE
 }
 
+/// A stream's callout ended. `result` 0 is `Success` (a response, of any status);
+/// `Reset` and `ExceedResponseBufferLimit` are failures, as a timeout is.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _: EnvoyPtr,
-    _: ModulePtr,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
     _callout_id: u64,
-    _result: i32,
-    _headers: *mut Header,
-    _headers_size: usize,
-    _body_chunks: *mut Buffer,
-    _body_chunks_size: usize,
+    result: i32,
+    headers: *mut Header,
+    headers_size: usize,
+    body_chunks: *mut Buffer,
+    body_chunks_size: usize,
 ) {
+    guarded((), || {
+        let result = if result != 0 {
+            CalloutResult::Failed
+        } else {
+            // SAFETY: Envoy passes `headers_size` headers and `body_chunks_size` chunks
+            // (or null), valid until this hook returns; we copy them out before then.
+            let (headers, body) = unsafe {
+                let headers = raw_slice(headers, headers_size);
+                let chunks = raw_slice(body_chunks, body_chunks_size);
+                let body: Vec<u8> = chunks
+                    .iter()
+                    .flat_map(|c| c.bytes().iter().copied())
+                    .collect();
+                (owned_headers(headers), body)
+            };
+            let status = headers
+                .iter()
+                .find(|(k, _)| k == ":status")
+                .and_then(|(_, v)| v.parse().ok());
+            match status {
+                Some(status) => CalloutResult::Response {
+                    status,
+                    headers,
+                    body,
+                },
+                None => CalloutResult::Failed,
+            }
+        };
+        if let Some(f) = filter_mut(filter) {
+            with_current(filter_envoy, |stream| f.on_callout_done(stream, result));
+        }
+    })
+}
+
+/// `len` items at `ptr`, or none for a null pointer.
+///
+/// # Safety
+/// A non-null `ptr` is valid for `len` items for the lifetime `'a`.
+unsafe fn raw_slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if ptr.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller guarantees `ptr` is valid for `len` items.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
 #[no_mangle]
@@ -494,12 +653,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 ) {
 }
 
+/// A delay's event, committed by the timer thread, runs on the stream's worker.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _: EnvoyPtr,
-    _: ModulePtr,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
     _event_id: u64,
 ) {
+    guarded((), || {
+        if let Some(f) = filter_mut(filter) {
+            with_current(filter_envoy, |stream| f.on_scheduled(stream));
+        }
+    })
 }
 
 #[no_mangle]

@@ -13,9 +13,12 @@
 // linking them could not resolve them, so the ABI is left out of unit tests.
 #[cfg(not(test))]
 mod abi;
+#[cfg(not(test))]
+mod envoy_host;
 mod props;
 pub mod shell;
 pub mod stages;
+mod timer;
 
 #[cfg(not(test))]
 pub use abi::{ABI_VERSION, ENVOY_VERSION};

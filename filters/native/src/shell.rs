@@ -20,10 +20,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use wasmesh_sdk::config::Json;
 use wasmesh_sdk::headers::{HeaderMap, HeaderOp};
 use wasmesh_sdk::pipeline::AnyStage;
-use wasmesh_sdk::{ConfigError, Decision, LocalReply, LogView, Request, Response};
+use wasmesh_sdk::{
+    Callout, CalloutResult, ConfigError, Decision, LocalReply, LogView, Request, Response,
+};
 
 /// Which header map a host call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,14 @@ pub trait StreamHost {
     fn remove_header(&self, kind: HeaderKind, name: &str) -> bool;
     fn send_response(&self, status: u16, headers: &[(String, String)], body: &[u8], details: &str);
     fn clear_route_cache(&self);
+    /// Calls [`Filter::on_scheduled`] on this stream's worker once `delay` has passed;
+    /// false if it cannot.
+    fn resume_after(&self, delay: Duration) -> bool;
+    /// Sends `callout`; Envoy answers through [`Filter::on_callout_done`]. False if it
+    /// could not be sent (unknown cluster, missing pseudo-headers).
+    fn callout(&self, callout: &Callout) -> bool;
+    /// Lets a request paused by a delay or callout go on to the next filter.
+    fn continue_request(&self);
 }
 
 /// A filter config Envoy could not accept, with the reason Envoy's log shows.
@@ -63,7 +74,7 @@ impl fmt::Display for ConfigRejected {
             ConfigRejected::UnknownStage(name) => write!(
                 f,
                 "unknown filter_name `{name}`; this module offers {}",
-                stages::NAMES.join(", ")
+                stages::names().join(", ")
             ),
             ConfigRejected::Invalid { stage, error } => {
                 write!(f, "{stage}: invalid configuration: {error}")
@@ -145,10 +156,46 @@ impl Filter {
 
     /// Runs the stage's request phase; false when the stream must stop here.
     pub fn on_request_headers(&mut self, host: &dyn StreamHost) -> bool {
+        self.run_request(host, |stage, req, stream| stage.on_request(req, stream))
+    }
+
+    /// A delay the stage asked for has passed: resume it, and let the request go on
+    /// if it says so.
+    pub fn on_scheduled(&mut self, host: &dyn StreamHost) {
+        self.resume(host, |stage, req, stream| {
+            stage.on_request_resumed(req, stream)
+        });
+    }
+
+    /// A callout the stage asked for has ended: give it the result, as above.
+    pub fn on_callout_done(&mut self, host: &dyn StreamHost, result: CalloutResult) {
+        self.resume(host, |stage, req, stream| {
+            stage.on_callout_response(req, stream, result)
+        });
+    }
+
+    fn resume(
+        &mut self,
+        host: &dyn StreamHost,
+        step: impl FnOnce(&dyn AnyStage, &mut Request<'_>, &mut dyn Any) -> Decision,
+    ) {
+        if self.run_request(host, step) {
+            host.continue_request();
+        }
+    }
+
+    /// Runs one request-phase step of the stage on a fresh view of the request headers,
+    /// replays its edits and carries out its decision; false while the request waits.
+    fn run_request(
+        &mut self,
+        host: &dyn StreamHost,
+        step: impl FnOnce(&dyn AnyStage, &mut Request<'_>, &mut dyn Any) -> Decision,
+    ) -> bool {
+        wasmesh_sdk::log::set_prefix(self.stage.name());
         let props = NoProperties;
         let headers = HeaderMap::from_pairs(host.headers(HeaderKind::Request));
         let mut req = Request::new(headers, &props, self.stage.path_options());
-        let decision = self.stage.on_request(&mut req, self.stream.as_mut());
+        let decision = step(self.stage.as_ref(), &mut req, self.stream.as_mut());
         apply_ops(host, HeaderKind::Request, req.headers.take_ops());
         if req.clear_route_cache {
             host.clear_route_cache();
@@ -161,6 +208,7 @@ impl Filter {
         if !self.stage.wants_response() {
             return true;
         }
+        wasmesh_sdk::log::set_prefix(self.stage.name());
         let props = NoProperties;
         let mut resp = Response::new(host.lazy_headers(HeaderKind::Response), &props);
         let decision = self.stage.on_response(&mut resp, self.stream.as_mut());
@@ -177,6 +225,7 @@ impl Filter {
 
     /// The stream ended (also after a local reply or a reset): the stage's `on_log`.
     pub fn on_stream_complete(&mut self, host: &dyn StreamHost) {
+        wasmesh_sdk::log::set_prefix(self.stage.name());
         let props = NoProperties;
         let view = LogView::new(
             host.lazy_headers(HeaderKind::Request),
@@ -193,25 +242,31 @@ impl Filter {
                 self.reply(host, reply);
                 false
             }
-            // Not mapped yet (the ABI has a scheduler but no timer, and callouts need
-            // the callout hooks wired): refuse the request loudly rather than skip the
-            // delay or the check the stage asked for.
-            Decision::Delay(_) => self.unsupported(host, "delay"),
-            Decision::Callout(_) => self.unsupported(host, "callout"),
+            Decision::Delay(delay) => {
+                if host.resume_after(delay) {
+                    return false;
+                }
+                // Never skip a delay the stage asked for: answer, loudly.
+                let stage = self.stage.name();
+                eprintln!("wasmesh-native: {stage}: a delay could not be scheduled; answering 500");
+                let reply =
+                    LocalReply::new(500, format!("{stage}: the delay could not be scheduled\n"))
+                        .header("content-type", "text/plain")
+                        .details("wasmesh_native_delay_failed");
+                self.reply(host, reply);
+                false
+            }
+            // As in the Wasm shell: a callout that cannot be sent is a failed callout,
+            // and the stage decides what that means (fail open or closed).
+            Decision::Callout(callout) => {
+                if host.callout(&callout) {
+                    return false;
+                }
+                self.run_request(host, |stage, req, stream| {
+                    stage.on_callout_response(req, stream, CalloutResult::Failed)
+                })
+            }
         }
-    }
-
-    fn unsupported(&mut self, host: &dyn StreamHost, what: &str) -> bool {
-        let stage = self.stage.name();
-        eprintln!("wasmesh-native: {stage} asked for a {what}, which the native build does not support yet; answering 500");
-        let reply = LocalReply::new(
-            500,
-            format!("{stage}: {what} is not supported by the native build yet\n"),
-        )
-        .header("content-type", "text/plain")
-        .details("wasmesh_native_unsupported");
-        self.reply(host, reply);
-        false
     }
 
     fn reply(&mut self, host: &dyn StreamHost, reply: LocalReply) {
@@ -251,6 +306,7 @@ mod tests {
     struct FakeHost {
         request: Vec<(String, String)>,
         calls: RefCell<Vec<String>>,
+        callouts_work: bool,
     }
 
     impl StreamHost for FakeHost {
@@ -285,6 +341,21 @@ mod tests {
         }
         fn clear_route_cache(&self) {
             self.calls.borrow_mut().push("clear_route_cache".into());
+        }
+        fn resume_after(&self, delay: Duration) -> bool {
+            self.calls
+                .borrow_mut()
+                .push(format!("resume_after {delay:?}"));
+            true
+        }
+        fn callout(&self, callout: &Callout) -> bool {
+            self.calls
+                .borrow_mut()
+                .push(format!("callout {}", callout.cluster));
+            self.callouts_work
+        }
+        fn continue_request(&self) {
+            self.calls.borrow_mut().push("continue".into());
         }
     }
 
@@ -340,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delay_is_refused_loudly_not_skipped() {
+    fn a_delay_pauses_the_request_until_the_scheduled_resume() {
         let config = config(
             "fault",
             json!({"delay": {"fixed_delay": "10ms", "percentage": 100}}),
@@ -348,11 +419,59 @@ mod tests {
         .unwrap();
         let mut filter = Filter::new(&config).unwrap();
         let host = host(&[(":method", "GET"), (":path", "/")]);
+        assert!(!filter.on_request_headers(&host), "the request must wait");
+        assert_eq!(*host.calls.borrow(), ["resume_after 10ms"]);
+        filter.on_scheduled(&host);
+        assert_eq!(*host.calls.borrow(), ["resume_after 10ms", "continue"]);
+    }
+
+    /// A request with a token from `https://idp` (`{"alg":"RS256"}.{"iss":"https://idp"}.sig`).
+    const TOKEN: &str = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwczovL2lkcCJ9.c2ln";
+
+    /// A JWKS fetch for a JWT provider: the authz stage's callout, then its answer.
+    fn authz_with_remote_jwks() -> FilterConfig {
+        config(
+            "authz",
+            json!({"jwtRules": [{"issuer": "https://idp", "jwksUri": "https://idp/jwks",
+                                 "cluster": "idp_jwks"}]}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_callout_pauses_the_request_and_its_answer_resumes_the_stage() {
+        let config = authz_with_remote_jwks();
+        let mut filter = Filter::new(&config).unwrap();
+        let mut host = host(&[
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "a"),
+            ("authorization", TOKEN),
+        ]);
+        host.callouts_work = true;
+        assert!(!filter.on_request_headers(&host), "the request must wait");
+        assert_eq!(*host.calls.borrow(), ["callout idp_jwks"]);
+        // The JWKS fetch failed: without keys the token cannot be checked (503 by default).
+        filter.on_callout_done(&host, CalloutResult::Failed);
+        let calls = host.calls.borrow();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls[1].starts_with("reply 503"), "{calls:?}");
+    }
+
+    #[test]
+    fn a_callout_that_cannot_be_sent_is_a_failed_callout() {
+        let config = authz_with_remote_jwks();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "a"),
+            ("authorization", TOKEN),
+        ]);
         assert!(!filter.on_request_headers(&host));
-        assert_eq!(
-            *host.calls.borrow(),
-            ["reply 500 wasmesh_native_unsupported"]
-        );
+        let calls = host.calls.borrow();
+        assert_eq!(calls[0], "callout idp_jwks");
+        assert!(calls[1].starts_with("reply 503"), "{calls:?}");
     }
 
     #[test]
@@ -371,7 +490,7 @@ mod tests {
         let err = config("nope", json!({})).err().unwrap().to_string();
         assert_eq!(
             err,
-            "unknown filter_name `nope`; this module offers fault, headers"
+            "unknown filter_name `nope`; this module offers authz, fault, headers, mesh, ratelimit, telemetry"
         );
     }
 }

@@ -78,6 +78,53 @@ fn fault_abort_answers_locally() {
     );
 }
 
+/// The Wasm filter's `abort_ratio_over_2000_requests_is_within_3_points`
+/// (integration/tests/fault.rs): the same scenario on two workers.
+#[test]
+fn fault_abort_ratio_over_2000_requests_is_within_3_points() {
+    let filter = native_filter("fault", scenarios::fault::abort_config(20.0));
+    let config = bootstrap::direct_response_through(200, "ok", vec![filter]);
+    let envoy = Envoy::start_with(&config, &options().concurrency(2)).unwrap();
+    scenarios::fault::check_abort_ratio(&envoy, 20.0).unwrap();
+}
+
+/// The Wasm filter's `delay_lasts_at_least_the_configured_time`: the delay waits on the
+/// module's timer thread, then Envoy's scheduler resumes the stream on its worker.
+#[test]
+fn fault_delay_lasts_at_least_the_configured_time() {
+    let filter = native_filter("fault", scenarios::fault::delay_config(300));
+    let config = bootstrap::direct_response_through(200, "ok", vec![filter]);
+    let envoy = Envoy::start_with(&config, &options()).unwrap();
+    scenarios::fault::check_delay(&envoy, 300).unwrap();
+}
+
+/// The Wasm filter's `limit_holds_per_envoy_with_two_workers`
+/// (integration/tests/ratelimit.rs): one bucket, exact across both workers, through the
+/// module's process-wide shared data.
+#[test]
+fn ratelimit_holds_per_envoy_with_two_workers() {
+    let filter = native_filter("ratelimit", scenarios::ratelimit::shared_bucket_config());
+    let config = bootstrap::direct_response_through(200, "ok", vec![filter]);
+    let envoy = Envoy::start_with(&config, &options().concurrency(2)).unwrap();
+    scenarios::ratelimit::check_exact_across_workers(&envoy).unwrap();
+}
+
+/// The Wasm filter's `remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes`
+/// (integration/tests/authz.rs): the JWKS arrives through a callout.
+#[test]
+fn authz_remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
+    let echo = EchoServer::start().unwrap();
+    let idp = scenarios::authz::identity_provider().unwrap();
+    let filter = native_filter("authz", scenarios::authz::remote_jwks_config());
+    let mut config = proxy_to(echo.port(), vec![filter]);
+    config["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(scenarios::authz::idp_cluster(&idp));
+    let envoy = Envoy::start_with(&config, &options()).unwrap();
+    scenarios::authz::check_remote_jwks(&envoy, &idp).unwrap();
+}
+
 #[test]
 fn malformed_config_is_refused_naming_the_field() {
     let echo = EchoServer::start().unwrap();

@@ -5,10 +5,16 @@
 //! the VM and, under FAIL_CLOSED, fails every later request. This module talks to the
 //! host through the raw ABI instead: every call returns a `Result`, and bytes that are
 //! not UTF-8 are converted lossily rather than trusted. It is the only place in the SDK
-//! that calls the host, so a native build (unit tests) swaps it for a stub.
+//! that calls the host. Native builds get [`native`]'s functions instead: stand-ins that
+//! answer `Unavailable` (unit tests), or delegate to the backend a native Envoy module
+//! installs ([`install`]).
 
 mod codec;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 mod signature;
+#[cfg(not(target_arch = "wasm32"))]
+mod store;
 #[cfg(target_arch = "wasm32")]
 mod sys;
 
@@ -95,88 +101,10 @@ pub enum MetricKind {
 #[cfg(target_arch = "wasm32")]
 pub use sys::*;
 
-/// Native stand-ins: stage logic is tested natively and never reaches the host, and
-/// the SDK's helpers that call it (logs, metrics, shared data, time) must still link in
-/// native builds: unit tests, and the native Envoy module (filters/native), whose
-/// stages find the host "unavailable" here and degrade as they would without one.
-#[cfg(not(target_arch = "wasm32"))]
-mod native {
-    use super::*;
-
-    pub fn header_pairs(_map: MapType) -> Result<Vec<(String, String)>, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn header_map(_map: MapType) -> Result<crate::HeaderMap, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn header_value(_map: MapType, _name: &str) -> Result<Option<String>, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn add_header(_map: MapType, _name: &str, _value: &str) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn replace_header(_map: MapType, _name: &str, _value: &str) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn remove_header(_map: MapType, _name: &str) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn property(_path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn buffer(_kind: BufferType, _start: usize, _max: usize) -> Result<Vec<u8>, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn send_local_response(
-        _status: u32,
-        _details: &str,
-        _body: &[u8],
-        _headers: &[(&str, &str)],
-    ) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn log(_level: LogLevel, _message: &str) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn log_level() -> Result<LogLevel, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn foreign_function(_name: &str, _arg: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn define_metric(_kind: MetricKind, _name: &str) -> Result<u32, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn increment_metric(_id: u32, _offset: i64) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn record_metric(_id: u32, _value: u64) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn shared_data(_key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn set_shared_data(_key: &str, _value: &[u8], _cas: u32) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn now() -> Result<SystemTime, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn monotonic_nanos() -> Result<u64, HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn set_tick_period(_period: std::time::Duration) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn set_effective_context(_id: u32) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-    pub fn continue_stream(_response: bool) -> Result<(), HostError> {
-        Err(HostError::Unavailable)
-    }
-}
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
+#[cfg(not(target_arch = "wasm32"))]
+pub use store::SharedStore;
 
 /// Current time, or the Unix epoch if the host cannot say (it always can in Envoy).
 pub fn now_or_epoch() -> SystemTime {
