@@ -207,6 +207,16 @@ pub fn http_listener(name: &str, http_filters: Vec<Value>, routes: Vec<Value>) -
     })
 }
 
+/// Envoy 1.40 prints a dynamic module's metrics in `/stats/prometheus` under its
+/// metrics namespace (`envoy_dynamicmodulescustom_istio_requests_total`); this runtime
+/// flag strips that prefix, as Envoy always does for Wasm's, so the native module's
+/// metrics carry the same names as the Wasm filters' (`istio_requests_total`).
+pub fn with_native_metric_names(mut bootstrap: Value) -> Value {
+    bootstrap["layered_runtime"] = json!({"layers": [{"name": "static", "static_layer": {
+        "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}}]});
+    bootstrap
+}
+
 /// A STATIC cluster with one endpoint at 127.0.0.1:`port`.
 pub fn static_cluster(name: &str, port: u16) -> Value {
     json!({

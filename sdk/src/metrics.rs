@@ -137,10 +137,15 @@ pub struct Family {
 
 impl Family {
     fn new(kind: MetricKind, name: &str, labels: &[&str]) -> Self {
+        let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        // Hosts that define metrics up front learn of the family now (stages build
+        // their families when their config is loaded); a refusal shows as unrecorded
+        // series, as a refused definition does.
+        let _ = host::declare_metric(kind, name, &labels);
         Self {
             name: name.to_string(),
             kind,
-            labels: labels.iter().map(|s| s.to_string()).collect(),
+            labels,
             ids: RefCell::new(SeriesMap::default()),
         }
     }

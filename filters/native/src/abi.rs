@@ -29,7 +29,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 use wasmesh_sdk::headers::HeaderMap;
-use wasmesh_sdk::host::LogLevel;
+use wasmesh_sdk::host::{LogLevel, MetricKind};
 use wasmesh_sdk::{Callout, CalloutResult};
 
 /// The ABI version string of Envoy 1.40.0's `abi.h` (`ENVOY_DYNAMIC_MODULES_ABI_VERSION`).
@@ -141,6 +141,65 @@ extern "C" {
         body: Buffer,
         timeout_ms: u64,
     ) -> i32;
+    /// `define_{counter,gauge,histogram}`: on a config, while Envoy loads it (later calls
+    /// answer `Frozen`), with label names; the id is per config and per kind.
+    fn envoy_dynamic_module_callback_http_filter_config_define_counter(
+        config: EnvoyPtr,
+        name: Buffer,
+        label_names: *const Buffer,
+        label_names_size: usize,
+        id: *mut usize,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
+        config: EnvoyPtr,
+        name: Buffer,
+        label_names: *const Buffer,
+        label_names_size: usize,
+        id: *mut usize,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: EnvoyPtr,
+        name: Buffer,
+        label_names: *const Buffer,
+        label_names_size: usize,
+        id: *mut usize,
+    ) -> i32;
+    /// Updates take the stream and the values of the labels the metric was defined with.
+    fn envoy_dynamic_module_callback_http_filter_increment_counter(
+        filter: EnvoyPtr,
+        id: usize,
+        label_values: *const Buffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_increment_gauge(
+        filter: EnvoyPtr,
+        id: usize,
+        label_values: *const Buffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_decrement_gauge(
+        filter: EnvoyPtr,
+        id: usize,
+        label_values: *const Buffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_set_gauge(
+        filter: EnvoyPtr,
+        id: usize,
+        label_values: *const Buffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> i32;
+    fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
+        filter: EnvoyPtr,
+        id: usize,
+        label_values: *const Buffer,
+        label_values_size: usize,
+        value: u64,
+    ) -> i32;
     /// Levels are spdlog's, as the SDK's `LogLevel` numbers them (Trace 0 .. Critical 5).
     fn envoy_dynamic_module_callback_log(level: i32, message: Buffer);
     fn envoy_dynamic_module_callback_log_enabled(level: i32) -> bool;
@@ -156,6 +215,88 @@ pub fn log(level: LogLevel, message: &str) {
 pub fn log_enabled(level: LogLevel) -> bool {
     // SAFETY: a plain value.
     unsafe { envoy_dynamic_module_callback_log_enabled(level as i32) }
+}
+
+/// Defines a metric family on Envoy's config `scope` (an `on_http_filter_config_new`
+/// handle, while that hook runs); its id, or Envoy's `metrics_result` code.
+pub fn define_metric(
+    scope: usize,
+    kind: MetricKind,
+    name: &str,
+    labels: &[String],
+) -> Result<usize, i32> {
+    let names: Vec<Buffer> = labels.iter().map(|l| Buffer::of(l.as_bytes())).collect();
+    let define = match kind {
+        MetricKind::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+        MetricKind::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge,
+        MetricKind::Histogram => envoy_dynamic_module_callback_http_filter_config_define_histogram,
+    };
+    let mut id = 0usize;
+    // SAFETY: `scope` is the config handle of the running `config_new` hook (the
+    // caller, `envoy_host::declaring`, is only entered from it); the buffers borrow
+    // live strings for the duration of the call.
+    let result = unsafe {
+        define(
+            scope as EnvoyPtr,
+            Buffer::of(name.as_bytes()),
+            names.as_ptr(),
+            names.len(),
+            &mut id,
+        )
+    };
+    if result == 0 {
+        Ok(id)
+    } else {
+        Err(result)
+    }
+}
+
+/// How a metric update changes the value.
+#[derive(Clone, Copy)]
+pub enum MetricUpdate {
+    Increment,
+    Decrement,
+    /// A histogram's sample, or a gauge's new value.
+    Record,
+}
+
+/// Updates metric `id` (of `kind`) for the stream whose hook is running; Envoy's
+/// `metrics_result` code on failure, 1 (`MetricNotFound`) outside a hook.
+pub fn update_metric(
+    kind: MetricKind,
+    update: MetricUpdate,
+    id: usize,
+    values: &[String],
+    value: u64,
+) -> Result<(), i32> {
+    let filter = CURRENT.get();
+    if filter.is_null() {
+        return Err(1);
+    }
+    let values: Vec<Buffer> = values.iter().map(|v| Buffer::of(v.as_bytes())).collect();
+    let call = match (kind, update) {
+        (MetricKind::Counter, _) => envoy_dynamic_module_callback_http_filter_increment_counter,
+        (MetricKind::Histogram, _) => {
+            envoy_dynamic_module_callback_http_filter_record_histogram_value
+        }
+        (MetricKind::Gauge, MetricUpdate::Decrement) => {
+            envoy_dynamic_module_callback_http_filter_decrement_gauge
+        }
+        (MetricKind::Gauge, MetricUpdate::Record) => {
+            envoy_dynamic_module_callback_http_filter_set_gauge
+        }
+        (MetricKind::Gauge, MetricUpdate::Increment) => {
+            envoy_dynamic_module_callback_http_filter_increment_gauge
+        }
+    };
+    // SAFETY: `filter` is the handle of the hook running on this thread; the buffers
+    // borrow live strings for the duration of the call.
+    let result = unsafe { call(filter, id, values.as_ptr(), values.len(), value) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(result)
+    }
 }
 
 /// A scheduler handle, moved to the timer thread, which commits and deletes it.
@@ -233,15 +374,20 @@ thread_local! {
 
 /// Runs `body` with `filter` as this worker's current stream, and puts the previous
 /// one back however `body` ends (a panic included: `guarded` catches it outside).
-fn with_current<T>(filter: EnvoyPtr, body: impl FnOnce(&EnvoyStream) -> T) -> T {
+fn with_current<T>(
+    filter: &mut Filter,
+    envoy: EnvoyPtr,
+    body: impl FnOnce(&mut Filter, &EnvoyStream) -> T,
+) -> T {
     struct Restore(EnvoyPtr);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.set(self.0);
         }
     }
-    let _restore = Restore(CURRENT.replace(filter));
-    body(&EnvoyStream(filter))
+    let _restore = Restore(CURRENT.replace(envoy));
+    let scope = filter.metrics_scope();
+    crate::envoy_host::in_scope(scope, || body(filter, &EnvoyStream(envoy)))
 }
 
 /// The current stream's `kind` headers; none outside a hook (a map read after its
@@ -409,14 +555,20 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
-    _config_envoy: EnvoyPtr,
+    config_envoy: EnvoyPtr,
     name: Buffer,
     config: Buffer,
 ) -> ModulePtr {
     guarded(std::ptr::null(), || {
         // SAFETY: Envoy's buffers are valid for the duration of this hook.
         let (name, config) = unsafe { (name.bytes(), config.bytes()) };
-        match FilterConfig::new(&String::from_utf8_lossy(name), config) {
+        let scope = config_envoy as usize;
+        // Stages declare their metric families as they are built: this build defines
+        // them on Envoy's config, the only time Envoy allows it.
+        let built = crate::envoy_host::declaring(scope, || {
+            FilterConfig::new(&String::from_utf8_lossy(name), config, scope)
+        });
+        match built {
             Ok(config) => Box::into_raw(Box::new(config)).cast_const().cast(),
             Err(e) => {
                 eprintln!("wasmesh-native: {e}");
@@ -469,7 +621,7 @@ fn headers_phase(
 ) -> Status {
     guarded(CONTINUE, || {
         let proceed = filter_mut(filter)
-            .is_none_or(|f| with_current(filter_envoy, |stream| phase(f, stream)));
+            .is_none_or(|f| with_current(f, filter_envoy, |f, stream| phase(f, stream)));
         if proceed {
             CONTINUE
         } else {
@@ -503,7 +655,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
     guarded((), || {
         if let Some(f) = filter_mut(filter) {
-            with_current(filter_envoy, |stream| f.on_stream_complete(stream));
+            with_current(f, filter_envoy, |f, stream| f.on_stream_complete(stream));
         }
     })
 }
@@ -587,7 +739,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             }
         };
         if let Some(f) = filter_mut(filter) {
-            with_current(filter_envoy, |stream| f.on_callout_done(stream, result));
+            with_current(f, filter_envoy, |f, stream| {
+                f.on_callout_done(stream, result)
+            });
         }
     })
 }
@@ -662,7 +816,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
 ) {
     guarded((), || {
         if let Some(f) = filter_mut(filter) {
-            with_current(filter_envoy, |stream| f.on_scheduled(stream));
+            with_current(f, filter_envoy, |f, stream| f.on_scheduled(stream));
         }
     })
 }

@@ -88,6 +88,8 @@ impl fmt::Display for ConfigRejected {
 pub struct FilterConfig {
     /// Tells this config's per-worker stage instances apart from other configs'.
     id: u64,
+    /// Envoy's handle of this config, as a number: its metrics are defined on it.
+    metrics_scope: usize,
     kind: String,
     config: Json,
 }
@@ -97,7 +99,11 @@ static NEXT_CONFIG_ID: AtomicU64 = AtomicU64::new(0);
 impl FilterConfig {
     /// Validates `config` (JSON, the Wasm filter's config) for stage `filter_name` by
     /// building the stage once, so a bad config is refused at load, not per worker.
-    pub fn new(filter_name: &str, config: &[u8]) -> Result<FilterConfig, ConfigRejected> {
+    pub fn new(
+        filter_name: &str,
+        config: &[u8],
+        metrics_scope: usize,
+    ) -> Result<FilterConfig, ConfigRejected> {
         let invalid = |error| ConfigRejected::Invalid {
             stage: filter_name.to_string(),
             error,
@@ -108,6 +114,7 @@ impl FilterConfig {
             Some(Err(e)) => Err(invalid(e)),
             Some(Ok(_)) => Ok(FilterConfig {
                 id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
+                metrics_scope,
                 kind: filter_name.to_string(),
                 config,
             }),
@@ -138,6 +145,8 @@ fn worker_stage(config: &FilterConfig) -> Option<Rc<dyn AnyStage>> {
 /// One HTTP stream.
 pub struct Filter {
     stage: Rc<dyn AnyStage>,
+    /// The config's [`FilterConfig::metrics_scope`].
+    metrics_scope: usize,
     stream: Box<dyn Any>,
     /// A local reply was sent: Envoy refuses a second one.
     replied: bool,
@@ -149,9 +158,15 @@ impl Filter {
         let stream = stage.new_stream();
         Some(Filter {
             stage,
+            metrics_scope: config.metrics_scope,
             stream,
             replied: false,
         })
+    }
+
+    /// Where this stream's metrics are defined (see [`FilterConfig::metrics_scope`]).
+    pub fn metrics_scope(&self) -> usize {
+        self.metrics_scope
     }
 
     /// Runs the stage's request phase; false when the stream must stop here.
@@ -360,7 +375,7 @@ mod tests {
     }
 
     fn config(name: &str, config: serde_json::Value) -> Result<FilterConfig, ConfigRejected> {
-        FilterConfig::new(name, config.to_string().as_bytes())
+        FilterConfig::new(name, config.to_string().as_bytes(), 0)
     }
 
     fn host(pairs: &[(&str, &str)]) -> FakeHost {

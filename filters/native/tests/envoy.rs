@@ -31,6 +31,19 @@ fn native_filter(stage: &str, config: Value) -> Value {
     bootstrap::native_filter(stage, &config)
 }
 
+fn metric_names(bootstrap: Value) -> Value {
+    bootstrap::with_native_metric_names(bootstrap)
+}
+
+/// The sum of every series of counter `name` in `/stats/prometheus`.
+fn metric_sum(envoy: &Envoy, name: &str) -> u64 {
+    let text = envoy.admin().prometheus().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
 fn proxy_to(upstream_port: u16, filters: Vec<Value>) -> Value {
     bootstrap::proxy_through(upstream_port, filters)
 }
@@ -84,8 +97,9 @@ fn fault_abort_answers_locally() {
 fn fault_abort_ratio_over_2000_requests_is_within_3_points() {
     let filter = native_filter("fault", scenarios::fault::abort_config(20.0));
     let config = bootstrap::direct_response_through(200, "ok", vec![filter]);
-    let envoy = Envoy::start_with(&config, &options().concurrency(2)).unwrap();
-    scenarios::fault::check_abort_ratio(&envoy, 20.0).unwrap();
+    let envoy = Envoy::start_with(&metric_names(config), &options().concurrency(2)).unwrap();
+    let aborted = scenarios::fault::check_abort_ratio(&envoy, 20.0).unwrap();
+    assert_eq!(metric_sum(&envoy, "wasmesh_fault_aborts_total"), aborted);
 }
 
 /// The Wasm filter's `delay_lasts_at_least_the_configured_time`: the delay waits on the
@@ -105,8 +119,16 @@ fn fault_delay_lasts_at_least_the_configured_time() {
 fn ratelimit_holds_per_envoy_with_two_workers() {
     let filter = native_filter("ratelimit", scenarios::ratelimit::shared_bucket_config());
     let config = bootstrap::direct_response_through(200, "ok", vec![filter]);
-    let envoy = Envoy::start_with(&config, &options().concurrency(2)).unwrap();
-    scenarios::ratelimit::check_exact_across_workers(&envoy).unwrap();
+    let envoy = Envoy::start_with(&metric_names(config), &options().concurrency(2)).unwrap();
+    let (allowed, limited) = scenarios::ratelimit::check_exact_across_workers(&envoy).unwrap();
+    assert_eq!(
+        metric_sum(&envoy, "wasmesh_ratelimit_allowed_total"),
+        allowed
+    );
+    assert_eq!(
+        metric_sum(&envoy, "wasmesh_ratelimit_limited_total"),
+        limited
+    );
 }
 
 /// The Wasm filter's `remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes`
@@ -195,4 +217,71 @@ fn module_expecting_a_missing_callback_is_refused_at_load() {
         text.contains("libwasmesh_abi_probe.so: undefined symbol: envoy_dynamic_module_callback_from_a_newer_envoy"),
         "{text}"
     );
+}
+
+/// Telemetry's Istio metrics, defined on Envoy's config while it loads and recorded
+/// per stream, reach `/stats/prometheus` under their Istio names with their labels.
+#[test]
+fn telemetry_requests_reach_prometheus_with_istio_labels() {
+    let echo = EchoServer::start().unwrap();
+    let config = json!({"reporter": "destination", "workload": {
+        "name": "reviews-v1", "namespace": "default", "app": "reviews", "version": "v1",
+        "principal": "spiffe://cluster.local/ns/default/sa/reviews",
+        "service": "reviews.default.svc.cluster.local"}});
+    let filter = native_filter("telemetry", config);
+    let mut bootstrap = metric_names(proxy_to(echo.port(), vec![filter]));
+    // Histograms reach /stats/prometheus at each flush.
+    bootstrap["stats_flush_interval"] = json!("0.1s");
+    let envoy = Envoy::start_with(&bootstrap, &options()).unwrap();
+    let url = format!("{}/api/users/42", envoy.listener_url(INGRESS).unwrap());
+    for _ in 0..7 {
+        assert_eq!(
+            http::get(&url).unwrap().status,
+            200,
+            "{}",
+            envoy.log_tail(30)
+        );
+    }
+    for _ in 0..3 {
+        let resp = http::get_with(&url, &[("x-echo-status", "503")]).unwrap();
+        assert_eq!(resp.status, 503);
+    }
+    // One series per response code, with the workload's labels and no module prefix.
+    let value = |text: &str, name: &str, code: &str| -> Option<String> {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains(&format!("response_code=\"{code}\""))
+                    && l.contains("destination_workload=\"reviews-v1\"")
+                    && l.contains("reporter=\"destination\"")
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.to_string())
+    };
+    let expected = [
+        ("istio_requests_total", "200", "7"),
+        ("istio_requests_total", "503", "3"),
+        ("istio_request_duration_milliseconds_count", "200", "7"),
+        ("istio_response_bytes_count", "503", "3"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = envoy.admin().prometheus().unwrap();
+        let seen: Vec<_> = expected
+            .iter()
+            .map(|(name, code, _)| value(&text, name, code))
+            .collect();
+        let want: Vec<_> = expected
+            .iter()
+            .map(|(_, _, v)| Some(v.to_string()))
+            .collect();
+        if seen == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "saw {seen:?}, want {want:?}\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -212,6 +212,13 @@ impl MetricSet {
                 },
             );
         }
+        for group in &groups {
+            for member in &group.members {
+                // Hosts that define metrics up front (the native module) define them
+                // now, while the config loads; Proxy-Wasm defines them on first use.
+                let _ = host::declare_metric(member.kind, &member.name, &group.names);
+            }
+        }
         let mut label_names: Vec<String> = groups.iter().flat_map(|g| g.names.clone()).collect();
         label_names.sort_unstable();
         label_names.dedup();

@@ -37,6 +37,18 @@ pub trait NativeHost: Send + Sync {
     fn set_shared_data(&self, _key: &str, _value: &[u8], _cas: u32) -> Result<(), HostError> {
         Err(HostError::Unavailable)
     }
+    /// A metric family this stage may record: its kind, name and label names. Hosts
+    /// that must define metrics before the first request (Envoy's dynamic modules
+    /// freeze definitions once a config is loaded) define it here; stages declare
+    /// every family when they are built.
+    fn declare_metric(
+        &self,
+        _kind: MetricKind,
+        _name: &str,
+        _labels: &[String],
+    ) -> Result<(), HostError> {
+        Err(HostError::Unavailable)
+    }
     /// `name` is encoded with its labels ([`crate::metrics::encode_name`]).
     fn define_metric(&self, _kind: MetricKind, _name: &str) -> Result<u32, HostError> {
         Err(HostError::Unavailable)
@@ -79,6 +91,9 @@ pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, u32), HostError> {
 }
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
     host()?.set_shared_data(key, value, cas)
+}
+pub fn declare_metric(kind: MetricKind, name: &str, labels: &[String]) -> Result<(), HostError> {
+    host()?.declare_metric(kind, name, labels)
 }
 pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, HostError> {
     host()?.define_metric(kind, name)

@@ -239,6 +239,11 @@ pub fn foreign_function(name: &str, arg: &[u8]) -> Result<Option<Vec<u8>>, HostE
     })
 }
 
+/// Proxy-Wasm defines metrics on first use ([`define_metric`]): nothing to declare.
+pub fn declare_metric(_kind: MetricKind, _name: &str, _labels: &[String]) -> Result<(), HostError> {
+    Ok(())
+}
+
 pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, HostError> {
     let mut id: u32 = 0;
     // SAFETY: `name` outlives the call; out-pointer is our local.
