@@ -124,21 +124,29 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
             missing.push(name.to_string());
         }
     }
-    // The stages the native dynamic module runs so far (docs/native-target.md), with
-    // the same configs as their Wasm filters.
-    for name in ["headers", "fault"] {
-        let native = format!("{name}-native");
+    // Each stage in the native dynamic module (docs/native-target.md), with the same
+    // configs as its Wasm filter, and the five as the module's pipeline (`mesh`).
+    for (stage, config, native) in [
+        ("headers", "headers", "headers-native"),
+        ("fault", "fault", "fault-native"),
+        ("ratelimit", "ratelimit", "ratelimit-native"),
+        ("authz", "authz", "authz-native"),
+        ("telemetry", "telemetry", "telemetry-native"),
+        ("mesh", "mesh", "chain-mesh-native"),
+    ] {
         if inputs.native_module_built() {
-            let filter = bootstrap::native_filter(name, &inputs.filter_config(name)?);
+            let filter = bootstrap::native_filter(stage, &inputs.filter_config(config)?);
             configs.push(BenchConfig {
                 what: format!(
-                    "the {name} stage in the native dynamic module (libwasmesh_native.so)"
+                    "the {stage} stage in the native dynamic module (libwasmesh_native.so)"
                 ),
-                name: native,
-                bootstrap: bootstrap::direct_response_through(200, BODY, vec![filter]),
+                name: native.into(),
+                bootstrap: bootstrap::with_native_metric_names(
+                    bootstrap::direct_response_through(200, BODY, vec![filter]),
+                ),
             });
         } else {
-            missing.push(native);
+            missing.push(native.into());
         }
     }
     let chain = ["telemetry", "authz", "ratelimit", "headers", "fault"];
