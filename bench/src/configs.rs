@@ -141,9 +141,11 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
                     "the {stage} stage in the native dynamic module (libwasmesh_native.so)"
                 ),
                 name: native.into(),
-                bootstrap: bootstrap::with_native_metric_names(
-                    bootstrap::direct_response_through(200, BODY, vec![filter]),
-                ),
+                bootstrap: bootstrap::with_native_metric_names(bootstrap::direct_response_through(
+                    200,
+                    BODY,
+                    vec![filter],
+                )),
             });
         } else {
             missing.push(native.into());

@@ -22,6 +22,7 @@
 //! `catch_unwind` (the others cannot panic) and answers a panic like a failure (null
 //! config, `Continue`, nothing done).
 
+use crate::props::{self, Attribute};
 use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
 use crate::timer;
 use std::cell::Cell;
@@ -200,6 +201,24 @@ extern "C" {
         label_values_size: usize,
         value: u64,
     ) -> i32;
+    /// Attributes by `envoy_dynamic_module_type_attribute_id`; false when Envoy has no
+    /// value (or does not answer that id as that type). A string points into Envoy's
+    /// memory, valid until the hook returns.
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: EnvoyPtr,
+        id: u32,
+        result: *mut Buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_int(
+        filter: EnvoyPtr,
+        id: u32,
+        result: *mut u64,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+        filter: EnvoyPtr,
+        id: u32,
+        result: *mut bool,
+    ) -> bool;
     /// Levels are spdlog's, as the SDK's `LogLevel` numbers them (Trace 0 .. Critical 5).
     fn envoy_dynamic_module_callback_log(level: i32, message: Buffer);
     fn envoy_dynamic_module_callback_log_enabled(level: i32) -> bool;
@@ -531,6 +550,45 @@ impl StreamHost for EnvoyStream {
     fn continue_request(&self) {
         // SAFETY: `self.0` is the filter handle of the hook that is running.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.0) }
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let Some(attribute) = props::attribute(path) else {
+            props::report_unmapped(path);
+            return None;
+        };
+        // SAFETY (all three): `self.0` is the filter handle of the hook that is running,
+        // and the out-pointers are our locals. A string is copied out before the hook
+        // returns.
+        match attribute {
+            Attribute::String(id) => {
+                let mut value = Buffer::NULL;
+                unsafe {
+                    envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                        self.0, id, &mut value,
+                    )
+                    .then(|| value.bytes().to_vec())
+                }
+            }
+            Attribute::Int(id) => {
+                let mut value = 0u64;
+                unsafe {
+                    envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                        self.0, id, &mut value,
+                    )
+                }
+                .then(|| props::encode_int(value))
+            }
+            Attribute::Bool(id) => {
+                let mut value = false;
+                unsafe {
+                    envoy_dynamic_module_callback_http_filter_get_attribute_bool(
+                        self.0, id, &mut value,
+                    )
+                }
+                .then(|| props::encode_bool(value))
+            }
+        }
     }
 }
 

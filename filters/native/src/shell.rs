@@ -12,7 +12,6 @@
 //! the validated config, on its first stream ([`worker_stage`]). Per-worker state (a
 //! fault stage's RNG) stays per worker, as under Wasm.
 
-use crate::props::NoProperties;
 use crate::stages;
 use std::any::Any;
 use std::cell::RefCell;
@@ -24,6 +23,7 @@ use std::time::Duration;
 use wasmesh_sdk::config::Json;
 use wasmesh_sdk::headers::{HeaderMap, HeaderOp};
 use wasmesh_sdk::pipeline::AnyStage;
+use wasmesh_sdk::PropertySource;
 use wasmesh_sdk::{
     Callout, CalloutResult, ConfigError, Decision, LocalReply, LogView, Request, Response,
 };
@@ -57,6 +57,17 @@ pub trait StreamHost {
     fn callout(&self, callout: &Callout) -> bool;
     /// Lets a request paused by a delay or callout go on to the next filter.
     fn continue_request(&self);
+    /// A property (`source.address`), encoded as Proxy-Wasm encodes it; None if absent.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+}
+
+/// A stream's properties, as the SDK's views read them.
+struct HostProperties<'a>(&'a dyn StreamHost);
+
+impl PropertySource for HostProperties<'_> {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.0.property(path)
+    }
 }
 
 /// A filter config Envoy could not accept, with the reason Envoy's log shows.
@@ -207,7 +218,7 @@ impl Filter {
         step: impl FnOnce(&dyn AnyStage, &mut Request<'_>, &mut dyn Any) -> Decision,
     ) -> bool {
         wasmesh_sdk::log::set_prefix(self.stage.name());
-        let props = NoProperties;
+        let props = HostProperties(host);
         let headers = HeaderMap::from_pairs(host.headers(HeaderKind::Request));
         let mut req = Request::new(headers, &props, self.stage.path_options());
         let decision = step(self.stage.as_ref(), &mut req, self.stream.as_mut());
@@ -224,7 +235,7 @@ impl Filter {
             return true;
         }
         wasmesh_sdk::log::set_prefix(self.stage.name());
-        let props = NoProperties;
+        let props = HostProperties(host);
         let mut resp = Response::new(host.lazy_headers(HeaderKind::Response), &props);
         let decision = self.stage.on_response(&mut resp, self.stream.as_mut());
         apply_ops(host, HeaderKind::Response, resp.headers.take_ops());
@@ -241,7 +252,7 @@ impl Filter {
     /// The stream ended (also after a local reply or a reset): the stage's `on_log`.
     pub fn on_stream_complete(&mut self, host: &dyn StreamHost) {
         wasmesh_sdk::log::set_prefix(self.stage.name());
-        let props = NoProperties;
+        let props = HostProperties(host);
         let view = LogView::new(
             host.lazy_headers(HeaderKind::Request),
             host.lazy_headers(HeaderKind::Response),
@@ -371,6 +382,9 @@ mod tests {
         }
         fn continue_request(&self) {
             self.calls.borrow_mut().push("continue".into());
+        }
+        fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+            None
         }
     }
 

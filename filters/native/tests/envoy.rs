@@ -285,3 +285,64 @@ fn telemetry_requests_reach_prometheus_with_istio_labels() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The properties the native build maps to Envoy's attribute ids (src/props.rs), read
+/// through telemetry's access log (the fields the Wasm test
+/// `access_log_has_istio_fields_with_request_values` checks): each id gives the value
+/// its property has under Wasm. The unmapped ones are absent, and said so.
+#[test]
+fn mapped_properties_read_the_values_wasm_reads() {
+    let echo = EchoServer::start().unwrap();
+    let config = json!({"reporter": "destination", "accessLog": {"enabled": true}, "workload": {
+        "name": "reviews-v1", "namespace": "default", "app": "reviews", "version": "v1",
+        "principal": "spiffe://cluster.local/ns/default/sa/reviews",
+        "service": "reviews.default.svc.cluster.local"}});
+    let mut bootstrap = proxy_to(echo.port(), vec![native_filter("telemetry", config)]);
+    let route = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0];
+    assert!(route.is_object(), "the rig's route moved: {bootstrap:#}");
+    route["name"] = json!("reviews-route");
+    let envoy = Envoy::start_with(&bootstrap, &options()).unwrap();
+    let listener = envoy.listener_url(INGRESS).unwrap();
+    let resp = http::get_with(
+        &format!("{listener}/api/items?id=7"),
+        &[("x-forwarded-for", "203.0.113.9")],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    let seen = wasmesh_integration::echo::Echo::parse(&resp.body).unwrap();
+    let line = envoy
+        .wait_for_log("access_log ", std::time::Duration::from_secs(10))
+        .unwrap();
+    let json = line.split_once("wasmesh-telemetry: access_log ").unwrap().1;
+    let l: Value = serde_json::from_str(json.lines().next().unwrap().trim()).unwrap();
+    assert_eq!(l["protocol"], "HTTP/1.1", "request.protocol: {l}");
+    assert_eq!(l["response_code"], 200, "response.code: {l}");
+    assert_eq!(
+        l["request_id"].as_str(),
+        seen.header("x-request-id"),
+        "request.id"
+    );
+    assert_eq!(
+        l["upstream_host"],
+        format!("127.0.0.1:{}", echo.port()),
+        "upstream.address"
+    );
+    // Envoy takes the client address from x-forwarded-for (use_remote_address is off).
+    assert_eq!(
+        l["downstream_remote_address"], "203.0.113.9:0",
+        "source.address"
+    );
+    assert_eq!(l["route_name"], "reviews-route", "xds.route_name");
+    assert_eq!(
+        l["connection_security_policy"], "none",
+        "connection.mtls on plaintext"
+    );
+    assert!(
+        envoy
+            .log()
+            .contains("property `request.time` is not available in the native build"),
+        "{}",
+        envoy.log_tail(40)
+    );
+}
