@@ -3,9 +3,20 @@
 # the modules at dist/filters/<name>.wasm, optimised with wasm-opt when it is present.
 # Usage: scripts/build-filters.sh [name ...]   (default: every module crate under
 # filters/, one that builds a cdylib; filters/testkit is the filters' test support)
+#        scripts/build-filters.sh native       the native dynamic module (every stage, in
+#                                              release) at dist/native/libwasmesh_native.so
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+if [ "${1:-}" = native ]; then
+  cargo build --quiet --release -p wasmesh-native
+  mkdir -p dist/native
+  cp target/release/libwasmesh_native.so dist/native/libwasmesh_native.so.tmp
+  mv dist/native/libwasmesh_native.so.tmp dist/native/libwasmesh_native.so
+  printf '%-12s %10s\n' native "$(stat -c %s dist/native/libwasmesh_native.so)"
+  exit 0
+fi
 
 if [ $# -gt 0 ]; then
   names=("$@")

@@ -19,6 +19,9 @@ pub struct Bootstrap {
     pub stats_config: StatsConfig,
     /// How often histograms are merged and become visible in `/stats/prometheus`.
     pub stats_flush_interval: String,
+    /// Runtime flags; only bootstraps that load the native module set any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layered_runtime: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,6 +124,10 @@ pub enum TypedConfig {
     HttpConnectionManager(Box<HttpConnectionManager>),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm")]
     Wasm(Box<Wasm>),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+    )]
+    DynamicModuleFilter(Box<DynamicModuleFilter>),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
     Router(Empty),
     #[serde(
@@ -215,6 +222,22 @@ pub struct EnvoyGrpc {
 pub struct HttpFilter {
     pub name: String,
     pub typed_config: TypedConfig,
+}
+
+/// A stage of the native dynamic module (`libwasmesh_native.so`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleFilter {
+    pub dynamic_module_config: DynamicModuleConfig,
+    /// The stage: `authz`, `fault`, `headers`, `ratelimit`, `telemetry` or `mesh`.
+    pub filter_name: String,
+    /// The stage's JSON config, as the Wasm filter takes it.
+    pub filter_config: TypedConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleConfig {
+    /// Envoy loads `lib<name>.so` from `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -52,7 +52,26 @@ pub struct GenerateOptions {
     /// One mesh-module filter (`mesh.wasm`) per chain instead of one filter per
     /// wasmesh filter (`wasmesh generate --bundle`, see [`bundle`]).
     pub bundle: bool,
+    /// What the filters are built as: Wasm modules (the default) or the native
+    /// dynamic module (`--target-filters native`, docs/native-target.md).
+    pub filter_target: FilterTarget,
 }
+
+/// The build of the filters a generated Envoy loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FilterTarget {
+    /// `.wasm` modules in Envoy's V8 runtime.
+    #[default]
+    Wasm,
+    /// The stages in `libwasmesh_native.so`, an Envoy dynamic module.
+    Native,
+}
+
+/// Where `scripts/build-filters.sh native` puts the native module, relative to the
+/// project root: Envoy finds it through `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
+pub const DEFAULT_NATIVE_DIR: &str = "dist/native";
+/// The native module's name (`lib<name>.so`), as `dynamic_module_config.name` says it.
+pub const NATIVE_MODULE: &str = "wasmesh_native";
 
 pub const DEFAULT_FILTERS_DIR: &str = "dist/filters";
 pub const DEFAULT_CERTS_DIR: &str = ".wasmesh/certs";
@@ -68,12 +87,19 @@ impl GenerateOptions {
             host_filters_dir: format!("./{DEFAULT_FILTERS_DIR}"),
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
             bundle: false,
+            filter_target: FilterTarget::Wasm,
         }
     }
 
     /// The same options with `--bundle` set or not.
     pub fn with_bundle(mut self, bundle: bool) -> Self {
         self.bundle = bundle;
+        self
+    }
+
+    /// The same options with the filters built as `target`.
+    pub fn with_filter_target(mut self, target: FilterTarget) -> Self {
+        self.filter_target = target;
         self
     }
 
@@ -87,6 +113,7 @@ impl GenerateOptions {
             host_filters_dir: format!("./{DEFAULT_FILTERS_DIR}"),
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
             bundle: false,
+            filter_target: FilterTarget::Wasm,
         }
     }
 }
@@ -100,6 +127,8 @@ pub enum GenerateError {
     Ports(#[from] topology::PortsExhausted),
     #[error("serialising {path}: {message}")]
     Serialise { path: String, message: String },
+    #[error("--target-filters native runs in the process target only: the compose images have no native module yet (docs/native-target.md)")]
+    NativeInCompose,
 }
 
 /// Reads and checks a mesh file: all its problems, or the model.
@@ -147,6 +176,9 @@ fn yaml_bytes<T: serde::Serialize>(path: &str, value: &T) -> Result<Vec<u8>, Gen
 
 /// The files of `mesh` for `opts.target`, sorted by path.
 pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFile>, GenerateError> {
+    if opts.filter_target == FilterTarget::Native && opts.target == Target::Compose {
+        return Err(GenerateError::NativeInCompose);
+    }
     let instances = topology::instances(mesh, opts.target)?;
     let mut out: Vec<OutputFile> = Vec::new();
     let config_dir = match opts.target {
@@ -204,7 +236,18 @@ pub fn write_files(dir: &Path, files: &[OutputFile]) -> std::io::Result<()> {
 /// names (the .wasm included) but opens no listeners. The integration rig validates
 /// through this too.
 pub fn envoy_validate_file(envoy: &Path, config: &Path) -> anyhow::Result<String> {
+    envoy_validate_file_with_env(envoy, config, &[])
+}
+
+/// [`envoy_validate_file`] with more environment for Envoy (the native module's
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub fn envoy_validate_file_with_env(
+    envoy: &Path,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let output = std::process::Command::new(envoy)
+        .envs(env.iter().copied())
         .args([
             "--mode",
             "validate",

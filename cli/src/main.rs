@@ -26,6 +26,25 @@ enum TargetArg {
     Compose,
 }
 
+/// What the generated Envoys load the filters as.
+#[derive(Clone, Copy, ValueEnum)]
+enum FilterTargetArg {
+    /// `.wasm` modules in Envoy's V8 runtime (portable to Istio, sandboxed).
+    Wasm,
+    /// The native dynamic module `dist/native/libwasmesh_native.so` (faster; process
+    /// target only; docs/native-target.md).
+    Native,
+}
+
+impl From<FilterTargetArg> for wasmesh::FilterTarget {
+    fn from(arg: FilterTargetArg) -> Self {
+        match arg {
+            FilterTargetArg::Wasm => wasmesh::FilterTarget::Wasm,
+            FilterTargetArg::Native => wasmesh::FilterTarget::Native,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AuthzArg {
     Native,
@@ -55,6 +74,9 @@ enum Command {
         /// separate filters: one VM and one context per request.
         #[arg(long)]
         bundle: bool,
+        /// Load the filters as Wasm modules or as the native dynamic module.
+        #[arg(long, value_enum, default_value = "wasm")]
+        target_filters: FilterTargetArg,
     },
     /// Check the mesh file: schema, references, weights, ports; load every filter
     /// config into the compiled filter; run `envoy --mode validate` when Envoy is found.
@@ -122,6 +144,10 @@ enum Command {
         /// `generate --bundle` writes it: one VM and one context per request.
         #[arg(long)]
         bundle: bool,
+        /// Run the filters in the native dynamic module instead of Wasm
+        /// (`generate --target-filters native`; process mode only).
+        #[arg(long, conflicts_with = "docker")]
+        native: bool,
     },
     /// Stop everything `wasmesh up` started, processes or compose project, as the state
     /// file records (idempotent).
@@ -214,6 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             certs,
             no_certs,
             bundle,
+            target_filters,
         } => {
             let model = load(&mesh)?;
             let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
@@ -221,7 +248,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 TargetArg::Process => GenerateOptions::process(&out_label, port_base),
                 TargetArg::Compose => GenerateOptions::compose(&out_label),
             }
-            .with_bundle(bundle);
+            .with_bundle(bundle)
+            .with_filter_target(target_filters.into());
             let files = wasmesh::generate(&model, &opts)?;
             wasmesh::write_files(&out, &files)
                 .with_context(|| format!("writing into {}", out.display()))?;
@@ -274,6 +302,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             docker,
             project,
             bundle,
+            native,
         } => {
             let backend = backend::for_up(docker.then_some(project));
             let opts = UpOptions {
@@ -286,6 +315,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 prometheus: !no_prometheus,
                 timeout: std::time::Duration::from_secs(timeout),
                 bundle,
+                filter_target: if native {
+                    wasmesh::FilterTarget::Native
+                } else {
+                    wasmesh::FilterTarget::Wasm
+                },
             };
             let started = std::time::Instant::now();
             let st = backend.up(&opts)?;

@@ -62,6 +62,18 @@ pub struct PrometheusProcess {
     pub url: String,
 }
 
+/// An Envoy's environment: where it finds the native module, when it loads one.
+fn envoy_env(opts: &GenerateOptions) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if opts.filter_target == crate::FilterTarget::Native {
+        env.insert(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".into(),
+            crate::DEFAULT_NATIVE_DIR.into(),
+        );
+    }
+    env
+}
+
 /// The environment contract of an app (the demo services read exactly this).
 pub fn app_env(
     s: &ServiceSpec,
@@ -107,7 +119,7 @@ pub fn plan(mesh: &MeshFile, instances: &[Instance<'_>], opts: &GenerateOptions)
                 format!("{}/{}.json", opts.out_dir, i.name),
                 "--use-dynamic-base-id".into(),
             ],
-            env: BTreeMap::new(),
+            env: envoy_env(opts),
             config: Some(format!("{}/{}.json", opts.out_dir, i.name)),
             ports,
             health_url: Some(format!("http://127.0.0.1:{}/healthz/ready", p.health)),

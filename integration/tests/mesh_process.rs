@@ -80,3 +80,35 @@ fn bookinfo_process_mode_end_to_end() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The same scenarios with every filter in the native dynamic module (`up --native`):
+/// the stages, configs and outcomes are the Wasm filters' (docs/native-target.md).
+#[test]
+fn bookinfo_native_process_mode_end_to_end() {
+    let root = paths::workspace_root();
+    // The module `up --native` loads (dist/native), built from this tree now: `up` only
+    // builds it when it is missing, and a stale one must not be tested.
+    let status = std::process::Command::new(root.join("scripts/build-filters.sh"))
+        .arg("native")
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/build-filters.sh native failed");
+    let mut mesh = ProcessMesh::start_with(
+        &root.join("integration/tests/meshes/bookinfo.yaml"),
+        &["--native"],
+    )
+    .unwrap();
+    let failures = scenarios::run_all(&mut mesh);
+    if !failures.is_empty() {
+        let logs = mesh.keep_logs();
+        panic!(
+            "{} scenario(s) failed natively (logs in {}/logs):\n{}",
+            failures.len(),
+            logs.display(),
+            failures.join("\n")
+        );
+    }
+    let out = mesh.down().unwrap();
+    assert!(out.contains("is down"), "{out}");
+}

@@ -245,7 +245,9 @@ fn up(project: &str, opts: &UpOptions) -> Result<State> {
     let certs_dir = std::fs::canonicalize(&opts.certs_dir)
         .with_context(|| format!("resolving {}", opts.certs_dir.display()))?;
     let filters_dir = root.join(DEFAULT_FILTERS_DIR);
-    let mut gen = GenerateOptions::compose(&out.to_string_lossy()).with_bundle(opts.bundle);
+    let mut gen = GenerateOptions::compose(&out.to_string_lossy())
+        .with_bundle(opts.bundle)
+        .with_filter_target(opts.filter_target);
     gen.host_filters_dir = filters_dir.to_string_lossy().into_owned();
     gen.host_certs_dir = certs_dir.to_string_lossy().into_owned();
     let files = crate::generate(&mesh, &gen)?;

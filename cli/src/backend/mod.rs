@@ -42,6 +42,8 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// Each chain as one mesh-module filter (`generate --bundle`).
     pub bundle: bool,
+    /// Wasm modules or the native dynamic module (`up --native`).
+    pub filter_target: crate::FilterTarget,
 }
 
 /// One way of running the local mesh.

@@ -170,7 +170,9 @@ fn generate(opts: &UpOptions) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
         .to_string_lossy()
         .trim_end_matches('/')
         .to_string();
-    let mut gen = GenerateOptions::process(&label, opts.port_base).with_bundle(opts.bundle);
+    let mut gen = GenerateOptions::process(&label, opts.port_base)
+        .with_bundle(opts.bundle)
+        .with_filter_target(opts.filter_target);
     gen.certs_dir = opts.certs_dir.to_string_lossy().into_owned();
     let files = crate::generate(&mesh, &gen)?;
     // Stale configs of an earlier, different mesh must not linger.

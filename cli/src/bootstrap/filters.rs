@@ -1,11 +1,14 @@
 //! The HTTP filters of a chain: each wasmesh filter as an Envoy Wasm filter in phase
 //! order (or, with `--bundle`, one mesh-module filter running them all), then the router.
+//! With `--target-filters native` the same stages and configs run in the native dynamic
+//! module instead (docs/native-target.md).
 
 use super::Builder;
 use crate::chains;
 use crate::envoy::*;
 use crate::model::{FailurePolicy, FilterSpec};
-use serde_json::Value;
+use crate::{FilterTarget, NATIVE_MODULE};
+use serde_json::{json, Value};
 
 /// The Wasm runtime of every generated filter: the only one the Envoy release binary
 /// is built with.
@@ -35,7 +38,7 @@ impl Builder<'_> {
         let mut out: Vec<HttpFilter> = if self.opts.bundle && !configs.is_empty() {
             let config = crate::bundle::config(configs.iter().map(|(f, c)| (f.name, c)));
             let policy = crate::bundle::strictest(configs.iter().map(|(f, _)| f.failure_policy));
-            vec![self.wasm_filter(
+            vec![self.filter(
                 crate::bundle::NAME,
                 crate::bundle::WASM_FILE,
                 &config,
@@ -45,7 +48,7 @@ impl Builder<'_> {
             configs
                 .iter()
                 .map(|(f, c)| {
-                    self.wasm_filter(f.name.as_str(), &f.name.wasm_file(), c, f.failure_policy)
+                    self.filter(f.name.as_str(), &f.name.wasm_file(), c, f.failure_policy)
                 })
                 .collect()
         };
@@ -54,6 +57,22 @@ impl Builder<'_> {
             typed_config: TypedConfig::Router(Empty {}),
         });
         out
+    }
+
+    /// Stage `name` as the filter target builds it.
+    fn filter(
+        &self,
+        name: &str,
+        wasm_file: &str,
+        config: &Value,
+        failure_policy: FailurePolicy,
+    ) -> HttpFilter {
+        match self.opts.filter_target {
+            FilterTarget::Wasm => self.wasm_filter(name, wasm_file, config, failure_policy),
+            // No VM to fail: a native stage that cannot run fails its request (a panic is
+            // caught and the hook answers as failed), which is FAIL_CLOSED's behaviour.
+            FilterTarget::Native => native_filter(name, config),
+        }
     }
 
     fn wasm_filter(
@@ -85,5 +104,32 @@ impl Builder<'_> {
                 },
             })),
         }
+    }
+}
+
+/// Stage `name` (a filter's, or `mesh`: the pipeline) in the native dynamic module.
+fn native_filter(name: &str, config: &Value) -> HttpFilter {
+    HttpFilter {
+        name: format!("wasmesh.{name}"),
+        typed_config: TypedConfig::DynamicModuleFilter(Box::new(DynamicModuleFilter {
+            dynamic_module_config: DynamicModuleConfig {
+                name: NATIVE_MODULE.into(),
+            },
+            filter_name: name.into(),
+            filter_config: TypedConfig::StringValue {
+                value: config.to_string(),
+            },
+        })),
+    }
+}
+
+/// The runtime flags a bootstrap needs for its filter target: the native module's
+/// metrics keep the Wasm filters' names in `/stats/prometheus` (`istio_requests_total`,
+/// not `envoy_dynamicmodulescustom_istio_requests_total`).
+pub(super) fn runtime_flags(target: FilterTarget) -> Option<Value> {
+    match target {
+        FilterTarget::Wasm => None,
+        FilterTarget::Native => Some(json!({"layers": [{"name": "static", "static_layer": {
+            "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix": true}}]})),
     }
 }

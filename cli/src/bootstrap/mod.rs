@@ -123,6 +123,7 @@ impl Builder<'_> {
             },
             stats_config: self.stats_config(),
             stats_flush_interval: crate::stats::FLUSH_INTERVAL.into(),
+            layered_runtime: filters::runtime_flags(self.opts.filter_target),
         }
     }
 

@@ -34,6 +34,11 @@ pub struct ProcessMesh {
 impl ProcessMesh {
     /// Builds `wasmesh` and `wasmesh-demo` (a no-op when fresh), then `wasmesh up MESH`.
     pub fn start(mesh: &Path) -> Result<ProcessMesh> {
+        Self::start_with(mesh, &[])
+    }
+
+    /// As [`ProcessMesh::start`], with more `wasmesh up` flags (`--native`, `--bundle`).
+    pub fn start_with(mesh: &Path, up_flags: &[&str]) -> Result<ProcessMesh> {
         let root = paths::workspace_root();
         // Cargo releases the build lock while tests run, so this nested build does not
         // wait on the `cargo test` that runs us; it keeps the binaries current.
@@ -61,6 +66,7 @@ impl ProcessMesh {
             .args(["--port-base", &base.to_string()])
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--prometheus-port", &prometheus.to_string()])
+            .args(up_flags)
             .current_dir(&root)
             .env("WASMESH_DEMO_BIN", root.join("target/debug/wasmesh-demo"))
             .output()
