@@ -99,7 +99,9 @@ fn native_envoys_get_the_module_path_and_the_metric_name_flag() {
 #[test]
 fn the_compose_target_refuses_native_filters() {
     let opts = GenerateOptions::compose(".").with_filter_target(FilterTarget::Native);
-    let err = generate(&common::bookinfo(), &opts).unwrap_err().to_string();
+    let err = generate(&common::bookinfo(), &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("process target only"), "{err}");
 }
 

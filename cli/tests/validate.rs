@@ -163,3 +163,25 @@ fn the_cli_exits_non_zero_and_prints_each_problem() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_wasm_runtime_envoy_was_built_without_is_refused_with_the_reason() {
+    for runtime in ["wasmtime", "envoy.wasm.runtime.wamr"] {
+        let yaml = BASE.replace(
+            "  name: t\n",
+            &format!("  name: t\n  wasmRuntime: {runtime}\n"),
+        );
+        let errs = errors(&yaml);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(&format!("mesh.yaml:3: mesh.wasmRuntime: `{runtime}`: ")),
+            "{errs:?}"
+        );
+        assert!(
+            errs[0].contains("Envoy was compiled without support for it"),
+            "{errs:?}"
+        );
+    }
+    let yaml = BASE.replace("  name: t\n", "  name: t\n  wasmRuntime: v8\n");
+    assert!(errors(&yaml).is_empty());
+}

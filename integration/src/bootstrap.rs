@@ -81,7 +81,7 @@ impl WasmFilter {
             "root_id": self.root_id,
             "vm_config": {
                 "vm_id": self.vm_id,
-                "runtime": "envoy.wasm.runtime.v8",
+                "runtime": wasmesh::model::WasmRuntime::V8.envoy_name(),
                 "code": { "local": { "filename": self.wasm_path.to_string_lossy() } },
             },
             "configuration": {

@@ -10,10 +10,6 @@ use crate::model::{FailurePolicy, FilterSpec};
 use crate::{FilterTarget, NATIVE_MODULE};
 use serde_json::{json, Value};
 
-/// The Wasm runtime of every generated filter: the only one the Envoy release binary
-/// is built with.
-const WASM_RUNTIME: &str = "envoy.wasm.runtime.v8";
-
 impl Builder<'_> {
     /// Wasm filters in phase order (or one mesh-module filter running them all, with
     /// `--bundle`), then the router. `chain_mtls`: the mTLS mode of the inbound filter
@@ -90,7 +86,7 @@ impl Builder<'_> {
                     root_id: name.into(),
                     vm_config: VmConfig {
                         vm_id: name.into(),
-                        runtime: WASM_RUNTIME,
+                        runtime: self.mesh.mesh.wasm_runtime.envoy_name(),
                         code: AsyncDataSource {
                             local: DataSource {
                                 filename: format!("{}/{wasm_file}", self.opts.filters_dir),

