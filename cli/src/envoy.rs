@@ -102,7 +102,10 @@ pub struct FilterChain {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FilterChainMatch {
-    pub transport_protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_protocol: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

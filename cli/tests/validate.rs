@@ -34,6 +34,23 @@ fn weights_adding_to_90_are_refused_with_the_route_path() {
 }
 
 #[test]
+fn gateway_client_cas_without_mutual_are_refused() {
+    let gateway = |tls: &str| {
+        format!("{BASE}gateway:\n  hosts: [shop.example]\n  tls: {tls}\n  routes:\n    - route: [{{ service: reviews }}]\n")
+    };
+    assert_eq!(
+        errors(&gateway("{ caCertificates: /etc/partner-ca.pem }")),
+        ["mesh.yaml: gateway.tls.caCertificates: client certificates are checked with mode: MUTUAL only"]
+    );
+    assert_eq!(
+        errors(&gateway(
+            "{ mode: MUTUAL, caCertificates: /etc/partner-ca.pem }"
+        )),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn an_unknown_service_is_named_with_the_known_ones() {
     let yaml = format!("{BASE}    routes:\n      - route:\n          - {{ service: raitngs }}\n");
     assert_eq!(

@@ -418,14 +418,38 @@ fn any_host() -> Vec<String> {
 }
 
 /// TLS termination at the gateway: given PEM files, or (both absent) a certificate
-/// for `hosts` issued by the mesh CA.
+/// for `hosts` issued by the mesh CA. MUTUAL also asks each client for a certificate
+/// chaining to `caCertificates` (default: the mesh CA).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayTls {
     #[serde(default)]
+    pub mode: GatewayTlsMode,
+    #[serde(default)]
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// MUTUAL only: the PEM bundle client certificates must chain to.
+    #[serde(default)]
+    pub ca_certificates: Option<PathBuf>,
+}
+
+/// Istio's Gateway `tls.mode`s that terminate TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GatewayTlsMode {
+    #[default]
+    Simple,
+    Mutual,
+}
+
+impl GatewayTlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayTlsMode::Simple => "SIMPLE",
+            GatewayTlsMode::Mutual => "MUTUAL",
+        }
+    }
 }
 
 /// A ServiceEntry: an external host reachable through the outbound listener.
