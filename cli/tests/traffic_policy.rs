@@ -510,3 +510,29 @@ fn least_request_steers_away_from_a_busy_replica() {
         n as f64 / 3.0
     );
 }
+
+#[test]
+fn consistent_hash_sends_each_header_value_to_one_replica() {
+    let rig = Rig::start(
+        "lb-hash",
+        3,
+        "    trafficPolicy:
+      loadBalancer:
+        consistentHash: { httpHeaderName: x-user }",
+    );
+    let mut replicas_used = std::collections::BTreeSet::new();
+    for user in 0..20 {
+        let user = format!("user-{user}");
+        let answered: std::collections::BTreeSet<String> = (0..5)
+            .map(|_| {
+                let r = rig.call(&[("x-user", &user)]);
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.header("x-echo-name").unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(answered.len(), 1, "{user} went to {answered:?}");
+        replicas_used.extend(answered);
+    }
+    // Hashed, not pinned: 20 keys all on one of three replicas has odds of 3^-19.
+    assert!(replicas_used.len() > 1, "every user on {replicas_used:?}");
+}

@@ -51,6 +51,28 @@ fn gateway_client_cas_without_mutual_are_refused() {
 }
 
 #[test]
+fn a_load_balancer_is_a_simple_name_or_a_consistent_hash_on_a_header() {
+    let lb = |v: &str| format!("{BASE}    trafficPolicy:\n      loadBalancer: {v}\n");
+    assert_eq!(errors(&lb("LEAST_REQUEST")), Vec::<String>::new());
+    assert_eq!(
+        errors(&lb("{ consistentHash: { httpHeaderName: x-user } }")),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "ROUND_ROBINN",
+        "{ consistentHash: { httpCookie: { name: u } } }",
+    ] {
+        let got = errors(&lb(bad));
+        assert_eq!(got.len(), 1, "{bad}: {got:?}");
+        assert!(
+            got[0].contains("services[0].trafficPolicy.loadBalancer")
+                && got[0].contains("{ consistentHash: { httpHeaderName: NAME } }"),
+            "{bad}: {got:?}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_service_is_named_with_the_known_ones() {
     let yaml = format!("{BASE}    routes:\n      - route:\n          - {{ service: raitngs }}\n");
     assert_eq!(
