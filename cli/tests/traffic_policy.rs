@@ -118,6 +118,30 @@ services:
     }
 }
 
+/// Binds `port` without listening: the port is held (closed with the descriptor) and
+/// every connection to it is refused.
+fn refusing_port(port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::sa_family_t::try_from(libc::AF_INET).unwrap(),
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>()).unwrap();
+    // SAFETY: bind(2) reads `len` bytes of the sockaddr_in, which outlives the call.
+    let bound = unsafe { libc::bind(owned.as_raw_fd(), std::ptr::from_ref(&addr).cast(), len) };
+    assert_eq!(bound, 0, "bind {port}: {}", std::io::Error::last_os_error());
+    owned
+}
+
 /// The client's cluster for every instance of `server`.
 fn server_cluster() -> String {
     "outbound|9080||server.default.svc.cluster.local".to_string()
@@ -263,6 +287,30 @@ fn retries_are_counted_at_the_upstream_per_retry_on_condition() {
         );
     }
     assert_eq!(rig.server_cluster_stat("upstream_rq_retry"), 10);
+}
+
+#[test]
+fn istio_default_retries_a_refused_connection_on_another_replica() {
+    let mut rig = Rig::start("connect-failure", 2, "");
+    // The second replica is gone: its port stays ours (no other test's echo server may
+    // take it) but nothing listens, so connections to it are refused.
+    let port = rig.replicas.remove(1).port();
+    let _refusing = refusing_port(port);
+    for _ in 0..20 {
+        let r = rig.call(&[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(rig.served(), vec![20]);
+    let refused = rig.server_cluster_stat("upstream_cx_connect_fail");
+    assert!(
+        refused >= 5,
+        "round robin tried the gone replica {refused} times"
+    );
+    assert_eq!(
+        rig.server_cluster_stat("upstream_rq_retry"),
+        refused,
+        "each refused connection retried once"
+    );
 }
 
 #[test]
