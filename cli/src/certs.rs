@@ -8,6 +8,7 @@
 //! <instance>/cert.sds.yaml      SDS secret "default": the workload's chain and key
 //! <instance>/ca.sds.yaml        SDS secret "ROOTCA": the mesh CA
 //! <gateway>/gateway.sds.yaml    SDS secret "gateway-tls": the gateway's serving cert
+//! <gateway>/gateway-ca.sds.yaml SDS secret "gateway-tls-cacert": MUTUAL's client CA
 //! ```
 //!
 //! Each SDS file is written to a temporary name and renamed into place: Envoy watches
@@ -15,9 +16,10 @@
 //! reader never sees half a file.
 
 use crate::bootstrap::{
-    SDS_CA_FILE, SDS_CERT_FILE, SDS_GATEWAY_FILE, SECRET_CA, SECRET_CERT, SECRET_GATEWAY,
+    SDS_CA_FILE, SDS_CERT_FILE, SDS_GATEWAY_CA_FILE, SDS_GATEWAY_FILE, SECRET_CA, SECRET_CERT,
+    SECRET_GATEWAY, SECRET_GATEWAY_CA,
 };
-use crate::model::MeshFile;
+use crate::model::{GatewayTlsMode, MeshFile};
 use crate::names;
 use crate::topology::{self, InstanceKind, Target};
 use rcgen::{
@@ -200,7 +202,15 @@ fn issue_all(mesh: &MeshFile, dir: &Path, renew: bool) -> Result<Report, CertErr
     for inst in &instances {
         let idir = dir.join(&inst.name);
         let cert_file = idir.join(SDS_CERT_FILE);
-        if !renew && !report.ca_created && cert_file.exists() {
+        let gateway_ca = match (inst.kind, &mesh.gateway) {
+            (InstanceKind::Gateway, Some(g)) => {
+                g.tls.as_ref().filter(|t| t.mode == GatewayTlsMode::Mutual)
+            }
+            _ => None,
+        };
+        let complete = cert_file.exists()
+            && gateway_ca.is_none_or(|_| idir.join(SDS_GATEWAY_CA_FILE).exists());
+        if !renew && !report.ca_created && complete {
             continue;
         }
         std::fs::create_dir_all(&idir).map_err(io(&idir))?;
@@ -228,6 +238,16 @@ fn issue_all(mesh: &MeshFile, dir: &Path, renew: bool) -> Result<Report, CertErr
                     &tls_secret(SECRET_GATEWAY, &chain, &key),
                 )?;
             }
+        }
+        if let Some(t) = gateway_ca {
+            let ca_pem = match &t.ca_certificates {
+                Some(file) => std::fs::read_to_string(file).map_err(io(file))?,
+                None => ca.cert_pem.clone(),
+            };
+            write_atomic(
+                &idir.join(SDS_GATEWAY_CA_FILE),
+                &validation_secret(SECRET_GATEWAY_CA, &ca_pem),
+            )?;
         }
         report.issued.push(inst.name.clone());
     }
@@ -269,9 +289,14 @@ pub fn tls_secret(name: &str, chain_pem: &str, key_pem: &str) -> Vec<u8> {
 
 /// An SDS DiscoveryResponse holding the trust bundle.
 pub fn ca_secret(ca_pem: &str) -> Vec<u8> {
+    validation_secret(SECRET_CA, ca_pem)
+}
+
+/// An SDS DiscoveryResponse holding the CA bundle `name` checks peers against.
+fn validation_secret(name: &str, ca_pem: &str) -> Vec<u8> {
     sds(json!({
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-        "name": SECRET_CA,
+        "name": name,
         "validation_context": { "trusted_ca": { "inline_string": ca_pem } },
     }))
 }

@@ -6,7 +6,8 @@
 
 use crate::chains::{self, Chain};
 use crate::model::{
-    Destination, FilterName, MatchSpec, MeshError, MeshFile, RouteSpec, ServiceSpec, StringMatch,
+    Destination, FilterName, GatewayTlsMode, MatchSpec, MeshError, MeshFile, RouteSpec,
+    ServiceSpec, StringMatch,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -92,6 +93,12 @@ impl Checker<'_> {
                     self.err(
                         "gateway.tls",
                         "give both certFile and keyFile, or neither (a certificate is then issued by the mesh CA)",
+                    );
+                }
+                if tls.ca_certificates.is_some() && tls.mode != GatewayTlsMode::Mutual {
+                    self.err(
+                        "gateway.tls.caCertificates",
+                        "client certificates are checked with mode: MUTUAL only",
                     );
                 }
             }

@@ -105,7 +105,10 @@ pub struct FilterChain {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FilterChainMatch {
-    pub transport_protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_protocol: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -350,6 +353,19 @@ pub struct RouteAction {
     pub retry_policy: Option<RetryPolicy>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// What a consistent-hash cluster hashes: one request header.
+#[derive(Debug, Clone, Serialize)]
+pub struct HashPolicy {
+    pub header: HashHeader,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HashHeader {
+    pub header_name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,8 +3,9 @@
 //! the mesh serving through the gateway, with separate filters or (`--bundle`) the
 //! one-VM mesh module; down leaves no container of the project and is idempotent.
 //!
-//! Opt-in like integration/tests/mesh_docker.rs: runs only with
-//! `WASMESH_DOCKER_TESTS=1`. Without it the test says loudly that nothing was tested;
+//! Gated like integration/tests/mesh_docker.rs: runs with `WASMESH_DOCKER_TESTS=1`,
+//! which `scripts/test.sh` sets whenever the Docker daemon answers. Without it the test
+//! says loudly that nothing was tested;
 //! with it, a missing Docker fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 

@@ -34,6 +34,45 @@ fn weights_adding_to_90_are_refused_with_the_route_path() {
 }
 
 #[test]
+fn gateway_client_cas_without_mutual_are_refused() {
+    let gateway = |tls: &str| {
+        format!("{BASE}gateway:\n  hosts: [shop.example]\n  tls: {tls}\n  routes:\n    - route: [{{ service: reviews }}]\n")
+    };
+    assert_eq!(
+        errors(&gateway("{ caCertificates: /etc/partner-ca.pem }")),
+        ["mesh.yaml: gateway.tls.caCertificates: client certificates are checked with mode: MUTUAL only"]
+    );
+    assert_eq!(
+        errors(&gateway(
+            "{ mode: MUTUAL, caCertificates: /etc/partner-ca.pem }"
+        )),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_load_balancer_is_a_simple_name_or_a_consistent_hash_on_a_header() {
+    let lb = |v: &str| format!("{BASE}    trafficPolicy:\n      loadBalancer: {v}\n");
+    assert_eq!(errors(&lb("LEAST_REQUEST")), Vec::<String>::new());
+    assert_eq!(
+        errors(&lb("{ consistentHash: { httpHeaderName: x-user } }")),
+        Vec::<String>::new()
+    );
+    for bad in [
+        "ROUND_ROBINN",
+        "{ consistentHash: { httpCookie: { name: u } } }",
+    ] {
+        let got = errors(&lb(bad));
+        assert_eq!(got.len(), 1, "{bad}: {got:?}");
+        assert!(
+            got[0].contains("services[0].trafficPolicy.loadBalancer")
+                && got[0].contains("{ consistentHash: { httpHeaderName: NAME } }"),
+            "{bad}: {got:?}"
+        );
+    }
+}
+
+#[test]
 fn an_unknown_service_is_named_with_the_known_ones() {
     let yaml = format!("{BASE}    routes:\n      - route:\n          - {{ service: raitngs }}\n");
     assert_eq!(

@@ -67,6 +67,14 @@ impl Stats {
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.as_str(), *v))
     }
+
+    /// The sum of the stats named `prefix...suffix` (one per listener, say).
+    pub fn sum(&self, prefix: &str, suffix: &str) -> u64 {
+        self.with_prefix(prefix)
+            .filter(|(name, _)| name.ends_with(suffix))
+            .map(|(_, v)| v)
+            .sum()
+    }
 }
 
 impl Admin {

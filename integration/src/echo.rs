@@ -6,13 +6,17 @@
 //! - `x-echo-body-size: 1000` answers with that many bytes (`x`) instead of the echo;
 //! - `x-echo-response-header: name: value` (repeatable) adds a response header.
 //!
+//! Without those headers, the server's own settings ([`EchoServer::set_status`],
+//! [`EchoServer::set_delay`]) apply: so one replica among several can fail or lag
+//! while its siblings, sent the same request, answer at once.
+//!
 //! Every response carries `x-echo-name` so routing tests can tell upstreams apart.
 //! The server keeps the last [`KEPT`] requests it saw ([`EchoServer::received`]), so it
 //! also stands in for a collector (Zipkin's span reports, for example).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -80,6 +84,7 @@ pub struct EchoServer {
     name: String,
     requests: Arc<AtomicU64>,
     received: Received,
+    behaviour: Arc<Behaviour>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -109,11 +114,13 @@ impl EchoServer {
 
         let requests = Arc::new(AtomicU64::new(0));
         let received = Received::default();
+        let behaviour = Arc::new(Behaviour::default());
         let (shutdown, stop) = oneshot::channel();
         let state = Arc::new(State {
             name: name.to_string(),
             requests: Arc::clone(&requests),
             received: Arc::clone(&received),
+            behaviour: Arc::clone(&behaviour),
         });
         let thread = std::thread::Builder::new()
             .name(format!("echo-{name}"))
@@ -124,6 +131,7 @@ impl EchoServer {
             name: name.to_string(),
             requests,
             received,
+            behaviour,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -158,6 +166,18 @@ impl EchoServer {
         kept.iter().cloned().collect()
     }
 
+    /// Answers every later request without `x-echo-status` with `status` (200 to
+    /// answer normally again).
+    pub fn set_status(&self, status: u16) {
+        self.behaviour.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Delays every later request without `x-echo-delay-ms` by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.behaviour.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Blocks until the server stops (for the `echo` binary).
     pub fn wait(mut self) -> Result<()> {
         match self.thread.take() {
@@ -184,6 +204,23 @@ struct State {
     name: String,
     requests: Arc<AtomicU64>,
     received: Received,
+    behaviour: Arc<Behaviour>,
+}
+
+/// The server-wide answer, changed while it runs; request headers take precedence.
+#[derive(Debug)]
+struct Behaviour {
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+}
+
+impl Default for Behaviour {
+    fn default() -> Behaviour {
+        Behaviour {
+            status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
+        }
+    }
 }
 
 async fn serve(
@@ -234,8 +271,11 @@ async fn handle(
     let status = header("x-echo-status")
         .and_then(|s| s.parse::<u16>().ok())
         .and_then(|s| StatusCode::from_u16(s).ok())
+        .or_else(|| StatusCode::from_u16(state.behaviour.status.load(Ordering::SeqCst)).ok())
         .unwrap_or(StatusCode::OK);
-    let delay = header("x-echo-delay-ms").and_then(|s| s.parse::<u64>().ok());
+    let delay = header("x-echo-delay-ms")
+        .and_then(|s| s.parse::<u64>().ok())
+        .or_else(|| Some(state.behaviour.delay_ms.load(Ordering::SeqCst)).filter(|&ms| ms > 0));
     let body_size = header("x-echo-body-size").and_then(|s| s.parse::<usize>().ok());
     let extra_headers: Vec<(String, String)> = req
         .headers()

@@ -143,22 +143,60 @@ fn exchange(addr: SocketAddr, bytes: &[u8], is_head: bool) -> Result<Response> {
         stream,
         buf: Vec::new(),
     };
+    final_response(&mut reader, is_head)
+}
+
+/// The response after any 1xx (100 Continue) that precede it.
+fn final_response<S: Read>(reader: &mut Reader<S>, is_head: bool) -> Result<Response> {
     loop {
-        let response = read_response(&mut reader, is_head)?;
-        // 1xx responses (100 Continue) precede the real one.
+        let response = read_response(reader, is_head)?;
         if !(100..200).contains(&response.status) || response.status == 101 {
             return Ok(response);
         }
     }
 }
 
+/// One kept-alive HTTP/1.1 connection over any byte stream (a TLS session, for tests
+/// that need a connection to outlive something): one request at a time, each response
+/// read whole before the next request goes out.
+pub struct Connection<S: Read + Write> {
+    reader: Reader<S>,
+}
+
+impl<S: Read + Write> Connection<S> {
+    pub fn new(stream: S) -> Connection<S> {
+        Connection {
+            reader: Reader {
+                stream,
+                buf: Vec::new(),
+            },
+        }
+    }
+
+    /// `GET path` with `host`, keeping the connection open.
+    pub fn get(&mut self, path: &str, host: &str) -> Result<Response> {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n");
+        self.reader
+            .stream
+            .write_all(head.as_bytes())
+            .and_then(|()| self.reader.stream.flush())
+            .context("sending request")?;
+        final_response(&mut self.reader, false)
+    }
+
+    /// The underlying stream (a TLS session's peer certificate, say).
+    pub fn stream(&self) -> &S {
+        &self.reader.stream
+    }
+}
+
 /// A buffered reader that can hand back "everything so far" and "until EOF".
-struct Reader {
-    stream: TcpStream,
+struct Reader<S: Read> {
+    stream: S,
     buf: Vec<u8>,
 }
 
-impl Reader {
+impl<S: Read> Reader<S> {
     /// Reads more bytes; false at EOF.
     fn fill(&mut self) -> Result<bool> {
         let mut chunk = [0u8; 8192];
@@ -207,7 +245,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn read_response(reader: &mut Reader, is_head: bool) -> Result<Response> {
+fn read_response<S: Read>(reader: &mut Reader<S>, is_head: bool) -> Result<Response> {
     let head = reader.take_until(b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&head);
     let mut lines = head.split("\r\n");
@@ -253,7 +291,7 @@ fn read_response(reader: &mut Reader, is_head: bool) -> Result<Response> {
     })
 }
 
-fn read_chunked(reader: &mut Reader) -> Result<Vec<u8>> {
+fn read_chunked<S: Read>(reader: &mut Reader<S>) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line = reader.take_until(b"\r\n")?;

@@ -30,6 +30,7 @@ pub mod localmesh;
 pub mod paths;
 pub mod ports;
 pub mod scenarios;
+pub mod tls;
 
 pub use admin::{Admin, Stats};
 pub use bootstrap::{FailurePolicy, WasmFilter};

@@ -43,6 +43,43 @@ fn raw(envoy: &Envoy, path: &str, headers: &[(&str, &str)]) -> http::Response {
     http::raw_request(envoy.listener_addr(INGRESS).unwrap(), req.as_bytes()).unwrap()
 }
 
+/// Envoy's default `max_request_headers_kb` (60 KiB): the filter's default (64 KiB) sits
+/// above it, so only a configured limit below it is the filter's to enforce.
+const ENVOY_HEADER_LIMIT: usize = 60 * 1024;
+
+#[test]
+fn the_filters_header_limit_answers_431_below_envoys_own() {
+    let echo = EchoServer::start().unwrap();
+    let mut config = corpus_config();
+    config["maxRequestHeadersBytes"] = json!(4096);
+    let envoy = Envoy::start(&bootstrap::proxy_to(echo.port(), &[authz(config)])).unwrap();
+    let bearer = format!("Bearer {}", mint::token("RS256", mint::now()));
+
+    // 3 KiB of headers pass; 8 KiB, well under Envoy's own limit, is the filter's 431.
+    let small = "a".repeat(3 * 1024);
+    let resp = raw(&envoy, "/public/x", &[("x-filler", &small)]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let served = echo.requests();
+    let big = "a".repeat(8 * 1024);
+    assert!(big.len() < ENVOY_HEADER_LIMIT);
+    let resp = raw(
+        &envoy,
+        "/public/x",
+        &[("authorization", &bearer), ("x-filler", &big)],
+    );
+    assert_eq!(resp.status, 431, "{}", resp.text());
+    assert_eq!(
+        resp.text(),
+        "request headers too large",
+        "the filter's reply"
+    );
+    assert_eq!(
+        echo.requests(),
+        served,
+        "an oversized request reached the upstream"
+    );
+}
+
 #[test]
 fn attack_subset_is_denied_and_legitimate_requests_pass() {
     let echo = EchoServer::start().unwrap();

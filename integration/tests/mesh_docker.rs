@@ -3,7 +3,8 @@
 //! images under a project of its own, then every scenario of `localmesh::scenarios`,
 //! the same ones process mode runs, checked from outside.
 //!
-//! Opt-in: runs only with `WASMESH_DOCKER_TESTS=1` (CI sets it). Without it the test
+//! Runs with `WASMESH_DOCKER_TESTS=1`, which `scripts/test.sh` sets whenever the Docker
+//! daemon answers (CI demands it). Without it (a bare `cargo test`) the test
 //! says loudly that docker-mode e2e was not requested and asserts nothing; with it, a
 //! missing Docker or Compose fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.

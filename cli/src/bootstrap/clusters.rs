@@ -50,10 +50,12 @@ impl Builder<'_> {
             name,
             kind: cluster_type,
             connect_timeout: "10s".into(),
-            lb_policy: match tp.load_balancer {
-                Some(LoadBalancer::LeastRequest) => "LEAST_REQUEST",
-                Some(LoadBalancer::Random) => "RANDOM",
-                Some(LoadBalancer::RoundRobin) | None => "ROUND_ROBIN",
+            // Consistent hashing is a ring of hosts here; the route says what to hash
+            // (routes.rs, hash_policy), as Istio splits it.
+            lb_policy: match &tp.load_balancer {
+                Some(LoadBalancer::Hashed(_)) => "RING_HASH",
+                Some(lb) => lb.simple_name().unwrap_or("ROUND_ROBIN"),
+                None => "ROUND_ROBIN",
             },
             dns_lookup_family: (cluster_type == "STRICT_DNS").then_some("V4_ONLY"),
             circuit_breakers: tp.connection_pool.as_ref().map(|cp| CircuitBreakers {

@@ -177,13 +177,27 @@ impl Builder<'_> {
             forward_client_cert_details: Some("SANITIZE"),
             set_current_client_cert_details: None,
         };
-        let tls = g.tls.as_ref().map(|_| self.gateway_tls());
+        let mut gateway = chain("gateway", None, hcm, None);
+        let mut listener_filters = vec![];
+        if let Some(t) = &g.tls {
+            gateway.transport_socket = Some(self.gateway_tls(t));
+            // As Istio: a TLS server for named hosts takes only clients asking for one
+            // of them (SNI); the others find no filter chain and are cut off in the
+            // handshake.
+            if !g.hosts.iter().any(|h| h == "*") {
+                gateway.filter_chain_match = Some(FilterChainMatch {
+                    transport_protocol: None,
+                    server_names: g.hosts.clone(),
+                });
+                listener_filters.push(tls_inspector());
+            }
+        }
         Listener {
             name: names::GATEWAY_LISTENER.into(),
             address: Address::new(self.inst.bind, g.port),
             traffic_direction: Some("OUTBOUND"),
-            listener_filters: vec![],
-            filter_chains: vec![chain("gateway", None, hcm, tls)],
+            listener_filters,
+            filter_chains: vec![gateway],
         }
     }
 
@@ -231,7 +245,8 @@ pub(super) fn chain(
     FilterChain {
         name: name.into(),
         filter_chain_match: transport.map(|t| FilterChainMatch {
-            transport_protocol: t.into(),
+            transport_protocol: Some(t.into()),
+            server_names: vec![],
         }),
         filters: vec![NetworkFilter {
             name: HCM.into(),

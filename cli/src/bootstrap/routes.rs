@@ -30,6 +30,7 @@ impl Builder<'_> {
                 cluster: Some(names::outbound_cluster(s, None)),
                 timeout: Some("0s".into()),
                 retry_policy: retry_policy(None),
+                hash_policy: hash_policy(s),
                 ..Default::default()
             }),
             direct_response: None,
@@ -70,6 +71,15 @@ impl Builder<'_> {
                     })
                 })
                 .collect(),
+            // The first destination service hashing on a header says which (Istio
+            // takes the destination's DestinationRule).
+            hash_policy: r
+                .route
+                .iter()
+                .filter_map(|d| self.destination_service(d, owner))
+                .map(hash_policy)
+                .find(|p| !p.is_empty())
+                .unwrap_or_default(),
         };
         let action = match r.route.as_slice() {
             [single] => RouteAction {
@@ -110,12 +120,35 @@ impl Builder<'_> {
     }
 
     fn destination_cluster(&self, d: &Destination, owner: Option<&ServiceSpec>) -> Option<String> {
-        let s = match &d.service {
-            Some(name) => self.mesh.services.iter().find(|s| &s.name == name)?,
-            None => owner?,
-        };
+        let s = self.destination_service(d, owner)?;
         Some(names::outbound_cluster(s, d.version.as_deref()))
     }
+
+    fn destination_service<'s>(
+        &'s self,
+        d: &Destination,
+        owner: Option<&'s ServiceSpec>,
+    ) -> Option<&'s ServiceSpec> {
+        match &d.service {
+            Some(name) => self.mesh.services.iter().find(|s| &s.name == name),
+            None => owner,
+        }
+    }
+}
+
+/// The request header a consistent-hash `s` hashes on, as Envoy's route hash policy.
+fn hash_policy(s: &ServiceSpec) -> Vec<HashPolicy> {
+    s.traffic_policy
+        .load_balancer
+        .as_ref()
+        .and_then(|lb| lb.hash_header())
+        .map(|h| HashPolicy {
+            header: HashHeader {
+                header_name: h.to_string(),
+            },
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Envoy's fraction of a million for a percentage (clamped, rounded).

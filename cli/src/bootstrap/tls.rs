@@ -4,7 +4,7 @@
 
 use super::Builder;
 use crate::envoy::*;
-use crate::model::{EgressSpec, ServiceSpec, SYSTEM_CA_BUNDLE};
+use crate::model::{EgressSpec, GatewayTls, GatewayTlsMode, ServiceSpec, SYSTEM_CA_BUNDLE};
 use crate::names;
 use crate::topology::Target;
 use crate::GenerateOptions;
@@ -13,10 +13,14 @@ use crate::GenerateOptions;
 pub const SECRET_CERT: &str = "default";
 pub const SECRET_CA: &str = "ROOTCA";
 pub const SECRET_GATEWAY: &str = "gateway-tls";
+/// The CA a MUTUAL gateway checks client certificates against (Istio's
+/// `CREDENTIAL-cacert`).
+pub const SECRET_GATEWAY_CA: &str = "gateway-tls-cacert";
 /// SDS files inside an instance's certificate directory.
 pub const SDS_CERT_FILE: &str = "cert.sds.yaml";
 pub const SDS_CA_FILE: &str = "ca.sds.yaml";
 pub const SDS_GATEWAY_FILE: &str = "gateway.sds.yaml";
+pub const SDS_GATEWAY_CA_FILE: &str = "gateway-ca.sds.yaml";
 
 /// The directory of an instance's SDS files, as Envoy sees it.
 pub fn sds_dir(opts: &GenerateOptions, instance: &str) -> String {
@@ -92,8 +96,10 @@ impl Builder<'_> {
         }
     }
 
-    /// The gateway's server certificate (from the mesh CA or the given files).
-    pub(super) fn gateway_tls(&self) -> TransportSocket {
+    /// The gateway's server certificate (from the mesh CA or the given files); with
+    /// MUTUAL, a client certificate chaining to the gateway's CA secret is required.
+    pub(super) fn gateway_tls(&self, t: &GatewayTls) -> TransportSocket {
+        let mutual = t.mode == GatewayTlsMode::Mutual;
         TransportSocket {
             name: "envoy.transport_sockets.tls".into(),
             typed_config: TypedConfig::DownstreamTlsContext(Box::new(DownstreamTlsContext {
@@ -102,10 +108,17 @@ impl Builder<'_> {
                         self.sds(SECRET_GATEWAY, SDS_GATEWAY_FILE)
                     ],
                     validation_context: None,
-                    combined_validation_context: None,
+                    combined_validation_context: mutual.then(|| CombinedValidationContext {
+                        default_validation_context: CertificateValidationContext {
+                            trusted_ca: None,
+                            match_typed_subject_alt_names: vec![],
+                        },
+                        validation_context_sds_secret_config: self
+                            .sds(SECRET_GATEWAY_CA, SDS_GATEWAY_CA_FILE),
+                    }),
                     alpn_protocols: vec!["h2".into(), "http/1.1".into()],
                 },
-                require_client_certificate: false,
+                require_client_certificate: mutual,
             })),
         }
     }

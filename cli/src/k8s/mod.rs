@@ -314,8 +314,8 @@ fn gateway(
                     },
                 },
                 hosts: g.hosts.clone(),
-                tls: g.tls.as_ref().map(|_| istio::ServerTls {
-                    mode: "SIMPLE".into(),
+                tls: g.tls.as_ref().map(|t| istio::ServerTls {
+                    mode: t.mode.as_str().into(),
                     credential_name: format!("{}-tls", g.name),
                 }),
             }],

@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 pub(super) fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::DestinationRule {
     let tp = &s.traffic_policy;
     let policy = istio::TrafficPolicy {
-        load_balancer: tp.load_balancer.map(|lb| istio::LoadBalancerSettings {
-            simple: serde_json::to_value(lb)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-        }),
+        load_balancer: tp
+            .load_balancer
+            .as_ref()
+            .map(|lb| istio::LoadBalancerSettings {
+                simple: lb.simple_name().map(String::from),
+                consistent_hash: lb.hash_header().map(|h| istio::ConsistentHashLb {
+                    http_header_name: h.to_string(),
+                }),
+            }),
         connection_pool: tp
             .connection_pool
             .as_ref()

@@ -252,12 +252,58 @@ pub struct TrafficPolicy {
     pub outlier_detection: Option<OutlierDetection>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// DestinationRule's `loadBalancer`: a simple policy by name (`ROUND_ROBIN`), or
+/// `{consistentHash: {httpHeaderName: NAME}}` (session affinity on a request header).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "ROUND_ROBIN, LEAST_REQUEST, RANDOM, or { consistentHash: { httpHeaderName: NAME } }"
+)]
 pub enum LoadBalancer {
+    Simple(SimpleLb),
+    Hashed(HashedLb),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SimpleLb {
     RoundRobin,
     LeastRequest,
     Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HashedLb {
+    pub consistent_hash: ConsistentHash,
+}
+
+/// Istio's `consistentHash`, the header form.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConsistentHash {
+    /// Requests with the same value of this header go to the same instance.
+    pub http_header_name: String,
+}
+
+impl LoadBalancer {
+    /// Istio's `simple` name (Envoy's `lb_policy` too), for the simple policies.
+    pub fn simple_name(&self) -> Option<&'static str> {
+        match self {
+            LoadBalancer::Simple(SimpleLb::RoundRobin) => Some("ROUND_ROBIN"),
+            LoadBalancer::Simple(SimpleLb::LeastRequest) => Some("LEAST_REQUEST"),
+            LoadBalancer::Simple(SimpleLb::Random) => Some("RANDOM"),
+            LoadBalancer::Hashed(_) => None,
+        }
+    }
+
+    /// The header whose value picks the instance, for consistent hashing.
+    pub fn hash_header(&self) -> Option<&str> {
+        match self {
+            LoadBalancer::Hashed(h) => Some(&h.consistent_hash.http_header_name),
+            LoadBalancer::Simple(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -457,14 +503,38 @@ fn any_host() -> Vec<String> {
 }
 
 /// TLS termination at the gateway: given PEM files, or (both absent) a certificate
-/// for `hosts` issued by the mesh CA.
+/// for `hosts` issued by the mesh CA. MUTUAL also asks each client for a certificate
+/// chaining to `caCertificates` (default: the mesh CA).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayTls {
     #[serde(default)]
+    pub mode: GatewayTlsMode,
+    #[serde(default)]
     pub cert_file: Option<PathBuf>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// MUTUAL only: the PEM bundle client certificates must chain to.
+    #[serde(default)]
+    pub ca_certificates: Option<PathBuf>,
+}
+
+/// Istio's Gateway `tls.mode`s that terminate TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GatewayTlsMode {
+    #[default]
+    Simple,
+    Mutual,
+}
+
+impl GatewayTlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayTlsMode::Simple => "SIMPLE",
+            GatewayTlsMode::Mutual => "MUTUAL",
+        }
+    }
 }
 
 /// A ServiceEntry: an external host reachable through the outbound listener.

@@ -427,7 +427,8 @@ fn whole_pages(mesh: &dyn LocalMesh, n: usize) -> Result<(usize, usize)> {
 }
 
 /// mTLS STRICT: a sidecar's inbound listener accepts the TCP connection but answers a
-/// plaintext request with nothing (the handshake fails), for every service.
+/// plaintext request as a failed TLS handshake (nothing, or a TLS alert), for every
+/// service.
 pub fn mtls_strict(mesh: &mut dyn LocalMesh) -> Result<String> {
     let instances = [
         "productpage-v1-0",
@@ -440,15 +441,13 @@ pub fn mtls_strict(mesh: &mut dyn LocalMesh) -> Result<String> {
         // Something listens there: a refusal below is the TLS listener's, not a gap.
         TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .with_context(|| format!("{instance}'s inbound {addr} does not accept TCP"))?;
-        let plain = http::raw_request(
-            addr,
-            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-        );
-        if let Ok(r) = plain {
+        // Refused as TLS refuses a non-TLS client (nothing, or an alert), not with
+        // HTTP nor any other answer.
+        let answer = crate::tls::send_plaintext(addr)?;
+        if !answer.is_tls_refusal() {
             bail!(
-                "{instance}'s inbound {addr} answered plaintext with {}: {}",
-                r.status,
-                r.text()
+                "{instance}'s inbound {addr} answered plaintext with {:?}",
+                String::from_utf8_lossy(&answer.bytes)
             );
         }
     }
