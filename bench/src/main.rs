@@ -6,7 +6,9 @@
 //! measured with wrk (16 connections), in rounds that visit the configurations in
 //! turn (A B C ... A B C ...), and the median round is kept; every figure is a ratio
 //! against bare Envoy measured in the same run. Latency is then measured open loop at
-//! half of bare Envoy's saturation rate. CPU time per request comes from
+//! half of bare Envoy's saturation rate, or at half of the configuration's own when its
+//! capacity is below that rate (past saturation a p99 measures only the queue); the
+//! table says which rate each row used. CPU time per request comes from
 //! /proc/PID/stat, memory from VmRSS after every configuration served >100k requests.
 
 mod configs;
@@ -87,6 +89,19 @@ fn parse_args() -> Args {
     }
 }
 
+/// The open-loop rate a configuration's latency is measured at: half of bare Envoy's
+/// saturation rate, or half of its own when it saturates below that (a rate past a
+/// configuration's capacity measures only its queue).
+fn latency_rate(bare_rps: f64, own_rps: f64) -> u32 {
+    let half_bare = bare_rps / 2.0;
+    let rate = if own_rps < half_bare {
+        own_rps / 2.0
+    } else {
+        half_bare
+    };
+    (rate as u32).max(1)
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -161,21 +176,22 @@ fn main() -> Result<()> {
         .iter()
         .find(|r| r.config.name == "noop-wasm")
         .map_or(bare_rps, |r| median(r.rps.clone()));
-    let rate = (bare_rps / 2.0) as u32;
+    let bare_rate = (bare_rps / 2.0) as u32;
     let mut latencies = Vec::new();
     for r in &running {
+        let rate = latency_rate(bare_rps, median(r.rps.clone()));
         let l = load::open_loop(&r.addr, rate, args.duration, 32, &header)?;
         eprintln!(
             "latency {:<16} at {rate} req/s: p50 {:.0} µs, p99 {:.0} µs",
             r.config.name, l.p50, l.p99
         );
-        latencies.push(l);
+        latencies.push((rate, l));
     }
-    let bare_p99 = latencies[0].p99;
+    let bare_p99 = latencies[0].1.p99;
     let rows: Vec<report::Row> = running
         .iter()
         .zip(&latencies)
-        .map(|(r, l)| {
+        .map(|(r, (rate, l))| {
             let rps = median(r.rps.clone());
             report::Row {
                 name: r.config.name.clone(),
@@ -184,6 +200,7 @@ fn main() -> Result<()> {
                 vs_bare: rps / bare_rps,
                 vs_noop: rps / noop_rps,
                 cpu_us_per_request: median(r.cpu_per_request.clone()),
+                latency_rate: *rate,
                 p50_us: l.p50,
                 p99_us: l.p99,
                 p999_us: l.p999,
@@ -195,7 +212,7 @@ fn main() -> Result<()> {
     let table = report::markdown(&rows);
     println!("{table}");
     println!(
-        "latency rate: {rate} req/s (half of bare's {bare_rps:.0}); {} rounds of {:?}",
+        "latency rate: {bare_rate} req/s (half of bare's {bare_rps:.0}), or half of a row's own saturation rate when that is lower; {} rounds of {:?}",
         args.rounds, args.duration
     );
     let out = root.join("docs/bench");
@@ -279,4 +296,16 @@ pub(crate) fn pin(pid: u32, cpu: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency_rate;
+
+    #[test]
+    fn latency_runs_at_half_of_bare_unless_the_row_saturates_below_that() {
+        assert_eq!(latency_rate(40_000.0, 30_000.0), 20_000);
+        assert_eq!(latency_rate(40_000.0, 15_000.0), 7_500);
+        assert_eq!(latency_rate(40_000.0, 0.0), 1);
+    }
 }

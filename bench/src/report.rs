@@ -10,6 +10,8 @@ pub struct Row {
     pub vs_bare: f64,
     pub vs_noop: f64,
     pub cpu_us_per_request: f64,
+    /// The open-loop rate the latencies were measured at (req/s).
+    pub latency_rate: u32,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
@@ -19,13 +21,13 @@ pub struct Row {
 
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| configuration | what | req/s | vs bare | vs noop-wasm | CPU µs/req | p50 µs | p99 µs | p999 µs | p99 − bare p99 | RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| configuration | what | req/s | vs bare | vs noop-wasm | CPU µs/req | latency at req/s | p50 µs | p99 µs | p999 µs | p99 − bare p99 | RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.2}x | {:.2}x | {:.1} | {:.0} | {:.0} | {:.0} | {:+.0} | {:.1} |",
-            r.name, r.what, r.rps, r.vs_bare, r.vs_noop, r.cpu_us_per_request, r.p50_us, r.p99_us, r.p999_us, r.p99_delta_us, r.rss_mib
+            "| {} | {} | {:.0} | {:.2}x | {:.2}x | {:.1} | {} | {:.0} | {:.0} | {:.0} | {:+.0} | {:.1} |",
+            r.name, r.what, r.rps, r.vs_bare, r.vs_noop, r.cpu_us_per_request, r.latency_rate, r.p50_us, r.p99_us, r.p999_us, r.p99_delta_us, r.rss_mib
         );
     }
     out
@@ -55,7 +57,7 @@ pub fn svg(rows: &[Row]) -> String {
     let x2 = label_w + chart_w + gap;
     let _ = write!(
         s,
-        r#"<text x="{x2}" y="20" font-weight="bold">p99 latency at half of bare's saturation (µs)</text>"#
+        r#"<text x="{x2}" y="20" font-weight="bold">p99 latency at half of saturation (bare's, or the row's own if lower; µs)</text>"#
     );
     for (i, r) in rows.iter().enumerate() {
         let y = top + bar_h * i as f64;
