@@ -4,6 +4,11 @@
 //!
 //! Specs that carry user-written Istio YAML unchanged (authorization rules, JWT rules)
 //! keep those parts as `serde_json::Value`.
+//!
+//! [`crate::istio_input`] reads user-written resources through the same structs: fields
+//! Istio may leave out are `#[serde(default)]` (the generator always writes them, so its
+//! output is unchanged), and a field these structs do not have is reported as
+//! unsupported rather than dropped.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -36,41 +41,54 @@ pub type ServiceEntry = Resource<ServiceEntrySpec>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceEntrySpec {
     pub hosts: Vec<String>,
+    #[serde(default)]
     pub ports: Vec<ServiceEntryPort>,
+    #[serde(default)]
     pub resolution: String,
+    #[serde(default)]
     pub location: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceEntryPort {
     pub number: u16,
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub protocol: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSelector {
+    #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WasmPluginSpec {
+    #[serde(default)]
     pub selector: WorkloadSelector,
     /// `oci://...` or `https://...`.
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    #[serde(default)]
     pub image_pull_policy: String,
+    #[serde(default)]
     pub plugin_name: String,
+    #[serde(default)]
     pub plugin_config: serde_json::Value,
+    #[serde(default)]
     pub phase: String,
+    #[serde(default)]
     pub priority: i32,
+    #[serde(default)]
     pub fail_strategy: String,
-    #[serde(rename = "type")]
+    #[serde(default, rename = "type")]
     pub kind: String,
-    #[serde(rename = "match")]
+    #[serde(default, rename = "match")]
     pub matches: Vec<WasmPluginTrafficSelector>,
 }
 
@@ -86,6 +104,7 @@ pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+    #[serde(default)]
     pub http: Vec<HttpRoute>,
 }
 
@@ -96,6 +115,7 @@ pub struct HttpRoute {
     pub name: Option<String>,
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<HttpMatchRequest>,
+    #[serde(default)]
     pub route: Vec<HttpRouteDestination>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
@@ -169,6 +189,13 @@ pub struct Percent {
     pub value: f64,
 }
 
+impl Percent {
+    /// Istio's default where a percentage is left out: every request.
+    pub fn all() -> Self {
+        Self { value: 100.0 }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpFaultInjection {
@@ -182,6 +209,7 @@ pub struct HttpFaultInjection {
 #[serde(rename_all = "camelCase")]
 pub struct FaultDelay {
     pub fixed_delay: String,
+    #[serde(default = "Percent::all")]
     pub percentage: Percent,
 }
 
@@ -189,6 +217,7 @@ pub struct FaultDelay {
 #[serde(rename_all = "camelCase")]
 pub struct FaultAbort {
     pub http_status: u16,
+    #[serde(default = "Percent::all")]
     pub percentage: Percent,
 }
 
@@ -198,6 +227,7 @@ pub struct DestinationRuleSpec {
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_policy: Option<TrafficPolicy>,
+    #[serde(default)]
     pub subsets: Vec<Subset>,
 }
 
@@ -230,7 +260,8 @@ pub struct ConnectionPoolSettings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TcpSettings {
-    pub max_connections: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -247,10 +278,30 @@ pub struct HttpSettings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OutlierDetection {
+    #[serde(default = "OutlierDetection::default_errors")]
     pub consecutive5xx_errors: u32,
+    #[serde(default = "OutlierDetection::default_interval")]
     pub interval: String,
+    #[serde(default = "OutlierDetection::default_ejection_time")]
     pub base_ejection_time: String,
+    #[serde(default = "OutlierDetection::default_ejection_percent")]
     pub max_ejection_percent: u32,
+}
+
+/// Istio's defaults for what an outlierDetection leaves out.
+impl OutlierDetection {
+    fn default_errors() -> u32 {
+        5
+    }
+    fn default_interval() -> String {
+        "10s".into()
+    }
+    fn default_ejection_time() -> String {
+        "30s".into()
+    }
+    fn default_ejection_percent() -> u32 {
+        10
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -268,11 +319,13 @@ pub struct ClientTlsSettings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Subset {
     pub name: String,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewaySpec {
+    #[serde(default)]
     pub selector: BTreeMap<String, String>,
     pub servers: Vec<Server>,
 }
@@ -288,6 +341,7 @@ pub struct Server {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerPort {
     pub number: u16,
+    #[serde(default)]
     pub name: String,
     pub protocol: String,
 }
@@ -296,23 +350,41 @@ pub struct ServerPort {
 #[serde(rename_all = "camelCase")]
 pub struct ServerTls {
     pub mode: String,
+    #[serde(default)]
     pub credential_name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PeerAuthenticationSpec {
+    /// Absent: the whole namespace (the whole mesh in the root namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    #[serde(default)]
     pub mtls: PeerMtls,
+    /// Per workload port; keys are port numbers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_level_mtls: BTreeMap<String, PeerMtls>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PeerMtls {
+    /// Empty is Istio's UNSET: inherited from the parent.
+    #[serde(default)]
     pub mode: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuthorizationPolicySpec {
+    /// Empty: every workload of the namespace (of the mesh in the root namespace).
+    #[serde(default)]
     pub selector: WorkloadSelector,
+    /// Empty is Istio's default, ALLOW.
+    #[serde(default)]
     pub action: String,
+    /// CUSTOM only: the extension provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<serde_json::Value>,
     /// Istio's rules, as written in the mesh file.
     #[serde(default)]
     pub rules: Vec<serde_json::Value>,
@@ -321,7 +393,9 @@ pub struct AuthorizationPolicySpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestAuthenticationSpec {
+    #[serde(default)]
     pub selector: WorkloadSelector,
     /// Istio's jwtRules, without wasmesh's extension fields.
+    #[serde(default)]
     pub jwt_rules: Vec<serde_json::Value>,
 }

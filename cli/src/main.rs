@@ -37,6 +37,8 @@ enum Command {
     /// Write every sidecar's and the gateway's Envoy bootstrap, prometheus.yml and the
     /// run plan (process) or docker-compose.yml (compose); issue missing certificates.
     Generate {
+        /// The mesh file, or Istio resources: a directory or multi-document YAML
+        /// (docs/istio-resources.md).
         mesh: PathBuf,
         #[arg(long)]
         out: PathBuf,
@@ -55,9 +57,12 @@ enum Command {
         /// separate filters: one VM and one context per request.
         #[arg(long)]
         bundle: bool,
+        #[command(flatten)]
+        input: InputArg,
     },
-    /// Check the mesh file: schema, references, weights, ports; load every filter
-    /// config into the compiled filter; run `envoy --mode validate` when Envoy is found.
+    /// Check the mesh file (or Istio resources): schema, references, weights, ports;
+    /// load every filter config into the compiled filter; run `envoy --mode validate`
+    /// when Envoy is found.
     Validate {
         mesh: PathBuf,
         /// Directory of the compiled filters (`<name>.wasm`).
@@ -70,6 +75,8 @@ enum Command {
         /// into mesh.wasm, and the bundled bootstraps validated by Envoy.
         #[arg(long)]
         bundle: bool,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Write Kubernetes and Istio manifests of the mesh.
     K8s {
@@ -86,6 +93,8 @@ enum Command {
         /// RequestAuthentication; `wasm`: always our authz filter.
         #[arg(long, value_enum, default_value = "native")]
         authz: AuthzArg,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Run the mesh locally (process mode): build what is missing, start every app,
     /// sidecar, the gateway and Prometheus (when installed), wait until all are ready.
@@ -122,6 +131,8 @@ enum Command {
         /// `generate --bundle` writes it: one VM and one context per request.
         #[arg(long)]
         bundle: bool,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Stop everything `wasmesh up` started, processes or compose project, as the state
     /// file records (idempotent).
@@ -166,6 +177,14 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct InputArg {
+    /// Istio input: drop the fields wasmesh does not carry, each listed as a warning,
+    /// instead of refusing them.
+    #[arg(long)]
+    allow_unsupported: bool,
+}
+
+#[derive(clap::Args)]
 struct StateDirArg {
     /// Where `up` keeps generated configs, logs and the state of a running mesh.
     #[arg(long, default_value = wasmesh::state::DEFAULT_STATE_DIR)]
@@ -193,8 +212,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(mesh: &Path) -> Result<wasmesh::model::MeshFile> {
-    wasmesh::load(mesh).map_err(|errors| report_errors(&errors))
+fn load(mesh: &Path, allow_unsupported: bool) -> Result<wasmesh::model::MeshFile> {
+    let (model, dropped) =
+        wasmesh::load_with(mesh, allow_unsupported).map_err(|errors| report_errors(&errors))?;
+    wasmesh::print_dropped(&dropped);
+    Ok(model)
 }
 
 fn report_errors(errors: &[MeshError]) -> anyhow::Error {
@@ -214,8 +236,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             certs,
             no_certs,
             bundle,
+            input,
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, input.allow_unsupported)?;
             let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
             let opts = match target {
                 TargetArg::Process => GenerateOptions::process(&out_label, port_base),
@@ -242,15 +265,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             filters,
             no_envoy,
             bundle,
-        } => validate(&mesh, &filters, no_envoy, bundle),
+            input,
+        } => validate(&mesh, &filters, no_envoy, bundle, input.allow_unsupported),
         Command::K8s {
             mesh,
             out,
             filter_url,
             filters,
             authz,
+            input,
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, input.allow_unsupported)?;
             let mut opts = wasmesh::k8s::K8sOptions::new(&filter_url, &filters);
             opts.authz = match authz {
                 AuthzArg::Native => wasmesh::k8s::AuthzMode::Native,
@@ -274,6 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             docker,
             project,
             bundle,
+            input,
         } => {
             let backend = backend::for_up(docker.then_some(project));
             let opts = UpOptions {
@@ -286,6 +312,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 prometheus: !no_prometheus,
                 timeout: std::time::Duration::from_secs(timeout),
                 bundle,
+                allow_unsupported: input.allow_unsupported,
             };
             let started = std::time::Instant::now();
             let st = backend.up(&opts)?;
@@ -296,7 +323,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             let flags = backend::state_dir_flag(&opts.state_dir);
-            let model = wasmesh::load(&st.mesh_file).ok();
+            let model = wasmesh::load_with(&st.mesh_file, opts.allow_unsupported)
+                .ok()
+                .map(|(m, _)| m);
             print!(
                 "{}",
                 wasmesh::summary::render(&st, model.as_ref(), &exe_name(), &flags)
@@ -354,7 +383,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs {
             action: CertsAction::Rotate { mesh, certs },
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, false)?;
             let r = certs::rotate(&model, &certs)?;
             println!(
                 "re-issued {} workload certificates in {}",
@@ -383,9 +412,20 @@ fn exe_name() -> String {
         .unwrap_or_else(|| exe.display().to_string())
 }
 
-fn validate(mesh: &Path, filters: &Path, no_envoy: bool, bundle: bool) -> Result<ExitCode> {
-    let model = match wasmesh::load(mesh) {
-        Ok(m) => m,
+fn validate(
+    mesh: &Path,
+    filters: &Path,
+    no_envoy: bool,
+    bundle: bool,
+    allow_unsupported: bool,
+) -> Result<ExitCode> {
+    let model = match wasmesh::load_with(mesh, allow_unsupported) {
+        Ok((m, dropped)) => {
+            for e in &dropped {
+                println!("warning: dropped {e}");
+            }
+            m
+        }
         Err(errors) => {
             for e in &errors {
                 println!("{e}");

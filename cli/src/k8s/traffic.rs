@@ -21,9 +21,9 @@ pub(super) fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::Desti
             .connection_pool
             .as_ref()
             .map(|cp| istio::ConnectionPoolSettings {
-                tcp: cp
-                    .max_connections
-                    .map(|m| istio::TcpSettings { max_connections: m }),
+                tcp: cp.max_connections.map(|m| istio::TcpSettings {
+                    max_connections: Some(m),
+                }),
                 http: Some(istio::HttpSettings {
                     http1_max_pending_requests: cp.max_pending_requests,
                     http2_max_requests: cp.max_requests,

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MeshFile {
     pub mesh: MeshSpec,
@@ -28,7 +28,7 @@ pub struct MeshFile {
     pub egress: Vec<EgressSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MeshSpec {
     pub name: String,
@@ -54,7 +54,7 @@ pub enum MtlsMode {
     Disable,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TracingSpec {
     pub provider: TracingProvider,
@@ -76,7 +76,7 @@ pub enum TracingProvider {
     Opentelemetry,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceSpec {
     pub name: String,
@@ -118,6 +118,7 @@ fn default_versions() -> Vec<VersionSpec> {
         name: "v1".to_string(),
         replicas: 1,
         labels: BTreeMap::new(),
+        image: None,
     }]
 }
 
@@ -155,7 +156,7 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VersionSpec {
     pub name: String,
@@ -164,6 +165,17 @@ pub struct VersionSpec {
     /// Extra pod labels (Kubernetes output); `app` and `version` are always set.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// This version's image, where versions differ (Istio's Bookinfo ships one image
+    /// per reviews version); default `app.image`. Compose and Kubernetes only.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+impl VersionSpec {
+    /// The image this version's pods and containers run.
+    pub fn image<'a>(&'a self, app: &'a AppSpec) -> &'a str {
+        self.image.as_deref().unwrap_or(&app.image)
+    }
 }
 
 fn one() -> u32 {
@@ -172,7 +184,7 @@ fn one() -> u32 {
 
 /// How the app itself is started: a command for `--target process`, an image for
 /// `--target compose` and Kubernetes. Defaults are the demo services of issue 9.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AppSpec {
     #[serde(default = "default_command")]
@@ -202,7 +214,7 @@ fn default_image() -> String {
 }
 
 /// DestinationRule's trafficPolicy subset.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrafficPolicy {
     #[serde(default)]
@@ -221,7 +233,7 @@ pub enum LoadBalancer {
     Random,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionPool {
     pub max_connections: Option<u32>,
@@ -230,7 +242,7 @@ pub struct ConnectionPool {
     pub max_retries: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutlierDetection {
     #[serde(default = "five")]
@@ -257,7 +269,7 @@ fn thirty_seconds() -> Duration {
 }
 
 /// One VirtualService http route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
     #[serde(default)]
@@ -287,7 +299,7 @@ impl RouteSpec {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
     #[serde(default)]
@@ -299,7 +311,7 @@ pub struct MatchSpec {
 }
 
 /// Istio's StringMatch: exactly one of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StringMatch {
     pub exact: Option<String>,
@@ -327,7 +339,7 @@ impl StringMatch {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Destination {
     /// Defaults to the service the route belongs to (required at the gateway).
@@ -340,7 +352,7 @@ pub struct Destination {
     pub weight: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Retries {
     pub attempts: u32,
@@ -350,7 +362,7 @@ pub struct Retries {
     pub retry_on: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mirror {
     #[serde(default)]
@@ -365,7 +377,7 @@ fn hundred() -> f64 {
     100.0
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fault {
     #[serde(default)]
@@ -374,21 +386,21 @@ pub struct Fault {
     pub delay: Option<Delay>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Abort {
     pub http_status: u16,
     pub percentage: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Delay {
     pub fixed_delay: Duration,
     pub percentage: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewaySpec {
     #[serde(default = "default_gateway_name")]
@@ -419,7 +431,7 @@ fn any_host() -> Vec<String> {
 
 /// TLS termination at the gateway: given PEM files, or (both absent) a certificate
 /// for `hosts` issued by the mesh CA.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayTls {
     #[serde(default)]
@@ -429,7 +441,7 @@ pub struct GatewayTls {
 }
 
 /// A ServiceEntry: an external host reachable through the outbound listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EgressSpec {
     pub host: String,

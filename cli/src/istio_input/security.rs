@@ -1,0 +1,171 @@
+//! PeerAuthentication into the mesh's one mTLS mode; AuthorizationPolicy and
+//! RequestAuthentication into each selected service's inbound authz filter (its
+//! config is Istio's own spec: docs/filters/authz.md).
+
+use super::documents::Doc;
+use super::{Reader, ROOT_NAMESPACE};
+use crate::istio;
+use crate::model::MtlsMode;
+use serde_json::{json, Map, Value};
+
+fn mode(text: &str) -> Option<Option<MtlsMode>> {
+    match text {
+        "" | "UNSET" => Some(None),
+        "STRICT" => Some(Some(MtlsMode::Strict)),
+        "PERMISSIVE" => Some(Some(MtlsMode::Permissive)),
+        "DISABLE" => Some(Some(MtlsMode::Disable)),
+        _ => None,
+    }
+}
+
+impl Reader {
+    /// The mesh's mTLS mode from every PeerAuthentication. The mesh model has one mode
+    /// for the whole mesh, so a namespace or workload policy is taken only where it
+    /// says what the mesh-wide mode says (or, for a namespace holding every service,
+    /// where it is the only policy that decides).
+    pub(super) fn peer_authentications(&mut self, pas: &[(Doc, istio::PeerAuthentication)]) {
+        let mut mesh_wide: Option<(&Doc, Option<MtlsMode>)> = None;
+        let mut narrower = Vec::new();
+        for (d, pa) in pas {
+            let Some(m) = mode(&pa.spec.mtls.mode) else {
+                self.findings.error(
+                    d,
+                    "spec.mtls.mode",
+                    format!(
+                        "{}: STRICT, PERMISSIVE, DISABLE or UNSET",
+                        pa.spec.mtls.mode
+                    ),
+                );
+                continue;
+            };
+            let whole_namespace = pa
+                .spec
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.match_labels.is_empty());
+            if whole_namespace && d.namespace == ROOT_NAMESPACE {
+                if let Some((first, _)) = mesh_wide {
+                    self.findings.error(d, "", format!("a second mesh-wide PeerAuthentication (the first is {}): they conflict", first.label()));
+                    continue;
+                }
+                mesh_wide = Some((d, m));
+            } else {
+                narrower.push((d, pa, m, whole_namespace));
+            }
+        }
+        // Istio's default without any policy is PERMISSIVE.
+        let mut effective = mesh_wide
+            .and_then(|(_, m)| m)
+            .unwrap_or(MtlsMode::Permissive);
+        let every_service_in = |ns: &str| self.mesh.services.iter().all(|s| s.namespace == ns);
+        if mesh_wide.is_none() {
+            let namespaced: Vec<_> = narrower.iter().filter(|(_, _, _, whole)| *whole).collect();
+            if let [(d, _, Some(m), _)] = namespaced.as_slice() {
+                if every_service_in(&d.namespace) {
+                    effective = *m;
+                }
+            }
+        }
+        for (d, pa, m, _) in &narrower {
+            if m.is_some_and(|m| m != effective) {
+                self.findings.unsupported(d, "spec.mtls.mode", format!(
+                    "{:?} here but {effective:?} for the rest of the mesh: the mesh model has one mTLS mode for the whole mesh",
+                    m.unwrap_or(effective)
+                ));
+            }
+            for (port, p) in &pa.spec.port_level_mtls {
+                match mode(&p.mode) {
+                    Some(Some(m)) if m != effective => self.findings.unsupported(
+                        d,
+                        &format!("spec.portLevelMtls.{port}.mode"),
+                        format!("{m:?} on port {port} but {effective:?} elsewhere: the mesh model has one mTLS mode for the whole mesh"),
+                    ),
+                    Some(_) => {}
+                    None => self.findings.error(d, &format!("spec.portLevelMtls.{port}.mode"), format!("{}: STRICT, PERMISSIVE, DISABLE or UNSET", p.mode)),
+                }
+            }
+        }
+        self.mesh.mesh.mtls = effective;
+    }
+
+    /// The services a policy in `d`'s namespace with `selector` applies to.
+    fn policy_targets(&mut self, d: &Doc, selector: &istio::WorkloadSelector) -> Vec<usize> {
+        if selector.match_labels.is_empty() {
+            return (0..self.mesh.services.len())
+                .filter(|&i| {
+                    d.namespace == ROOT_NAMESPACE || self.mesh.services[i].namespace == d.namespace
+                })
+                .collect();
+        }
+        self.services_of_selector(d, selector)
+    }
+
+    pub(super) fn authorization_policy(&mut self, d: &Doc, ap: &istio::AuthorizationPolicy) {
+        let action = if ap.spec.action.is_empty() {
+            "ALLOW"
+        } else {
+            ap.spec.action.as_str()
+        };
+        match action {
+            "ALLOW" | "DENY" | "AUDIT" => {}
+            "CUSTOM" => {
+                self.findings.unsupported(d, "spec.action", "CUSTOM needs an extension provider, and the mesh model has no MeshConfig to name one (use the authz filter's `extensionProviders` through a WasmPlugin)");
+                return;
+            }
+            other => {
+                self.findings.error(
+                    d,
+                    "spec.action",
+                    format!("{other}: ALLOW, DENY, AUDIT or CUSTOM"),
+                );
+                return;
+            }
+        }
+        if ap.spec.provider.is_some() {
+            self.findings
+                .error(d, "spec.provider", "only with action CUSTOM");
+        }
+        let mut policy = Map::new();
+        policy.insert("name".into(), json!(d.name));
+        policy.insert("action".into(), json!(action));
+        policy.insert("rules".into(), Value::Array(ap.spec.rules.clone()));
+        let dry_run = ap
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("istio.io/dry-run"))
+            .is_some_and(|v| v == "true");
+        if dry_run {
+            policy.insert("dryRun".into(), json!(true));
+        }
+        for i in self.policy_targets(d, &ap.spec.selector) {
+            self.authz
+                .entry(i)
+                .or_default()
+                .policies
+                .push(Value::Object(policy.clone()));
+        }
+    }
+
+    pub(super) fn request_authentication(&mut self, d: &Doc, ra: &istio::RequestAuthentication) {
+        let mut rules = Vec::new();
+        for (k, r) in ra.spec.jwt_rules.iter().enumerate() {
+            if r.get("jwksUri").is_some() {
+                self.findings.unsupported(
+                    d,
+                    &format!("spec.jwtRules[{k}].jwksUri"),
+                    "the sidecar would need a cluster for the key server, which the mesh model does not declare; give the keys inline as `jwks`",
+                );
+                continue;
+            }
+            rules.push(r.clone());
+        }
+        for i in self.policy_targets(d, &ra.spec.selector) {
+            self.authz
+                .entry(i)
+                .or_default()
+                .jwt_rules
+                .extend(rules.iter().cloned());
+        }
+    }
+}
