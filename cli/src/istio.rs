@@ -246,6 +246,8 @@ pub struct TrafficPolicy {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancerSettings {
+    /// Empty when another policy (consistentHash) was written: reported unsupported.
+    #[serde(default)]
     pub simple: String,
 }
 

@@ -103,18 +103,17 @@ fn kustomization(file: &Path) -> Result<Vec<PathBuf>, MeshError> {
     })?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
-    if let Some(obj) = value.as_object() {
-        for key in obj
-            .keys()
-            .filter(|k| !["apiVersion", "kind", "resources"].contains(&k.as_str()))
-        {
-            return Err(problem(
-                file,
-                None,
-                key,
-                "not supported: wasmesh reads a kustomization's `resources` list only",
-            ));
-        }
+    let other = value.as_object().and_then(|obj| {
+        obj.keys()
+            .find(|k| !["apiVersion", "kind", "resources"].contains(&k.as_str()))
+    });
+    if let Some(key) = other {
+        return Err(problem(
+            file,
+            None,
+            key,
+            "unsupported: wasmesh reads a kustomization's `resources` list only",
+        ));
     }
     let resources = value
         .get("resources")

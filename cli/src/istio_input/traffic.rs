@@ -78,6 +78,8 @@ impl Reader {
                 "ROUND_ROBIN" => Some(LoadBalancer::RoundRobin),
                 "LEAST_REQUEST" | "LEAST_CONN" => Some(LoadBalancer::LeastRequest),
                 "RANDOM" => Some(LoadBalancer::Random),
+                // Another kind of policy, reported as the field it is in.
+                "" => None,
                 other => {
                     self.findings.unsupported(
                         d,

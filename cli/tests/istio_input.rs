@@ -1,0 +1,466 @@
+//! Istio resources as input (`cli/src/istio_input/`): Istio's Bookinfo resources read
+//! into the mesh model and generated; every unsupported field refused with its path;
+//! malformed YAML, unknown kinds and conflicts caught; `wasmesh k8s` output read back
+//! into the same model for every example mesh.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use wasmesh::istio_input;
+use wasmesh::model::{FilterName, MeshError, MtlsMode};
+
+fn istio_bookinfo() -> PathBuf {
+    common::workspace_root().join("examples/istio-bookinfo")
+}
+
+/// `docs` written as one file in a fresh directory, read back.
+fn read(label: &str, docs: &str, allow: bool) -> Result<istio_input::Loaded, Vec<MeshError>> {
+    let dir = common::scratch(label);
+    std::fs::write(dir.join("input.yaml"), docs).unwrap();
+    istio_input::load(&dir, allow)
+}
+
+fn messages(errors: &[MeshError]) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
+}
+
+/// A minimal valid base: one service `web` (v1, v2) and its DestinationRule.
+const BASE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: { name: web }
+spec:
+  selector: { app: web }
+  ports: [{ name: http, port: 80 }]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web-v1 }
+spec:
+  selector: { matchLabels: { app: web, version: v1 } }
+  template:
+    metadata: { labels: { app: web, version: v1 } }
+    spec: { containers: [{ name: web, image: web:1 }] }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web-v2 }
+spec:
+  selector: { matchLabels: { app: web, version: v2 } }
+  template:
+    metadata: { labels: { app: web, version: v2 } }
+    spec: { containers: [{ name: web, image: web:1 }] }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: web }
+spec:
+  host: web
+  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
+"#;
+
+fn with_base(extra: &str) -> String {
+    format!("{BASE}---\n{extra}")
+}
+
+/// Asserts reading `extra` beside BASE fails with exactly one problem whose text has
+/// every one of `parts` (the resource, the field path, the reason).
+fn refused(label: &str, extra: &str, parts: &[&str]) {
+    let errors = read(label, &with_base(extra), false).expect_err("must be refused");
+    let text = messages(&errors);
+    assert_eq!(text.len(), 1, "{text:#?}");
+    for p in parts {
+        assert!(text[0].contains(p), "{:?} lacks {p:?}", text[0]);
+    }
+}
+
+#[test]
+fn istio_bookinfo_reads_into_the_model_istio_would_run() {
+    let mesh = istio_input::load(&istio_bookinfo(), false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    assert_eq!(mesh.mesh.name, "istio-bookinfo");
+    assert_eq!(mesh.mesh.mtls, MtlsMode::Strict);
+    let names: Vec<&str> = mesh.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["details", "ratings", "reviews", "productpage"]);
+    let reviews = &mesh.services[2];
+    assert_eq!(reviews.service_account(), "bookinfo-reviews");
+    let versions: Vec<&str> = reviews.versions.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(versions, ["v1", "v2", "v3"]);
+    // One image per version, as Istio ships them.
+    assert_eq!(
+        reviews.app.image,
+        "docker.io/istio/examples-bookinfo-reviews-v1:1.20.2"
+    );
+    assert_eq!(
+        reviews.versions[2].image(&reviews.app),
+        "docker.io/istio/examples-bookinfo-reviews-v3:1.20.2"
+    );
+    assert_eq!(
+        reviews.app.env.get("LOG_DIR").map(String::as_str),
+        Some("/tmp/logs")
+    );
+    // virtual-service-reviews-test-v2: jason to v2, everyone else to v1.
+    assert_eq!(reviews.routes.len(), 2);
+    let jason = reviews.routes[0].matches[0].headers["end-user"]
+        .exact
+        .as_deref();
+    assert_eq!(jason, Some("jason"));
+    assert_eq!(reviews.routes[0].route[0].version.as_deref(), Some("v2"));
+    assert_eq!(reviews.routes[1].route[0].version.as_deref(), Some("v1"));
+    // virtual-service-ratings-test-abort: 500 for jason, all of them.
+    let ratings = &mesh.services[1];
+    let abort = ratings.routes[0]
+        .fault
+        .as_ref()
+        .unwrap()
+        .abort
+        .as_ref()
+        .unwrap();
+    assert_eq!((abort.http_status, abort.percentage), (500, 100.0));
+    // allow-nothing applies to every service of the namespace, beside its viewer.
+    let details = &mesh.services[0];
+    let authz = &details.filters.inbound[0];
+    assert_eq!(authz.name, FilterName::Authz);
+    let policies: Vec<&str> = authz.config["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies, ["allow-nothing", "details-viewer"]);
+    assert_eq!(authz.config["policies"][0]["rules"], serde_json::json!([]));
+    // The RequestAuthentication lands on productpage only.
+    let pp = &mesh.services[3];
+    assert_eq!(
+        pp.filters.inbound[0].config["jwtRules"][0]["issuer"],
+        "testing@secure.istio.io"
+    );
+    assert!(details.filters.inbound[0].config.get("jwtRules").is_none());
+    // The gateway and its routes.
+    let g = mesh.gateway.as_ref().unwrap();
+    assert_eq!((g.name.as_str(), g.port), ("bookinfo-gateway", 8080));
+    assert_eq!(g.routes[0].matches.len(), 5);
+    assert_eq!(g.routes[0].route[0].service.as_deref(), Some("productpage"));
+}
+
+#[test]
+fn the_cli_validates_and_generates_istio_bookinfo_and_envoy_accepts_every_bootstrap() {
+    let bin = env!("CARGO_BIN_EXE_wasmesh");
+    let filters = common::filters_dir();
+    let dir = istio_bookinfo();
+    let out = std::process::Command::new(bin)
+        .arg("validate")
+        .arg(&dir)
+        .arg("--filters")
+        .arg(filters)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("schema and references OK"), "{stdout}");
+    if wasmesh::envoy_bin().is_some() {
+        assert!(
+            stdout.contains("envoy --mode validate: 7 bootstrap(s) OK"),
+            "{stdout}"
+        );
+    } else {
+        eprintln!("SKIP envoy --mode validate: no Envoy (set ENVOY_BIN)");
+    }
+    let gen = common::scratch("istio-generate");
+    let out = std::process::Command::new(bin)
+        .arg("generate")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&gen)
+        .arg("--no-certs")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for instance in ["productpage-v1-0", "reviews-v3-0", "ingressgateway"] {
+        let name = if instance == "ingressgateway" {
+            "bookinfo-gateway"
+        } else {
+            instance
+        };
+        assert!(
+            gen.join(format!("{name}.json")).exists(),
+            "{name}.json missing"
+        );
+    }
+}
+
+#[test]
+fn two_virtual_services_for_one_host_conflict_and_validate_says_so() {
+    let dir = common::scratch("istio-conflict");
+    let src = istio_bookinfo();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != "kustomization.yaml" {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // Without the kustomization every file is read: both reviews VirtualServices.
+    let errors = istio_input::load(&dir, true).expect_err("conflict");
+    let text = messages(&errors).join("\n");
+    assert!(
+        text.contains("VirtualService default/reviews spec.hosts[0]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("two VirtualServices for one host conflict"),
+        "{text}"
+    );
+    assert!(
+        text.contains("virtual-service-reviews-test-v2.yaml"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+        .args(["validate", "--no-envoy"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("conflict"));
+}
+
+#[test]
+fn malformed_yaml_is_named_with_file_and_line() {
+    let errors = read("istio-malformed", &with_base("kind: [unclosed\n"), false).unwrap_err();
+    let text = messages(&errors);
+    assert_eq!(text.len(), 1, "{text:?}");
+    assert!(text[0].contains("input.yaml:"), "{}", text[0]);
+    assert!(text[0].contains("malformed YAML"), "{}", text[0]);
+}
+
+#[test]
+fn an_unknown_kind_is_an_error_listing_what_is_read() {
+    refused(
+        "istio-unknown-kind",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: { name: w }\n",
+        &[
+            "Widget default/w kind",
+            "unknown kind Widget",
+            "VirtualService",
+        ],
+    );
+}
+
+#[test]
+fn an_istio_kind_wasmesh_does_not_read_is_unsupported_with_why() {
+    refused(
+        "istio-envoyfilter",
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: { name: e }\nspec: {}\n",
+        &["EnvoyFilter default/e kind", "unsupported", "WasmPlugin"],
+    );
+}
+
+const VS_HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: { name: web }\nspec:\n  hosts: [web]\n  http:\n";
+
+#[test]
+fn virtual_service_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "    - corsPolicy: { allowOrigins: [{ exact: x }] }\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].corsPolicy",
+            "CORS",
+        ),
+        (
+            "    - match: [{ queryParams: { a: { exact: b } } }]\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].match[0].queryParams",
+            "path, headers and method",
+        ),
+        (
+            "    - rewrite: { uri: /x }\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].rewrite",
+            "rewrites",
+        ),
+        (
+            "    - route: [{ destination: { host: web } }]\n      retries: { attempts: 2, retryRemoteLocalities: true }\n",
+            "spec.http[0].retries.retryRemoteLocalities",
+            "not read by wasmesh",
+        ),
+        (
+            "    - route: [{ destination: { host: web } }]\n      fault: { abort: { grpcStatus: UNAVAILABLE, httpStatus: 503 } }\n",
+            "spec.http[0].fault.abort.grpcStatus",
+            "not read by wasmesh",
+        ),
+    ];
+    for (k, (http, path, why)) in cases.iter().enumerate() {
+        refused(
+            &format!("istio-vs-{k}"),
+            &format!("{VS_HEAD}{http}"),
+            &["VirtualService default/web", path, "unsupported", why],
+        );
+    }
+}
+
+#[test]
+fn destination_rule_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
+    let base_without_dr = BASE
+        .split("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule")
+        .next()
+        .unwrap();
+    let dr = |spec: &str| {
+        format!("{base_without_dr}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: web }}\nspec:\n  host: web\n{spec}")
+    };
+    let cases = [
+        (
+            "  trafficPolicy: { portLevelSettings: [] }\n",
+            "spec.trafficPolicy.portLevelSettings",
+            "one port",
+        ),
+        (
+            "  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: {} }]\n",
+            "spec.subsets[0].trafficPolicy",
+            "per-subset",
+        ),
+        (
+            "  trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: x } } }\n",
+            "spec.trafficPolicy.loadBalancer.consistentHash",
+            "ROUND_ROBIN",
+        ),
+        (
+            "  trafficPolicy: { tls: { mode: SIMPLE } }\n",
+            "spec.trafficPolicy.tls.mode",
+            "ISTIO_MUTUAL",
+        ),
+    ];
+    for (k, (spec, path, why)) in cases.iter().enumerate() {
+        let errors = read(&format!("istio-dr-{k}"), &dr(spec), false).expect_err(path);
+        let text = messages(&errors);
+        assert_eq!(text.len(), 1, "{text:#?}");
+        for p in ["DestinationRule default/web", path, "unsupported", why] {
+            assert!(text[0].contains(p), "{:?} lacks {p:?}", text[0]);
+        }
+    }
+}
+
+#[test]
+fn security_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
+    refused(
+        "istio-custom",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: ext }\nspec:\n  action: CUSTOM\n  provider: { name: opa }\n  rules: [{}]\n",
+        &["AuthorizationPolicy default/ext spec.action", "extension provider"],
+    );
+    refused(
+        "istio-jwks-uri",
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: { name: jwt }\nspec:\n  selector: { matchLabels: { app: web } }\n  jwtRules: [{ issuer: x, jwksUri: 'https://idp/jwks' }]\n",
+        &["RequestAuthentication default/jwt spec.jwtRules[0].jwksUri", "inline"],
+    );
+    // A workload mode other than the mesh's: the model has one mode.
+    refused(
+        "istio-pa-workload",
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: istio-system }\nspec: { mtls: { mode: STRICT } }\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web }\nspec:\n  selector: { matchLabels: { app: web } }\n  mtls: { mode: PERMISSIVE }\n",
+        &["PeerAuthentication default/web spec.mtls.mode", "one mTLS mode"],
+    );
+    refused(
+        "istio-pa-port",
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: web }\nspec:\n  selector: { matchLabels: { app: web } }\n  portLevelMtls: { \"80\": { mode: DISABLE } }\n",
+        &["PeerAuthentication default/web spec.portLevelMtls.80.mode", "one mTLS mode"],
+    );
+    refused(
+        "istio-selector-version",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: v2-only }\nspec:\n  selector: { matchLabels: { app: web, version: v2 } }\n",
+        &["spec.selector.matchLabels.version", "every version"],
+    );
+}
+
+#[test]
+fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
+    let doc = BASE.replace(
+        "spec: { containers: [{ name: web, image: web:1 }] }\n---\napiVersion: apps/v1",
+        "spec: { containers: [{ name: web, image: web:1, resources: {} }], hostNetwork: true }\n---\napiVersion: apps/v1",
+    );
+    let errors = read("istio-k8s-fields", &doc, false).unwrap_err();
+    let text = messages(&errors).join("\n");
+    assert!(
+        text.contains(
+            "Deployment default/web-v1 spec.template.spec.containers[0].resources: unsupported"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("Deployment default/web-v1 spec.template.spec.hostNetwork: unsupported"),
+        "{text}"
+    );
+    let two_ports = BASE.replace(
+        "ports: [{ name: http, port: 80 }]",
+        "ports: [{ name: http, port: 80 }, { name: grpc, port: 81 }]",
+    );
+    let errors = read("istio-two-ports", &two_ports, false).unwrap_err();
+    assert!(messages(&errors)[0]
+        .contains("Service default/web spec.ports[1]: unsupported: a service has one port"));
+}
+
+#[test]
+fn allow_unsupported_drops_each_field_with_a_warning_and_keeps_the_rest() {
+    let extra = format!(
+        "{VS_HEAD}    - corsPolicy: {{ allowOrigins: [{{ exact: x }}] }}\n      headers: {{ request: {{ set: {{ a: b }} }} }}\n      route: [{{ destination: {{ host: web, subset: v2 }} }}]\n"
+    );
+    let loaded = read("istio-allow", &with_base(&extra), true).unwrap();
+    let dropped = messages(&loaded.dropped);
+    assert_eq!(dropped.len(), 2, "{dropped:#?}");
+    assert!(
+        dropped[0].contains("spec.http[0].corsPolicy"),
+        "{dropped:?}"
+    );
+    assert!(dropped[1].contains("spec.http[0].headers"), "{dropped:?}");
+    let web = &loaded.mesh.services[0];
+    assert_eq!(web.routes[0].route[0].version.as_deref(), Some("v2"));
+    // The CLI prints each one.
+    let dir = common::scratch("istio-allow-cli");
+    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
+    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+        .args(["validate", "--no-envoy"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!strict.status.success());
+    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+        .args(["validate", "--no-envoy", "--allow-unsupported"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&allowed.stdout);
+    assert!(allowed.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("warning: dropped").count(), 2, "{stdout}");
+}
+
+#[test]
+fn references_to_nothing_are_errors_with_their_path() {
+    let errors = read(
+        "istio-bad-refs",
+        &with_base(&format!("{VS_HEAD}    - route: [{{ destination: {{ host: web, subset: v9 }} }}, {{ destination: {{ host: nowhere }} }}]\n")),
+        true,
+    )
+    .unwrap_err();
+    let text = messages(&errors).join("\n");
+    assert!(
+        text.contains("spec.http[0].route[0].destination.subset: v9"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.http[0].route[1].destination.host: nowhere"),
+        "{text}"
+    );
+}
+
+/// A mesh file on disk is still read as one.
+#[test]
+fn a_mesh_file_is_not_taken_for_istio_input() {
+    assert!(!istio_input::is_istio_input(&common::bookinfo_path()));
+    assert!(istio_input::is_istio_input(Path::new(&istio_bookinfo())));
+    assert!(istio_input::is_istio_input(
+        &istio_bookinfo().join("bookinfo.yaml")
+    ));
+}
