@@ -401,3 +401,68 @@ pub struct RequestAuthenticationSpec {
     #[serde(default)]
     pub jwt_rules: Vec<serde_json::Value>,
 }
+
+/// Istio's Telemetry API, the parts the telemetry filter carries (read only: the
+/// generator writes telemetry as WasmPlugins).
+pub type Telemetry = Resource<TelemetrySpec>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetrySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<WorkloadSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<TelemetryMetrics>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_logging: Vec<TelemetryAccessLogging>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracing: Vec<TelemetryTracing>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderRef {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryMetrics {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderRef>,
+    /// Istio's MetricsOverrides, which the telemetry filter takes as they are (it
+    /// refuses what it does not know, naming the field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryMode {
+    /// CLIENT, SERVER or CLIENT_AND_SERVER (default).
+    #[serde(default)]
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryFilter {
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryAccessLogging {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderRef>,
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<TelemetryMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<TelemetryFilter>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetryTracing {
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<TelemetryMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_sampling_percentage: Option<f64>,
+}

@@ -143,6 +143,114 @@ fn istio_bookinfo_reads_into_the_model_istio_would_run() {
     assert_eq!((g.name.as_str(), g.port), ("bookinfo-gateway", 8080));
     assert_eq!(g.routes[0].matches.len(), 5);
     assert_eq!(g.routes[0].route[0].service.as_deref(), Some("productpage"));
+    // The WasmPlugin: our ratelimit module at the gateway, as configured.
+    assert_eq!(g.filters.len(), 1);
+    assert_eq!(g.filters[0].name, FilterName::Ratelimit);
+    assert_eq!(g.filters[0].config["rules"][0]["name"], "per-client");
+    // The mesh-wide Telemetry: a telemetry filter on every sidecar chain, reporting
+    // its side, logging, with the metric override.
+    for s in &mesh.services {
+        let inbound = s.filters.inbound.last().unwrap();
+        let outbound = s
+            .filters
+            .outbound
+            .iter()
+            .find(|f| f.name == FilterName::Telemetry)
+            .unwrap();
+        assert_eq!(inbound.name, FilterName::Telemetry, "{}", s.name);
+        assert_eq!(inbound.config["reporter"], "destination");
+        assert_eq!(outbound.config["reporter"], "source");
+        assert_eq!(inbound.config["accessLog"]["enabled"], true);
+        let o = &outbound.config["metrics"]["overrides"][0];
+        assert_eq!(o["match"]["mode"], "CLIENT");
+        assert_eq!(o["tagOverrides"]["request_protocol"]["operation"], "REMOVE");
+    }
+}
+
+#[test]
+fn a_workload_telemetry_overrides_the_mesh_wide_one_and_plugins_keep_istio_order() {
+    let extra = r#"
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: { name: web-logs }
+spec:
+  selector: { matchLabels: { app: web } }
+  accessLogging: [{ filter: { expression: "response.code >= 500" }, match: { mode: SERVER } }]
+  tracing: [{ randomSamplingPercentage: 5 }]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: { name: mesh-default, namespace: istio-system }
+spec:
+  accessLogging: [{ disabled: true }]
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: web-headers }
+spec:
+  selector: { matchLabels: { app: web } }
+  url: https://modules.example/headers.wasm
+  phase: AUTHZ
+  priority: 20
+  match: [{ mode: SERVER }]
+  pluginConfig: { request: { set: [{ name: x-a, value: b }] } }
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: web-ratelimit }
+spec:
+  selector: { matchLabels: { app: web } }
+  url: oci://registry.example/ratelimit:1
+  pluginName: ratelimit
+  phase: AUTHZ
+  priority: 30
+  failStrategy: FAIL_OPEN
+  match: [{ mode: SERVER }]
+"#;
+    let mesh = read("istio-telemetry", &with_base(extra), false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let web = &mesh.services[0];
+    let names: Vec<FilterName> = web.filters.inbound.iter().map(|f| f.name).collect();
+    // AUTHZ priority 30 before 20, then the telemetry filter the Telemetry added.
+    assert_eq!(
+        names,
+        [
+            FilterName::Ratelimit,
+            FilterName::Headers,
+            FilterName::Telemetry
+        ]
+    );
+    assert_eq!(
+        web.filters.inbound[0].failure_policy,
+        wasmesh::model::FailurePolicy::FailOpen
+    );
+    let inbound = &web.filters.inbound[2].config;
+    assert_eq!(
+        inbound["accessLog"],
+        serde_json::json!({ "enabled": true, "filter": "response.code >= 500" })
+    );
+    assert_eq!(inbound["tracing"]["samplingPercent"], 5.0);
+    // The workload's SERVER-only logging leaves the client side to the mesh default.
+    let outbound = &web.filters.outbound[0].config;
+    assert_eq!(
+        outbound["accessLog"],
+        serde_json::json!({ "enabled": false })
+    );
+}
+
+#[test]
+fn a_wasm_plugin_that_is_not_a_wasmesh_module_is_refused() {
+    refused(
+        "istio-foreign-plugin",
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: basic-auth }\nspec:\n  selector: { matchLabels: { app: web } }\n  url: oci://ghcr.io/istio-ecosystem/wasm-extensions/basic_auth:1.12.0\n  phase: AUTHN\n",
+        &["WasmPlugin default/basic-auth spec.pluginName", "basic_auth", "own modules"],
+    );
+    refused(
+        "istio-telemetry-provider",
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: { name: t }\nspec:\n  tracing: [{ providers: [{ name: zipkin }], randomSamplingPercentage: 1 }]\n",
+        &["Telemetry default/t spec.tracing[0].providers", "unsupported"],
+    );
 }
 
 #[test]

@@ -139,7 +139,7 @@ impl Reader {
         }
     }
 
-    fn selects_gateway(&self, d: &Doc, selector: &istio::WorkloadSelector) -> bool {
+    pub(super) fn selects_gateway(&self, d: &Doc, selector: &istio::WorkloadSelector) -> bool {
         let Some((g, labels)) = &self.gateway_doc else {
             return false;
         };

@@ -13,6 +13,7 @@ mod edge;
 mod extensions;
 pub mod refusal;
 mod security;
+mod telemetry;
 mod traffic;
 mod workloads;
 
@@ -297,10 +298,11 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
             r.wasm_plugin(d, &wp);
         }
     }
-    for d in of(&known, "Telemetry") {
-        r.findings.unsupported(d, "kind", "Telemetry resources are not read yet; configure the telemetry filter through a WasmPlugin");
-    }
     r.place_plugins();
+    let telemetries: Vec<(Doc, istio::Telemetry)> = of(&known, "Telemetry")
+        .filter_map(|d| r.findings.typed(d).map(|t| (d.clone(), t)))
+        .collect();
+    r.telemetries(&telemetries);
     for (i, parts) in std::mem::take(&mut r.authz) {
         let mut config = serde_json::Map::new();
         if !parts.jwt_rules.is_empty() {
