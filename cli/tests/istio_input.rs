@@ -256,30 +256,8 @@ fn a_wasm_plugin_that_is_not_a_wasmesh_module_is_refused() {
 #[test]
 fn the_cli_validates_and_generates_istio_bookinfo_and_envoy_accepts_every_bootstrap() {
     let bin = env!("CARGO_BIN_EXE_wasmesh");
-    let filters = common::filters_dir();
     let dir = istio_bookinfo();
-    let out = std::process::Command::new(bin)
-        .arg("validate")
-        .arg(&dir)
-        .arg("--filters")
-        .arg(filters)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("schema and references OK"), "{stdout}");
-    if wasmesh::envoy_bin().is_some() {
-        assert!(
-            stdout.contains("envoy --mode validate: 7 bootstrap(s) OK"),
-            "{stdout}"
-        );
-    } else {
-        eprintln!("SKIP envoy --mode validate: no Envoy (set ENVOY_BIN)");
-    }
+    common::validate_with_envoy(bin, &dir, Some(7));
     let gen = common::scratch("istio-generate");
     let out = std::process::Command::new(bin)
         .arg("generate")

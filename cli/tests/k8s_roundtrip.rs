@@ -164,22 +164,5 @@ fn the_kitchen_sink_manifests_validate_as_istio_input_through_envoy() {
     let opts = K8sOptions::new("oci://registry.example/wasmesh/", common::filters_dir());
     let dir = common::scratch("roundtrip-validate");
     wasmesh::write_files(&dir, &generate(&original, &opts).unwrap()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmesh"))
-        .arg("validate")
-        .arg(&dir)
-        .arg("--filters")
-        .arg(common::filters_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if wasmesh::envoy_bin().is_some() {
-        assert!(stdout.contains("bootstrap(s) OK"), "{stdout}");
-    } else {
-        eprintln!("SKIP envoy --mode validate: no Envoy (set ENVOY_BIN)");
-    }
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, None);
 }
