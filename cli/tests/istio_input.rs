@@ -137,6 +137,8 @@ fn istio_bookinfo_reads_into_the_model_istio_would_run() {
         pp.filters.inbound[0].config["jwtRules"][0]["issuer"],
         "testing@secure.istio.io"
     );
+    // Istio answers a denied request without credentials 403, not the filter's 401.
+    assert_eq!(pp.filters.inbound[0].config["missingCredentialStatus"], 403);
     assert!(details.filters.inbound[0].config.get("jwtRules").is_none());
     // The gateway and its routes.
     let g = mesh.gateway.as_ref().unwrap();

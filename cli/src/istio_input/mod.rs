@@ -307,6 +307,9 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         let mut config = serde_json::Map::new();
         if !parts.jwt_rules.is_empty() {
             config.insert("jwtRules".into(), Value::Array(parts.jwt_rules));
+            // Istio denies a request without credentials with 403; the filter's own
+            // default (401 and a challenge) is not what these resources say.
+            config.insert("missingCredentialStatus".into(), Value::from(403));
         }
         if !parts.policies.is_empty() {
             config.insert("policies".into(), Value::Array(parts.policies));
