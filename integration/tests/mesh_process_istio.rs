@@ -95,24 +95,6 @@ fn productpage_viewer(mesh: &mut dyn LocalMesh) -> Result<String> {
     Ok("authz: GET productpage 200 from any workload, POST 403".into())
 }
 
-fn run(mesh: &mut ProcessMesh, scenarios: &[(&str, Scenario)]) -> Vec<String> {
-    let mut failures = Vec::new();
-    for (name, scenario) in scenarios {
-        let t = Instant::now();
-        match scenario(mesh) {
-            Ok(summary) => eprintln!(
-                "ok   {name} ({:.1} s): {summary}",
-                t.elapsed().as_secs_f64()
-            ),
-            Err(e) => {
-                eprintln!("FAIL {name}: {e:#}");
-                failures.push(format!("{name}: {e:#}"));
-            }
-        }
-    }
-    failures
-}
-
 fn up_and_run(dir: &Path, scenarios: &[(&str, Scenario)]) {
     let started = Instant::now();
     let mut mesh = ProcessMesh::start(dir).unwrap();
@@ -121,16 +103,7 @@ fn up_and_run(dir: &Path, scenarios: &[(&str, Scenario)]) {
         dir.display(),
         started.elapsed().as_secs_f64()
     );
-    let failures = run(&mut mesh, scenarios);
-    if !failures.is_empty() {
-        let logs = mesh.keep_logs();
-        panic!(
-            "{} scenario(s) failed (logs in {}/logs):\n{}",
-            failures.len(),
-            logs.display(),
-            failures.join("\n")
-        );
-    }
+    mesh.run_scenarios(scenarios).unwrap();
     let out = mesh.down().unwrap();
     assert!(out.contains("is down"), "{out}");
 }

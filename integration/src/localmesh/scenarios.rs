@@ -482,8 +482,14 @@ pub const ALL: [(&str, Scenario); 8] = [
 
 /// Runs every scenario, printing each outcome with its time; returns the failures.
 pub fn run_all(mesh: &mut dyn LocalMesh) -> Vec<String> {
+    run(mesh, &ALL)
+}
+
+/// Runs `scenarios` in order, printing each outcome with its time; returns the
+/// failures.
+pub fn run(mesh: &mut dyn LocalMesh, scenarios: &[(&str, Scenario)]) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, scenario) in ALL {
+    for (name, scenario) in scenarios {
         let t = Instant::now();
         match scenario(mesh) {
             Ok(summary) => eprintln!(
