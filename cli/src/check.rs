@@ -216,10 +216,29 @@ impl Checker<'_> {
         for (k, m) in r.matches.iter().enumerate() {
             self.match_spec(&format!("{at}.match[{k}]"), m);
         }
-        if r.route.is_empty() {
-            self.err(
+        match (&r.redirect, r.route.is_empty()) {
+            (None, true) => self.err(
                 format!("{at}.route"),
-                "a route needs at least one destination",
+                "a route needs at least one destination (or a redirect)",
+            ),
+            (Some(_), false) => self.err(
+                format!("{at}.redirect"),
+                "a redirect answers the request itself: no `route` beside it",
+            ),
+            (Some(x), true) if ![301, 302, 303, 307, 308].contains(&x.redirect_code) => self.err(
+                format!("{at}.redirect.redirectCode"),
+                format!("{}: 301, 302, 303, 307 or 308", x.redirect_code),
+            ),
+            _ => {}
+        }
+        let regex_match = r
+            .matches
+            .iter()
+            .any(|m| m.path.as_ref().is_some_and(|p| p.regex.is_some()));
+        if regex_match && r.rewrite.as_ref().is_some_and(|w| w.uri.is_some()) {
+            self.err(
+                format!("{at}.rewrite.uri"),
+                "replaces the matched path prefix: not with a regex path match",
             );
         }
         for (k, d) in r.route.iter().enumerate() {

@@ -262,7 +262,7 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Route {
     pub name: String,
     #[serde(rename = "match")]
@@ -271,6 +271,44 @@ pub struct Route {
     pub route: Option<RouteAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<DirectResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RedirectAction>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedirectAction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_redirect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_redirect: Option<String>,
+    pub response_code: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValueOption {
+    pub header: HeaderValue,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD` (Istio's set) or `APPEND_IF_EXISTS_OR_ADD` (add).
+    pub append_action: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryParameterMatcher {
+    pub name: String,
+    pub string_match: StringMatcher,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -288,6 +326,8 @@ pub struct RouteMatch {
     pub safe_regex: Option<RegexMatcher>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query_parameters: Vec<QueryParameterMatcher>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,6 +361,8 @@ pub struct RouteAction {
     pub weighted_clusters: Option<WeightedClusters>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

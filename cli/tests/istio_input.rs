@@ -363,14 +363,14 @@ fn virtual_service_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
             "CORS",
         ),
         (
-            "    - match: [{ queryParams: { a: { exact: b } } }]\n      route: [{ destination: { host: web } }]\n",
-            "spec.http[0].match[0].queryParams",
-            "path, headers and method",
+            "    - match: [{ withoutHeaders: { a: { exact: b } } }]\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].match[0].withoutHeaders",
+            "path, headers, query parameters and method",
         ),
         (
-            "    - rewrite: { uri: /x }\n      route: [{ destination: { host: web } }]\n",
-            "spec.http[0].rewrite",
-            "rewrites",
+            "    - redirect: { uri: /x, scheme: https }\n",
+            "spec.http[0].redirect.scheme",
+            "replaces the path (uri) and the authority",
         ),
         (
             "    - route: [{ destination: { host: web } }]\n      retries: { attempts: 2, retryRemoteLocalities: true }\n",
@@ -493,7 +493,7 @@ fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
 #[test]
 fn allow_unsupported_drops_each_field_with_a_warning_and_keeps_the_rest() {
     let extra = format!(
-        "{VS_HEAD}    - corsPolicy: {{ allowOrigins: [{{ exact: x }}] }}\n      headers: {{ request: {{ set: {{ a: b }} }} }}\n      route: [{{ destination: {{ host: web, subset: v2 }} }}]\n"
+        "{VS_HEAD}    - corsPolicy: {{ allowOrigins: [{{ exact: x }}] }}\n      route: [{{ destination: {{ host: web, subset: v2 }}, headers: {{ request: {{ set: {{ a: b }} }} }} }}]\n"
     );
     let loaded = read("istio-allow", &with_base(&extra), true).unwrap();
     let dropped = messages(&loaded.dropped);
@@ -502,7 +502,10 @@ fn allow_unsupported_drops_each_field_with_a_warning_and_keeps_the_rest() {
         dropped[0].contains("spec.http[0].corsPolicy"),
         "{dropped:?}"
     );
-    assert!(dropped[1].contains("spec.http[0].headers"), "{dropped:?}");
+    assert!(
+        dropped[1].contains("spec.http[0].route[0].headers"),
+        "{dropped:?}"
+    );
     let web = &loaded.mesh.services[0];
     assert_eq!(web.routes[0].route[0].version.as_deref(), Some("v2"));
     // The CLI prints each one.
@@ -551,4 +554,85 @@ fn a_mesh_file_is_not_taken_for_istio_input() {
     assert!(istio_input::is_istio_input(
         &istio_bookinfo().join("bookinfo.yaml")
     ));
+}
+
+/// Redirect, rewrite, route header operations and query-parameter matches: read from
+/// a VirtualService, carried into Envoy's routes, accepted by Envoy, and written back
+/// by `wasmesh k8s` as they were.
+#[test]
+fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
+    let extra = format!(
+        "{VS_HEAD}{}",
+        r#"    - name: old-path
+      match: [{ uri: { prefix: /old } }]
+      redirect: { uri: /new, authority: web.example, redirectCode: 308 }
+    - name: api
+      match: [{ uri: { prefix: /api/ }, queryParams: { debug: { exact: "1" } } }]
+      rewrite: { uri: /, authority: web-internal }
+      headers:
+        request: { set: { x-mesh: wasmesh }, add: { x-trace: on }, remove: [cookie] }
+        response: { remove: [server] }
+      route: [{ destination: { host: web, subset: v2 } }]
+"#
+    );
+    let dir = common::scratch("istio-route-features");
+    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let routes = &mesh.services[0].routes;
+    let redirect = routes[0].redirect.as_ref().unwrap();
+    assert_eq!(
+        (
+            redirect.uri.as_deref(),
+            redirect.authority.as_deref(),
+            redirect.redirect_code
+        ),
+        (Some("/new"), Some("web.example"), 308)
+    );
+    assert!(routes[0].route.is_empty());
+    let api = &routes[1];
+    assert_eq!(
+        api.matches[0].query_params["debug"].exact.as_deref(),
+        Some("1")
+    );
+    assert_eq!(api.rewrite.as_ref().unwrap().uri.as_deref(), Some("/"));
+    let h = api.headers.as_ref().unwrap();
+    assert_eq!(h.request.set["x-mesh"], "wasmesh");
+    assert_eq!(h.request.add["x-trace"], "on");
+    assert_eq!(h.response.remove, ["server"]);
+
+    // Into Envoy's routes (each caller's outbound listener has them).
+    let mut opts = wasmesh::GenerateOptions::process("out", 20000);
+    opts.filters_dir = common::filters_dir().display().to_string();
+    let files = wasmesh::generate(&mesh, &opts).unwrap();
+    let (_, bytes) = files
+        .iter()
+        .find(|(p, _)| p.to_string_lossy() == "web-v1-0.json")
+        .unwrap();
+    let text = String::from_utf8_lossy(bytes);
+    for want in [
+        r#""path_redirect": "/new""#,
+        r#""host_redirect": "web.example""#,
+        r#""response_code": "PERMANENT_REDIRECT""#,
+        r#""prefix_rewrite": "/""#,
+        r#""host_rewrite_literal": "web-internal""#,
+        r#""append_action": "OVERWRITE_IF_EXISTS_OR_ADD""#,
+        r#""append_action": "APPEND_IF_EXISTS_OR_ADD""#,
+        r#""request_headers_to_remove": ["#,
+        r#""response_headers_to_remove": ["#,
+        r#""query_parameters": ["#,
+    ] {
+        assert!(text.contains(want), "web-v1-0.json lacks {want}");
+    }
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
+
+    // `wasmesh k8s` writes them back into the VirtualService; read again, the same.
+    let k8s_opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
+    let out = common::scratch("istio-route-features-k8s");
+    wasmesh::write_files(&out, &wasmesh::k8s::generate(&mesh, &k8s_opts).unwrap()).unwrap();
+    let back = istio_input::load(&out, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    assert_eq!(back.services[0].routes, mesh.services[0].routes);
 }

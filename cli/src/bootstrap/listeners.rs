@@ -27,6 +27,7 @@ impl Builder<'_> {
                 ..Default::default()
             }),
             direct_response: None,
+            ..Default::default()
         };
         let i = chains::service_index(self.mesh, s);
         let filters = chains::inbound(self.mesh, i).specs();
@@ -105,6 +106,7 @@ impl Builder<'_> {
                         ..Default::default()
                     }),
                     direct_response: None,
+                    ..Default::default()
                 }],
             });
         }
@@ -277,6 +279,7 @@ pub(super) fn admin_proxy_listener(
                         ..Default::default()
                     }),
                     direct_response: None,
+                    ..Default::default()
                 }],
             }],
         },

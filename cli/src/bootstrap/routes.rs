@@ -33,6 +33,7 @@ impl Builder<'_> {
                 ..Default::default()
             }),
             direct_response: None,
+            ..Default::default()
         });
         routes
     }
@@ -47,7 +48,8 @@ impl Builder<'_> {
         let action = RouteAction {
             cluster: None,
             weighted_clusters: None,
-            prefix_rewrite: None,
+            prefix_rewrite: r.rewrite.as_ref().and_then(|w| w.uri.clone()),
+            host_rewrite_literal: r.rewrite.as_ref().and_then(|w| w.authority.clone()),
             timeout: Some(r.timeout.map_or_else(|| "0s".to_string(), |t| t.envoy())),
             retry_policy: retry_policy(r.retries.as_ref()),
             request_mirror_policies: r
@@ -91,6 +93,12 @@ impl Builder<'_> {
                 ..action
             },
         };
+        let redirect = r.redirect.as_ref().map(|x| RedirectAction {
+            host_redirect: x.authority.clone(),
+            path_redirect: x.uri.clone(),
+            response_code: redirect_code(x.redirect_code),
+        });
+        let edits = r.headers.clone().unwrap_or_default();
         let matches = r.effective_matches();
         let many = matches.len() > 1;
         matches
@@ -103,8 +111,13 @@ impl Builder<'_> {
                     name.to_string()
                 },
                 matcher: route_match(m),
-                route: Some(action.clone()),
+                route: redirect.is_none().then(|| action.clone()),
                 direct_response: None,
+                redirect: redirect.clone(),
+                request_headers_to_add: header_options(&edits.request),
+                request_headers_to_remove: edits.request.remove.clone(),
+                response_headers_to_add: header_options(&edits.response),
+                response_headers_to_remove: edits.response.remove.clone(),
             })
             .collect()
     }
@@ -116,6 +129,33 @@ impl Builder<'_> {
         };
         Some(names::outbound_cluster(s, d.version.as_deref()))
     }
+}
+
+/// Envoy's name of a redirect status (`wasmesh validate` refuses any other code).
+pub(crate) fn redirect_code(code: u16) -> &'static str {
+    match code {
+        302 => "FOUND",
+        303 => "SEE_OTHER",
+        307 => "TEMPORARY_REDIRECT",
+        308 => "PERMANENT_REDIRECT",
+        _ => "MOVED_PERMANENTLY",
+    }
+}
+
+/// Istio's `set` (overwrite) then `add` (append) as Envoy header options.
+fn header_options(e: &crate::model::HeaderEdits) -> Vec<HeaderValueOption> {
+    let one = |(key, value): (&String, &String), append_action| HeaderValueOption {
+        header: HeaderValue {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        append_action,
+    };
+    e.set
+        .iter()
+        .map(|kv| one(kv, "OVERWRITE_IF_EXISTS_OR_ADD"))
+        .chain(e.add.iter().map(|kv| one(kv, "APPEND_IF_EXISTS_OR_ADD")))
+        .collect()
 }
 
 /// Envoy's fraction of a million for a percentage (clamped, rounded).
@@ -203,6 +243,12 @@ fn route_match(m: &MatchSpec) -> RouteMatch {
         rm.headers.push(HeaderMatcher {
             name: ":method".into(),
             string_match: string_matcher(method.single()),
+        });
+    }
+    for (name, q) in &m.query_params {
+        rm.query_parameters.push(QueryParameterMatcher {
+            name: name.clone(),
+            string_match: string_matcher(q.single()),
         });
     }
     rm

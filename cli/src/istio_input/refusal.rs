@@ -101,16 +101,20 @@ pub fn why_unsupported(kind: &str, field: &str) -> String {
     let known = match (kind, last) {
         (_, "exportTo") => "every resource is visible mesh-wide in wasmesh",
         ("VirtualService", "tcp" | "tls") => "wasmesh routes HTTP only",
-        ("VirtualService", "redirect" | "rewrite" | "directResponse" | "delegate") => {
-            "the mesh model has no redirects, rewrites, direct responses or delegation yet"
+        ("VirtualService", "directResponse" | "delegate") => {
+            "the mesh model has no direct responses or delegation yet"
         }
         ("VirtualService", "corsPolicy") => "the mesh model has no CORS policy yet",
-        ("VirtualService", "headers") if field.contains("http[") && !field.contains("match") => {
-            "route header operations are not in the mesh model; use the headers filter (a WasmPlugin)"
+        ("VirtualService", "headers") if field.contains("].route[") => {
+            "per-destination header operations: set them on the route"
         }
-        ("VirtualService", "queryParams" | "withoutHeaders" | "ignoreUriCase" | "scheme" | "authority" | "port" | "sourceLabels" | "sourceNamespace" | "gateways" | "statPrefix") => {
-            "route matches on path, headers and method only"
+        ("VirtualService", "scheme" | "derivePort" | "port") if field.contains(".redirect.") => {
+            "a redirect replaces the path (uri) and the authority, with a status"
         }
+        ("VirtualService", "withoutHeaders" | "ignoreUriCase" | "scheme" | "authority" | "port" | "sourceLabels" | "sourceNamespace" | "gateways" | "statPrefix") => {
+            "route matches on path, headers, query parameters and method only"
+        }
+        ("VirtualService", "uriRegexRewrite") => "a rewrite replaces the path prefix (uri) or the authority",
         ("VirtualService", "mirrors" | "mirror_percent" | "mirrorPercent") => {
             "one `mirror` with `mirrorPercentage` only"
         }

@@ -6,8 +6,9 @@ use super::Reader;
 use crate::duration::Duration;
 use crate::istio;
 use crate::model::{
-    Abort, ConnectionPool, Delay, Destination, Fault, LoadBalancer, MatchSpec, Mirror, MtlsMode,
-    OutlierDetection, Retries, RouteSpec, StringMatch, TrafficPolicy,
+    Abort, ConnectionPool, Delay, Destination, Fault, HeaderEdits, HeaderOperations, LoadBalancer,
+    MatchSpec, Mirror, MtlsMode, OutlierDetection, Redirect, Retries, Rewrite, RouteSpec,
+    StringMatch, TrafficPolicy,
 };
 
 impl Reader {
@@ -204,11 +205,11 @@ impl Reader {
         let mut out = Vec::new();
         for (j, r) in vs.spec.http.iter().enumerate() {
             let at = format!("spec.http[{j}]");
-            if r.route.is_empty() {
+            if r.route.is_empty() && r.redirect.is_none() {
                 self.findings.error(
                     d,
                     &format!("{at}.route"),
-                    "a route needs at least one destination",
+                    "a route needs at least one destination (or a redirect)",
                 );
                 continue;
             }
@@ -272,6 +273,19 @@ impl Reader {
                 timeout,
                 mirror,
                 fault,
+                redirect: r.redirect.as_ref().map(|x| Redirect {
+                    uri: x.uri.clone(),
+                    authority: x.authority.clone(),
+                    redirect_code: x.redirect_code.unwrap_or(301),
+                }),
+                rewrite: r.rewrite.as_ref().map(|w| Rewrite {
+                    uri: w.uri.clone(),
+                    authority: w.authority.clone(),
+                }),
+                headers: r.headers.as_ref().map(|h| HeaderOperations {
+                    request: edits(h.request.as_ref()),
+                    response: edits(h.response.as_ref()),
+                }),
             });
         }
         out
@@ -326,8 +340,22 @@ fn string_match(m: &istio::StringMatch) -> StringMatch {
     }
 }
 
+fn edits(ops: Option<&istio::HeaderOperations>) -> HeaderEdits {
+    ops.map(|o| HeaderEdits {
+        set: o.set.clone(),
+        add: o.add.clone(),
+        remove: o.remove.clone(),
+    })
+    .unwrap_or_default()
+}
+
 fn match_spec(m: &istio::HttpMatchRequest) -> MatchSpec {
     MatchSpec {
+        query_params: m
+            .query_params
+            .iter()
+            .map(|(k, v)| (k.clone(), string_match(v)))
+            .collect(),
         path: m.uri.as_ref().map(string_match),
         headers: m
             .headers

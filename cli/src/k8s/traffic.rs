@@ -3,7 +3,7 @@
 
 use super::{labels, meta, Out, ISTIO_SYSTEM};
 use crate::istio;
-use crate::model::{MeshFile, RouteSpec, ServiceSpec};
+use crate::model::{HeaderEdits, MeshFile, RouteSpec, ServiceSpec};
 use crate::names::service_host;
 use crate::GenerateError;
 use std::collections::BTreeMap;
@@ -150,6 +150,11 @@ pub(super) fn http_route(
                     .map(|(k, v)| (k.clone(), string_match(v)))
                     .collect(),
                 method: m.method.as_ref().map(string_match),
+                query_params: m
+                    .query_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), string_match(v)))
+                    .collect(),
             })
             .collect(),
         route: r
@@ -188,5 +193,27 @@ pub(super) fn http_route(
                     },
                 }),
             }),
+        redirect: r.redirect.as_ref().map(|x| istio::HttpRedirect {
+            uri: x.uri.clone(),
+            authority: x.authority.clone(),
+            redirect_code: Some(x.redirect_code),
+        }),
+        rewrite: r.rewrite.as_ref().map(|w| istio::HttpRewrite {
+            uri: w.uri.clone(),
+            authority: w.authority.clone(),
+        }),
+        headers: r.headers.as_ref().map(|h| {
+            let ops = |e: &HeaderEdits| {
+                (!e.is_empty()).then(|| istio::HeaderOperations {
+                    set: e.set.clone(),
+                    add: e.add.clone(),
+                    remove: e.remove.clone(),
+                })
+            };
+            istio::Headers {
+                request: ops(&h.request),
+                response: ops(&h.response),
+            }
+        }),
     }
 }

@@ -277,6 +277,8 @@ pub struct RouteSpec {
     /// Any of these; none means every request.
     #[serde(default, rename = "match")]
     pub matches: Vec<MatchSpec>,
+    /// Where matching requests go; empty only with `redirect`.
+    #[serde(default)]
     pub route: Vec<Destination>,
     #[serde(default)]
     pub retries: Option<Retries>,
@@ -286,6 +288,72 @@ pub struct RouteSpec {
     pub mirror: Option<Mirror>,
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Answer with a redirect instead of routing (Istio's HTTPRedirect).
+    #[serde(default)]
+    pub redirect: Option<Redirect>,
+    /// Rewrite the path prefix or the authority before forwarding.
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
+    /// Header operations on the request forwarded and the response returned.
+    #[serde(default)]
+    pub headers: Option<HeaderOperations>,
+}
+
+/// Istio's HTTPRedirect: the parts of the URL to replace, and the status.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Redirect {
+    /// Replaces the whole path.
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default = "moved_permanently")]
+    pub redirect_code: u16,
+}
+
+fn moved_permanently() -> u16 {
+    301
+}
+
+/// Istio's HTTPRewrite: `uri` replaces the matched path prefix (the whole path for
+/// an exact match); `authority` replaces the Host.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rewrite {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// Istio's Headers on a route.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub request: HeaderEdits,
+    #[serde(default)]
+    pub response: HeaderEdits,
+}
+
+/// `set` overwrites, `add` appends, `remove` drops.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
 }
 
 impl RouteSpec {
@@ -308,6 +376,9 @@ pub struct MatchSpec {
     pub headers: BTreeMap<String, StringMatch>,
     #[serde(default)]
     pub method: Option<StringMatch>,
+    /// Query parameters, by name (Istio's `queryParams`).
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
 }
 
 /// Istio's StringMatch: exactly one of the three.
