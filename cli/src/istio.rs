@@ -511,3 +511,28 @@ pub struct TelemetryTracing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub random_sampling_percentage: Option<f64>,
 }
+
+/// Istio's Sidecar, the part the mesh model carries: which hosts a workload's sidecar
+/// may reach (`calls`). Read only.
+pub type Sidecar = Resource<SidecarSpec>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_selector: Option<SidecarWorkloadSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<SidecarEgress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SidecarWorkloadSelector {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SidecarEgress {
+    /// `namespace/dnsName`: `./`, `*/`, `~/` or a namespace; `*`, `*.suffix` or a name.
+    pub hosts: Vec<String>,
+}

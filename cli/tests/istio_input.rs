@@ -25,46 +25,34 @@ fn messages(errors: &[MeshError]) -> Vec<String> {
     errors.iter().map(ToString::to_string).collect()
 }
 
-/// A minimal valid base: one service `web` (v1, v2) and its DestinationRule.
-const BASE: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: { name: web }
-spec:
-  selector: { app: web }
-  ports: [{ name: http, port: 80 }]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web-v1 }
-spec:
-  selector: { matchLabels: { app: web, version: v1 } }
-  template:
-    metadata: { labels: { app: web, version: v1 } }
-    spec: { containers: [{ name: web, image: web:1 }] }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web-v2 }
-spec:
-  selector: { matchLabels: { app: web, version: v2 } }
-  template:
-    metadata: { labels: { app: web, version: v2 } }
-    spec: { containers: [{ name: web, image: web:1 }] }
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: { name: web }
-spec:
-  host: web
-  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]
-"#;
-
-fn with_base(extra: &str) -> String {
-    format!("{BASE}---\n{extra}")
+/// A Service `name` on `port` and a Deployment per version, labelled as Istio's
+/// samples label them.
+fn workload(name: &str, port: u16, versions: &[&str]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{ name: {name} }}\nspec:\n  selector: {{ app: {name} }}\n  ports: [{{ name: http, port: {port} }}]\n"
+    );
+    for v in versions {
+        out.push_str(&format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{ name: {name}-{v} }}\nspec:\n  selector: {{ matchLabels: {{ app: {name}, version: {v} }} }}\n  template:\n    metadata: {{ labels: {{ app: {name}, version: {v} }} }}\n    spec: {{ containers: [{{ name: {name}, image: {name}:1 }}] }}\n"
+        ));
+    }
+    out
 }
 
-/// Asserts reading `extra` beside BASE fails with exactly one problem whose text has
+/// A minimal valid base: one service `web` (v1, v2) and its DestinationRule.
+fn base() -> String {
+    format!(
+        "{}---\n{}",
+        workload("web", 80, &["v1", "v2"]),
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: web }\nspec:\n  host: web\n  subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { version: v2 } }]\n"
+    )
+}
+
+fn with_base(extra: &str) -> String {
+    format!("{}---\n{extra}", base())
+}
+
+/// Asserts reading `extra` beside the base fails with exactly one problem whose text has
 /// every one of `parts` (the resource, the field path, the reason).
 fn refused(label: &str, extra: &str, parts: &[&str]) {
     let errors = read(label, &with_base(extra), false).expect_err("must be refused");
@@ -343,6 +331,109 @@ fn an_unknown_kind_is_an_error_listing_what_is_read() {
     );
 }
 
+/// A second service (`db`) beside the base's `web`, and an ingress Gateway.
+fn db_and_gateway() -> String {
+    format!("{}---\n{GATEWAY}", workload("db", 5000, &["v1"]))
+}
+
+const GATEWAY: &str = r#"apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: istio-system }
+spec:
+  selector: { istio: ingressgateway }
+  servers: [{ port: { number: 8080, name: http, protocol: HTTP }, hosts: ["*"] }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: edge, namespace: istio-system }
+spec:
+  hosts: ["*"]
+  gateways: [edge]
+  http: [{ route: [{ destination: { host: web.default.svc.cluster.local } }] }]
+"#;
+
+#[test]
+fn policies_on_the_ingress_gateway_become_its_authz_filter() {
+    let extra = format!(
+        "{}---\n{}",
+        db_and_gateway(),
+        r#"apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: { name: jwt-example, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: ingressgateway } }
+  jwtRules: [{ issuer: "testing@secure.istio.io", jwks: '{"keys":[]}' }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: require-jwt, namespace: istio-system }
+spec:
+  selector: { matchLabels: { istio: ingressgateway } }
+  action: ALLOW
+  rules: [{ from: [{ source: { requestPrincipals: ["testing@secure.istio.io/*"] } }] }]
+"#
+    );
+    let mesh = read("istio-gateway-authz", &with_base(&extra), false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let g = mesh.gateway.as_ref().unwrap();
+    assert_eq!(g.filters[0].name, FilterName::Authz);
+    assert_eq!(g.filters[0].config["policies"][0]["name"], "require-jwt");
+    assert_eq!(
+        g.filters[0].config["jwtRules"][0]["issuer"],
+        "testing@secure.istio.io"
+    );
+    // The services are untouched.
+    assert!(mesh.services.iter().all(|s| s.filters.inbound.is_empty()));
+}
+
+#[test]
+fn sidecar_egress_hosts_become_calls_with_istio_precedence() {
+    let extra = format!(
+        "{}---\n{}",
+        db_and_gateway(),
+        r#"apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: { name: default, namespace: istio-system }
+spec:
+  egress: [{ hosts: ["~/*"] }]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: { name: web-calls }
+spec:
+  workloadSelector: { labels: { app: web } }
+  egress: [{ hosts: ["./db.default.svc.cluster.local", "istio-system/*"] }]
+"#
+    );
+    let mesh = read("istio-sidecar", &with_base(&extra), false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let calls = |name: &str| {
+        mesh.services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .calls
+            .clone()
+    };
+    assert_eq!(calls("web"), Some(vec!["db".to_string()]));
+    // The mesh-wide Sidecar (`~/*`: nothing) for the rest.
+    assert_eq!(calls("db"), Some(vec![]));
+    // Two Sidecars for one workload at the same scope conflict.
+    let twice = format!(
+        "{extra}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{ name: again }}\nspec:\n  workloadSelector: {{ labels: {{ app: web }} }}\n  egress: [{{ hosts: [\"*/*\"] }}]\n"
+    );
+    let errors = read("istio-sidecar-twice", &with_base(&twice), false).unwrap_err();
+    assert!(
+        messages(&errors)
+            .iter()
+            .any(|e| e.contains("Sidecar default/again") && e.contains("conflict")),
+        "{:#?}",
+        messages(&errors)
+    );
+}
+
 #[test]
 fn an_istio_kind_wasmesh_does_not_read_is_unsupported_with_why() {
     refused(
@@ -394,7 +485,8 @@ fn virtual_service_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
 
 #[test]
 fn destination_rule_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
-    let base_without_dr = BASE
+    let base = base();
+    let base_without_dr = base
         .split("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule")
         .next()
         .unwrap();
@@ -465,7 +557,7 @@ fn security_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
 
 #[test]
 fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
-    let doc = BASE.replace(
+    let doc = base().replace(
         "spec: { containers: [{ name: web, image: web:1 }] }\n---\napiVersion: apps/v1",
         "spec: { containers: [{ name: web, image: web:1, resources: {} }], hostNetwork: true }\n---\napiVersion: apps/v1",
     );
@@ -481,7 +573,7 @@ fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
         text.contains("Deployment default/web-v1 spec.template.spec.hostNetwork: unsupported"),
         "{text}"
     );
-    let two_ports = BASE.replace(
+    let two_ports = base().replace(
         "ports: [{ name: http, port: 80 }]",
         "ports: [{ name: http, port: 80 }, { name: grpc, port: 81 }]",
     );

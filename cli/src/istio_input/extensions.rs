@@ -201,9 +201,13 @@ impl Reader {
                 },
             };
             if p.spec.name == FilterName::Authz
-                && matches!(p.chain, Chain::Inbound(i) if self.authz.contains_key(&i))
+                && match p.chain {
+                    Chain::Inbound(i) => self.authz.contains_key(&Some(i)),
+                    Chain::Gateway => self.authz.contains_key(&None),
+                    Chain::Outbound(_) => false,
+                }
             {
-                self.findings.error(&p.doc, "spec.pluginName", "this service's inbound authz also comes from AuthorizationPolicy/RequestAuthentication resources: one or the other");
+                self.findings.error(&p.doc, "spec.pluginName", "this chain's authz also comes from AuthorizationPolicy/RequestAuthentication resources: one or the other");
                 continue;
             }
             list.push(p.spec);

@@ -1,6 +1,6 @@
 //! Istio's own resources as input: a directory or a multi-document YAML of
-//! VirtualService, DestinationRule, Gateway, ServiceEntry, PeerAuthentication,
-//! AuthorizationPolicy, RequestAuthentication and WasmPlugin resources, with the
+//! VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, PeerAuthentication,
+//! AuthorizationPolicy, RequestAuthentication, WasmPlugin and Telemetry resources, with the
 //! Kubernetes Services, Deployments and ServiceAccounts that give the services,
 //! converted into the same [`MeshFile`] a mesh file parses into, so one generator
 //! serves both. Each document is deserialised through the typed structs that
@@ -13,6 +13,7 @@ mod edge;
 mod extensions;
 pub mod refusal;
 mod security;
+mod sidecar;
 mod telemetry;
 mod traffic;
 mod workloads;
@@ -53,6 +54,7 @@ const KINDS: [(&str, &[&str], &[&str]); 6] = [
             "DestinationRule",
             "Gateway",
             "ServiceEntry",
+            "Sidecar",
         ],
     ),
     (
@@ -71,7 +73,6 @@ const KINDS: [(&str, &[&str], &[&str]); 6] = [
 /// Known Istio kinds wasmesh does not read, and why.
 fn refused_kind(kind: &str) -> Option<&'static str> {
     match kind {
-        "Sidecar" => Some("the mesh model's `calls` is not read from Sidecar resources yet; every service may call every other"),
         "EnvoyFilter" => Some("EnvoyFilter patches Istio's generated Envoy config, which wasmesh does not generate; use a WasmPlugin with one of wasmesh's filters"),
         "WorkloadEntry" | "WorkloadGroup" => Some("workloads come from Deployments"),
         "ProxyConfig" => Some("the sidecars' Envoy settings are wasmesh's own"),
@@ -96,7 +97,8 @@ struct Reader {
     gateway_doc: Option<(Doc, BTreeMap<String, String>)>,
     /// VirtualServices bound to a gateway: (resource, gateway names, routes).
     gateway_routes: Vec<(Doc, Vec<String>, Vec<RouteSpec>)>,
-    authz: BTreeMap<usize, AuthzParts>,
+    /// Native authorization per service (`Some(index)`) or for the gateway (`None`).
+    authz: BTreeMap<Option<usize>, AuthzParts>,
     plugins: Vec<extensions::Placed>,
 }
 
@@ -298,12 +300,16 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
             r.wasm_plugin(d, &wp);
         }
     }
+    let sidecars: Vec<(Doc, istio::Sidecar)> = of(&known, "Sidecar")
+        .filter_map(|d| r.findings.typed(d).map(|t| (d.clone(), t)))
+        .collect();
+    r.sidecars(&sidecars);
     r.place_plugins();
     let telemetries: Vec<(Doc, istio::Telemetry)> = of(&known, "Telemetry")
         .filter_map(|d| r.findings.typed(d).map(|t| (d.clone(), t)))
         .collect();
     r.telemetries(&telemetries);
-    for (i, parts) in std::mem::take(&mut r.authz) {
+    for (target, parts) in std::mem::take(&mut r.authz) {
         let mut config = serde_json::Map::new();
         if !parts.jwt_rules.is_empty() {
             config.insert("jwtRules".into(), Value::Array(parts.jwt_rules));
@@ -314,7 +320,15 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         if !parts.policies.is_empty() {
             config.insert("policies".into(), Value::Array(parts.policies));
         }
-        r.mesh.services[i].filters.inbound.insert(
+        let chain = match target {
+            Some(i) => &mut r.mesh.services[i].filters.inbound,
+            None => match r.mesh.gateway.as_mut() {
+                Some(g) => &mut g.filters,
+                None => continue,
+            },
+        };
+        // First in the chain: Istio runs authorization before any plugin.
+        chain.insert(
             0,
             FilterSpec {
                 name: FilterName::Authz,

@@ -88,16 +88,28 @@ impl Reader {
         self.mesh.mesh.mtls = effective;
     }
 
-    /// The services a policy in `d`'s namespace with `selector` applies to.
-    fn policy_targets(&mut self, d: &Doc, selector: &istio::WorkloadSelector) -> Vec<usize> {
+    /// What a policy in `d`'s namespace with `selector` applies to: services
+    /// (`Some(index)`), or the gateway (`None`) when it selects the Gateway's labels.
+    fn policy_targets(
+        &mut self,
+        d: &Doc,
+        selector: &istio::WorkloadSelector,
+    ) -> Vec<Option<usize>> {
+        if self.selects_gateway(d, selector) {
+            return vec![None];
+        }
         if selector.match_labels.is_empty() {
             return (0..self.mesh.services.len())
                 .filter(|&i| {
                     d.namespace == ROOT_NAMESPACE || self.mesh.services[i].namespace == d.namespace
                 })
+                .map(Some)
                 .collect();
         }
         self.services_of_selector(d, selector)
+            .into_iter()
+            .map(Some)
+            .collect()
     }
 
     pub(super) fn authorization_policy(&mut self, d: &Doc, ap: &istio::AuthorizationPolicy) {
