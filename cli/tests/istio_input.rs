@@ -434,6 +434,75 @@ spec:
     );
 }
 
+const MESH_CONFIG: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: { name: istio, namespace: istio-system }
+data:
+  mesh: |
+    trustDomain: example.org
+    extensionProviders:
+      - name: my-ext-authz
+        envoyExtAuthzHttp:
+          service: ext-authz.default.svc.cluster.local
+          port: 8000
+          includeRequestHeadersInCheck: [x-ext-authz]
+"#;
+
+#[test]
+fn custom_authorization_calls_the_mesh_config_provider_through_its_cluster() {
+    let extra = format!(
+        "{}---\n{MESH_CONFIG}---\n{}",
+        workload("ext-authz", 8000, &["v1"]),
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ext-authz }
+spec:
+  selector: { matchLabels: { app: web } }
+  action: CUSTOM
+  provider: { name: my-ext-authz }
+  rules: [{ to: [{ operation: { paths: ["/admin/*"] } }] }]
+"#
+    );
+    let dir = common::scratch("istio-custom-authz");
+    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    assert_eq!(mesh.mesh.trust_domain, "example.org");
+    let authz = &mesh.services[0].filters.inbound[0].config;
+    assert_eq!(authz["policies"][0]["action"], "CUSTOM");
+    assert_eq!(authz["policies"][0]["provider"]["name"], "my-ext-authz");
+    let provider = &authz["extensionProviders"][0];
+    assert_eq!(provider["name"], "my-ext-authz");
+    let http = &provider["envoyExtAuthzHttp"];
+    assert_eq!(
+        http["cluster"],
+        "outbound|8000||ext-authz.default.svc.cluster.local"
+    );
+    assert_eq!(http["includeRequestHeadersInCheck"][0], "x-ext-authz");
+    // The compiled authz filter takes it, and Envoy the bootstraps (the cluster exists).
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(3));
+    // A provider the MeshConfig does not have, and MeshConfig fields not read.
+    let unknown = extra.replace(
+        "provider: { name: my-ext-authz }",
+        "provider: { name: opa }",
+    );
+    let errors = read("istio-custom-unknown", &with_base(&unknown), false).unwrap_err();
+    assert!(
+        messages(&errors)[0].contains("spec.provider.name: opa: no such extensionProviders entry")
+    );
+    refused(
+        "istio-meshconfig-field",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: istio, namespace: istio-system }\ndata:\n  mesh: |\n    outboundTrafficPolicy: { mode: REGISTRY_ONLY }\n",
+        &["ConfigMap istio-system/istio data.mesh.outboundTrafficPolicy", "unsupported"],
+    );
+    refused(
+        "istio-app-configmap",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: web-settings }\ndata: { a: b }\n",
+        &["ConfigMap default/web-settings", "MeshConfig"],
+    );
+}
+
 #[test]
 fn an_istio_kind_wasmesh_does_not_read_is_unsupported_with_why() {
     refused(
@@ -528,9 +597,9 @@ fn destination_rule_fields_wasmesh_does_not_carry_are_refused_with_their_path() 
 #[test]
 fn security_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
     refused(
-        "istio-custom",
+        "istio-custom-without-meshconfig",
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: ext }\nspec:\n  action: CUSTOM\n  provider: { name: opa }\n  rules: [{}]\n",
-        &["AuthorizationPolicy default/ext spec.action", "extension provider"],
+        &["AuthorizationPolicy default/ext spec.provider.name", "no such extensionProviders entry"],
     );
     refused(
         "istio-jwks-uri",

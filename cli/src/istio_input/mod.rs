@@ -11,6 +11,7 @@
 mod documents;
 mod edge;
 mod extensions;
+mod meshconfig;
 pub mod refusal;
 mod security;
 mod sidecar;
@@ -44,7 +45,7 @@ pub struct Loaded {
 
 /// The resources wasmesh reads, by API group: (group, versions, kinds).
 const KINDS: [(&str, &[&str], &[&str]); 6] = [
-    ("", &["v1"], &["Service", "ServiceAccount"]),
+    ("", &["v1"], &["Service", "ServiceAccount", "ConfigMap"]),
     ("apps", &["v1"], &["Deployment"]),
     (
         "networking.istio.io",
@@ -99,6 +100,8 @@ struct Reader {
     gateway_routes: Vec<(Doc, Vec<String>, Vec<RouteSpec>)>,
     /// Native authorization per service (`Some(index)`) or for the gateway (`None`).
     authz: BTreeMap<Option<usize>, AuthzParts>,
+    /// The MeshConfig's HTTP authorizers, as the authz filter's providers, by name.
+    providers: BTreeMap<String, Value>,
     plugins: Vec<extensions::Placed>,
 }
 
@@ -107,6 +110,8 @@ struct Reader {
 struct AuthzParts {
     policies: Vec<Value>,
     jwt_rules: Vec<Value>,
+    /// The extension providers its CUSTOM policies name, by name.
+    providers: BTreeMap<String, Value>,
 }
 
 impl Reader {
@@ -196,6 +201,7 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         gateway_doc: None,
         gateway_routes: Vec::new(),
         authz: BTreeMap::new(),
+        providers: BTreeMap::new(),
         plugins: Vec::new(),
     };
     let mut known: Vec<&Doc> = Vec::new();
@@ -285,6 +291,9 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         }
     }
     r.attach_gateway_routes();
+    for d in of(&known, "ConfigMap") {
+        r.config_map(d);
+    }
     for d in of(&known, "AuthorizationPolicy") {
         if let Some(ap) = r.findings.typed::<istio::AuthorizationPolicy>(d) {
             r.authorization_policy(d, &ap);
@@ -319,6 +328,10 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         }
         if !parts.policies.is_empty() {
             config.insert("policies".into(), Value::Array(parts.policies));
+        }
+        if !parts.providers.is_empty() {
+            let list = parts.providers.into_values().collect();
+            config.insert("extensionProviders".into(), Value::Array(list));
         }
         let chain = match target {
             Some(i) => &mut r.mesh.services[i].filters.inbound,

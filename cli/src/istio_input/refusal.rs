@@ -47,10 +47,26 @@ impl Findings {
     /// reported unsupported, with [`why_unsupported`]'s reason; a value of the wrong
     /// shape is an error naming its field. `None` after an error.
     pub fn typed<T: DeserializeOwned>(&mut self, doc: &Doc) -> Option<T> {
+        self.typed_at(doc, &doc.value, "")
+    }
+
+    /// [`Self::typed`] for `value`, a part of `doc` found at `prefix` (YAML held in a
+    /// string field, as a ConfigMap's `data.mesh`): paths are reported under it.
+    pub fn typed_at<T: DeserializeOwned>(
+        &mut self,
+        doc: &Doc,
+        value: &serde_json::Value,
+        prefix: &str,
+    ) -> Option<T> {
+        let under = |field: String| match (prefix.is_empty(), field.is_empty()) {
+            (true, _) => field,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{field}"),
+        };
         let mut ignored = Vec::new();
         let result = {
             let mut note = |p: serde_ignored::Path<'_>| ignored.push(render(&p));
-            let de = serde_ignored::Deserializer::new(doc.value.clone(), &mut note);
+            let de = serde_ignored::Deserializer::new(value.clone(), &mut note);
             serde_path_to_error::deserialize::<_, T>(de)
         };
         for field in ignored {
@@ -58,7 +74,7 @@ impl Findings {
                 continue; // Written by the cluster, not by the user.
             }
             let why = why_unsupported(&doc.kind, &field);
-            self.unsupported(doc, &field, why);
+            self.unsupported(doc, &under(field), why);
         }
         match result {
             Ok(v) => Some(v),
@@ -66,7 +82,7 @@ impl Findings {
                 let path = e.path().to_string();
                 let path = if path == "." { String::new() } else { path };
                 let message = e.into_inner().to_string();
-                self.error(doc, &path, message);
+                self.error(doc, &under(path), message);
                 None
             }
         }

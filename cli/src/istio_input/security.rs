@@ -118,11 +118,39 @@ impl Reader {
         } else {
             ap.spec.action.as_str()
         };
+        // CUSTOM: the named provider, from the MeshConfig.
+        let mut provider = None;
         match action {
-            "ALLOW" | "DENY" | "AUDIT" => {}
+            "ALLOW" | "DENY" | "AUDIT" => {
+                if ap.spec.provider.is_some() {
+                    self.findings
+                        .error(d, "spec.provider", "only with action CUSTOM");
+                }
+            }
             "CUSTOM" => {
-                self.findings.unsupported(d, "spec.action", "CUSTOM needs an extension provider, and the mesh model has no MeshConfig to name one (use the authz filter's `extensionProviders` through a WasmPlugin)");
-                return;
+                let name = ap
+                    .spec
+                    .provider
+                    .as_ref()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str);
+                let Some(name) = name else {
+                    self.findings.error(
+                        d,
+                        "spec.provider.name",
+                        "CUSTOM needs the provider's name",
+                    );
+                    return;
+                };
+                let Some(p) = self.providers.get(name).cloned() else {
+                    self.findings.error(
+                        d,
+                        "spec.provider.name",
+                        format!("{name}: no such extensionProviders entry in the MeshConfig (the `istio` ConfigMap in istio-system)"),
+                    );
+                    return;
+                };
+                provider = Some((name.to_string(), p));
             }
             other => {
                 self.findings.error(
@@ -133,13 +161,12 @@ impl Reader {
                 return;
             }
         }
-        if ap.spec.provider.is_some() {
-            self.findings
-                .error(d, "spec.provider", "only with action CUSTOM");
-        }
         let mut policy = Map::new();
         policy.insert("name".into(), json!(d.name));
         policy.insert("action".into(), json!(action));
+        if let (Some(p), Some((_, _))) = (&ap.spec.provider, &provider) {
+            policy.insert("provider".into(), p.clone());
+        }
         policy.insert("rules".into(), Value::Array(ap.spec.rules.clone()));
         let dry_run = ap
             .metadata
@@ -151,11 +178,11 @@ impl Reader {
             policy.insert("dryRun".into(), json!(true));
         }
         for i in self.policy_targets(d, &ap.spec.selector) {
-            self.authz
-                .entry(i)
-                .or_default()
-                .policies
-                .push(Value::Object(policy.clone()));
+            let parts = self.authz.entry(i).or_default();
+            parts.policies.push(Value::Object(policy.clone()));
+            if let Some((name, p)) = &provider {
+                parts.providers.insert(name.clone(), p.clone());
+            }
         }
     }
 
