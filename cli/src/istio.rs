@@ -506,6 +506,9 @@ pub struct TelemetryAccessLogging {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TelemetryTracing {
+    /// MeshConfig tracing providers (zipkin, opentelemetry) by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderRef>,
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<TelemetryMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

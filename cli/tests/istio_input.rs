@@ -239,7 +239,10 @@ fn a_wasm_plugin_that_is_not_a_wasmesh_module_is_refused() {
     refused(
         "istio-telemetry-provider",
         "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: { name: t }\nspec:\n  tracing: [{ providers: [{ name: zipkin }], randomSamplingPercentage: 1 }]\n",
-        &["Telemetry default/t spec.tracing[0].providers", "unsupported"],
+        &[
+            "Telemetry default/t spec.tracing[0].providers[0].name",
+            "no zipkin or opentelemetry provider",
+        ],
     );
 }
 
@@ -500,6 +503,48 @@ spec:
         "istio-app-configmap",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: web-settings }\ndata: { a: b }\n",
         &["ConfigMap default/web-settings", "MeshConfig"],
+    );
+}
+
+#[test]
+fn a_mesh_config_tracer_named_by_a_mesh_wide_telemetry_is_envoys_tracer() {
+    let extra = r#"apiVersion: v1
+kind: ConfigMap
+metadata: { name: istio, namespace: istio-system }
+data:
+  mesh: |
+    extensionProviders:
+      - name: zipkin
+        zipkin: { service: zipkin.istio-system.svc.cluster.local, port: 9411 }
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: { name: mesh-default, namespace: istio-system }
+spec:
+  tracing: [{ providers: [{ name: zipkin }], randomSamplingPercentage: 25 }]
+"#;
+    let dir = common::scratch("istio-tracer");
+    std::fs::write(dir.join("in.yaml"), with_base(extra)).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let t = mesh.mesh.tracing.as_ref().unwrap();
+    assert_eq!(t.provider, wasmesh::model::TracingProvider::Zipkin);
+    assert_eq!(t.address, "zipkin.istio-system.svc.cluster.local:9411");
+    assert_eq!(t.sampling, 25.0);
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
+    // A workload's own tracer is not the mesh model's.
+    let narrow = extra.replace(
+        "metadata: { name: mesh-default, namespace: istio-system }\nspec:\n",
+        "metadata: { name: web-tracing }\nspec:\n  selector: { matchLabels: { app: web } }\n",
+    );
+    refused(
+        "istio-tracer-workload",
+        &narrow,
+        &[
+            "Telemetry default/web-tracing spec.tracing[0].providers",
+            "mesh",
+        ],
     );
 }
 

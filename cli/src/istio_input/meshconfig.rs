@@ -6,6 +6,7 @@
 
 use super::documents::Doc;
 use super::{Reader, ROOT_NAMESPACE};
+use crate::model::{TracingProvider, TracingSpec};
 use crate::names;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -31,6 +32,22 @@ struct MeshConfig {
     trust_domain: Option<String>,
     #[serde(default)]
     extension_providers: Vec<ExtensionProvider>,
+    #[serde(default)]
+    default_providers: Option<DefaultProviders>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DefaultProviders {
+    #[serde(default)]
+    tracing: Vec<String>,
+}
+
+/// A tracer's collector: Zipkin's HTTP or OpenTelemetry's gRPC endpoint.
+#[derive(Debug, Deserialize)]
+struct Collector {
+    service: String,
+    port: u16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,6 +56,10 @@ struct ExtensionProvider {
     name: String,
     #[serde(default)]
     envoy_ext_authz_http: Option<Map<String, Value>>,
+    #[serde(default)]
+    zipkin: Option<Collector>,
+    #[serde(default)]
+    opentelemetry: Option<Collector>,
 }
 
 impl Reader {
@@ -73,12 +94,51 @@ impl Reader {
         }
         for (k, p) in mc.extension_providers.into_iter().enumerate() {
             let at = format!("data.mesh.extensionProviders[{k}]");
+            let tracer = match (p.zipkin, p.opentelemetry) {
+                (Some(c), None) => Some((TracingProvider::Zipkin, c)),
+                (None, Some(c)) => Some((TracingProvider::Opentelemetry, c)),
+                _ => None,
+            };
+            if let Some((kind, c)) = tracer {
+                let host = c
+                    .service
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&c.service)
+                    .to_string();
+                self.tracers
+                    .insert(p.name, (kind, format!("{host}:{}", c.port)));
+                continue;
+            }
             let Some(http) = p.envoy_ext_authz_http else {
-                self.findings.unsupported(d, &at, format!("{}: wasmesh's authz filter calls HTTP authorizers (envoyExtAuthzHttp); tracing and logging providers are not read", p.name));
+                self.findings.unsupported(d, &at, format!("{}: wasmesh reads envoyExtAuthzHttp (the authz filter's authorizers), zipkin and opentelemetry providers, one kind per entry", p.name));
                 continue;
             };
             if let Some(provider) = self.ext_authz_provider(d, &at, &p.name, http) {
                 self.providers.insert(p.name, provider);
+            }
+        }
+        let defaults = mc.default_providers.unwrap_or_default();
+        for (k, name) in defaults.tracing.iter().enumerate() {
+            match self.tracers.get(name) {
+                Some((provider, address)) if k == 0 => {
+                    // Istio's default sampling, 1%, until a Telemetry says otherwise.
+                    self.mesh.mesh.tracing = Some(TracingSpec {
+                        provider: *provider,
+                        address: address.clone(),
+                        sampling: 1.0,
+                    });
+                }
+                Some(_) => self.findings.unsupported(
+                    d,
+                    &format!("data.mesh.defaultProviders.tracing[{k}]"),
+                    "one tracer for the mesh",
+                ),
+                None => self.findings.error(
+                    d,
+                    &format!("data.mesh.defaultProviders.tracing[{k}]"),
+                    format!("{name}: no zipkin or opentelemetry provider of this name"),
+                ),
             }
         }
     }

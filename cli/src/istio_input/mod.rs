@@ -102,6 +102,8 @@ struct Reader {
     authz: BTreeMap<Option<usize>, AuthzParts>,
     /// The MeshConfig's HTTP authorizers, as the authz filter's providers, by name.
     providers: BTreeMap<String, Value>,
+    /// The MeshConfig's tracers by name: (kind, `host:port` of the collector).
+    tracers: BTreeMap<String, (crate::model::TracingProvider, String)>,
     plugins: Vec<extensions::Placed>,
 }
 
@@ -202,6 +204,7 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
         gateway_routes: Vec::new(),
         authz: BTreeMap::new(),
         providers: BTreeMap::new(),
+        tracers: BTreeMap::new(),
         plugins: Vec::new(),
     };
     let mut known: Vec<&Doc> = Vec::new();

@@ -1,7 +1,8 @@
 //! Telemetry resources into the telemetry filter's config on each selected chain
 //! (inbound reports as destination, outbound as source): `metrics[].overrides` as
-//! they are (the filter takes Istio's shape), `accessLogging` as `accessLog`,
-//! `tracing[].randomSamplingPercentage` as the filter's trace sampling. Chains without
+//! they are (the filter takes Istio's shape), `accessLogging` as `accessLog`; tracing
+//! by a MeshConfig tracer as the mesh's `tracing` (Envoy's tracer), otherwise
+//! `randomSamplingPercentage` as the filter's own trace sampling. Chains without
 //! a telemetry filter get one. Mesh-wide resources apply first, then namespace, then
 //! workload ones, so the narrower wins as in Istio.
 
@@ -45,6 +46,7 @@ impl Reader {
 
     fn telemetry(&mut self, d: &Doc, t: &istio::Telemetry) {
         let selector = t.spec.selector.clone().unwrap_or_default();
+        let mesh_wide = selector.match_labels.is_empty() && d.namespace == ROOT_NAMESPACE;
         let gateway = self.selects_gateway(d, &selector);
         let services: Vec<usize> = if gateway {
             Vec::new()
@@ -128,10 +130,10 @@ impl Reader {
                 );
                 continue;
             };
-            let Some(p) = tr.random_sampling_percentage else {
-                continue;
-            };
-            if !(0.0..=100.0).contains(&p) {
+            if tr
+                .random_sampling_percentage
+                .is_some_and(|p| !(0.0..=100.0).contains(&p))
+            {
                 self.findings.error(
                     d,
                     &format!("{at}.randomSamplingPercentage"),
@@ -139,6 +141,12 @@ impl Reader {
                 );
                 continue;
             }
+            if self.native_tracer(d, &at, tr, mesh_wide) {
+                continue;
+            }
+            let Some(p) = tr.random_sampling_percentage else {
+                continue;
+            };
             for chain in chains(inbound, outbound) {
                 self.edit_telemetry(chain, |config| {
                     let tracing = config.entry("tracing").or_insert_with(|| json!({}));
@@ -147,6 +155,62 @@ impl Reader {
                     }
                 });
             }
+        }
+    }
+
+    /// Tracing by a MeshConfig tracer (named here, or the mesh's default): Envoy's
+    /// own tracer (`mesh.tracing`), mesh-wide only, with the sampling percentage.
+    /// False when the filter's trace propagation is what is configured.
+    fn native_tracer(
+        &mut self,
+        d: &Doc,
+        at: &str,
+        tr: &istio::TelemetryTracing,
+        mesh_wide: bool,
+    ) -> bool {
+        let named = match tr.providers.as_slice() {
+            [] => None,
+            [one] => Some(one.name.clone()),
+            [_, ..] => {
+                self.findings.unsupported(
+                    d,
+                    &format!("{at}.providers[1]"),
+                    "one tracer for the mesh",
+                );
+                return true;
+            }
+        };
+        if let Some(name) = &named {
+            let Some((provider, address)) = self.tracers.get(name).cloned() else {
+                self.findings.error(d, &format!("{at}.providers[0].name"), format!("{name}: no zipkin or opentelemetry provider of this name in the MeshConfig"));
+                return true;
+            };
+            if !mesh_wide {
+                self.findings.unsupported(d, &format!("{at}.providers"), "the tracer is the mesh's (Envoy's tracer on every sidecar): set it in a Telemetry in istio-system without a selector");
+                return true;
+            }
+            let sampling = tr.random_sampling_percentage.unwrap_or(1.0);
+            self.mesh.mesh.tracing = Some(crate::model::TracingSpec {
+                provider,
+                address,
+                sampling,
+            });
+            return true;
+        }
+        match (&mut self.mesh.mesh.tracing, tr.random_sampling_percentage) {
+            (Some(t), Some(p)) if mesh_wide => {
+                t.sampling = p;
+                true
+            }
+            (Some(_), Some(_)) => {
+                self.findings.unsupported(
+                    d,
+                    &format!("{at}.randomSamplingPercentage"),
+                    "with a tracer, sampling is the mesh's: set it mesh-wide",
+                );
+                true
+            }
+            _ => false,
         }
     }
 
