@@ -231,6 +231,11 @@ impl Checker<'_> {
             ),
             _ => {}
         }
+        if let Some(c) = &r.cors_policy {
+            for (k, o) in c.allow_origins.iter().enumerate() {
+                self.string_match(&format!("{at}.corsPolicy.allowOrigins[{k}]"), o);
+            }
+        }
         let regex_match = r
             .matches
             .iter()

@@ -563,9 +563,9 @@ const VS_HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\
 fn virtual_service_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
     let cases: [(&str, &str, &str); 5] = [
         (
-            "    - corsPolicy: { allowOrigins: [{ exact: x }] }\n      route: [{ destination: { host: web } }]\n",
-            "spec.http[0].corsPolicy",
-            "CORS",
+            "    - corsPolicy: { allowOrigins: [{ exact: x }], unmatchedPreflights: IGNORE }\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].corsPolicy.unmatchedPreflights",
+            "a CORS policy has allowOrigins",
         ),
         (
             "    - match: [{ withoutHeaders: { a: { exact: b } } }]\n      route: [{ destination: { host: web } }]\n",
@@ -699,13 +699,13 @@ fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
 #[test]
 fn allow_unsupported_drops_each_field_with_a_warning_and_keeps_the_rest() {
     let extra = format!(
-        "{VS_HEAD}    - corsPolicy: {{ allowOrigins: [{{ exact: x }}] }}\n      route: [{{ destination: {{ host: web, subset: v2 }}, headers: {{ request: {{ set: {{ a: b }} }} }} }}]\n"
+        "{VS_HEAD}    - directResponse: {{ status: 503 }}\n      route: [{{ destination: {{ host: web, subset: v2 }}, headers: {{ request: {{ set: {{ a: b }} }} }} }}]\n"
     );
     let loaded = read("istio-allow", &with_base(&extra), true).unwrap();
     let dropped = messages(&loaded.dropped);
     assert_eq!(dropped.len(), 2, "{dropped:#?}");
     assert!(
-        dropped[0].contains("spec.http[0].corsPolicy"),
+        dropped[0].contains("spec.http[0].directResponse"),
         "{dropped:?}"
     );
     assert!(
@@ -836,6 +836,73 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
     // `wasmesh k8s` writes them back into the VirtualService; read again, the same.
     let k8s_opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
     let out = common::scratch("istio-route-features-k8s");
+    wasmesh::write_files(&out, &wasmesh::k8s::generate(&mesh, &k8s_opts).unwrap()).unwrap();
+    let back = istio_input::load(&out, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    assert_eq!(back.services[0].routes, mesh.services[0].routes);
+}
+
+/// Istio's corsPolicy: Envoy's CORS filter first in the chains whose routes have one,
+/// the policy per route; accepted by Envoy; written back by `wasmesh k8s`.
+#[test]
+fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
+    let extra = format!(
+        "{VS_HEAD}{}",
+        r#"    - corsPolicy:
+        allowOrigins: [{ exact: "https://shop.example" }, { regex: "https://.*\\.shop\\.example" }]
+        allowMethods: [GET, POST]
+        allowHeaders: [x-token]
+        exposeHeaders: [x-trace]
+        maxAge: 24h
+        allowCredentials: true
+      route: [{ destination: { host: web } }]
+"#
+    );
+    let dir = common::scratch("istio-cors");
+    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let cors = mesh.services[0].routes[0].cors_policy.as_ref().unwrap();
+    assert_eq!(cors.allow_methods, ["GET", "POST"]);
+    assert_eq!(cors.max_age.unwrap().as_millis(), 86_400_000);
+    let mut opts = wasmesh::GenerateOptions::process("out", 20000);
+    opts.filters_dir = common::filters_dir().display().to_string();
+    let files = wasmesh::generate(&mesh, &opts).unwrap();
+    let (_, bytes) = files
+        .iter()
+        .find(|(p, _)| p.to_string_lossy() == "web-v1-0.json")
+        .unwrap();
+    let bootstrap: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let listeners = bootstrap["static_resources"]["listeners"]
+        .as_array()
+        .unwrap();
+    let outbound = listeners
+        .iter()
+        .find(|l| l["name"] == "virtualOutbound")
+        .unwrap();
+    let hcm = &outbound["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(hcm["http_filters"][0]["name"], "envoy.filters.http.cors");
+    let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
+    let policy = &route["typed_per_filter_config"]["envoy.filters.http.cors"];
+    assert_eq!(
+        policy["allow_origin_string_match"][0]["exact"],
+        "https://shop.example"
+    );
+    assert_eq!(policy["allow_methods"], "GET,POST");
+    assert_eq!(policy["max_age"], "86400");
+    assert_eq!(policy["allow_credentials"], true);
+    // The inbound listener has no CORS routes: no CORS filter.
+    let inbound = listeners
+        .iter()
+        .find(|l| l["name"] == "virtualInbound")
+        .unwrap();
+    let text = inbound.to_string();
+    assert!(!text.contains("envoy.filters.http.cors"), "{text}");
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
+    let k8s_opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
+    let out = common::scratch("istio-cors-k8s");
     wasmesh::write_files(&out, &wasmesh::k8s::generate(&mesh, &k8s_opts).unwrap()).unwrap();
     let back = istio_input::load(&out, false)
         .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))

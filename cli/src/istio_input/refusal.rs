@@ -120,7 +120,9 @@ pub fn why_unsupported(kind: &str, field: &str) -> String {
         ("VirtualService", "directResponse" | "delegate") => {
             "the mesh model has no direct responses or delegation yet"
         }
-        ("VirtualService", "corsPolicy") => "the mesh model has no CORS policy yet",
+        ("VirtualService", "allowOrigin" | "unmatchedPreflights") => {
+            "a CORS policy has allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge and allowCredentials"
+        }
         ("VirtualService", "headers") if field.contains("].route[") => {
             "per-destination header operations: set them on the route"
         }

@@ -6,9 +6,9 @@ use super::Reader;
 use crate::duration::Duration;
 use crate::istio;
 use crate::model::{
-    Abort, ConnectionPool, Delay, Destination, Fault, HeaderEdits, HeaderOperations, LoadBalancer,
-    MatchSpec, Mirror, MtlsMode, OutlierDetection, Redirect, Retries, Rewrite, RouteSpec,
-    StringMatch, TrafficPolicy,
+    Abort, ConnectionPool, CorsPolicy, Delay, Destination, Fault, HeaderEdits, HeaderOperations,
+    LoadBalancer, MatchSpec, Mirror, MtlsMode, OutlierDetection, Redirect, Retries, Rewrite,
+    RouteSpec, StringMatch, TrafficPolicy,
 };
 
 impl Reader {
@@ -273,6 +273,17 @@ impl Reader {
                 timeout,
                 mirror,
                 fault,
+                cors_policy: r.cors_policy.as_ref().map(|c| CorsPolicy {
+                    allow_origins: c.allow_origins.iter().map(string_match).collect(),
+                    allow_methods: c.allow_methods.clone(),
+                    allow_headers: c.allow_headers.clone(),
+                    expose_headers: c.expose_headers.clone(),
+                    max_age: c
+                        .max_age
+                        .as_ref()
+                        .map(|t| self.duration(d, &format!("{at}.corsPolicy.maxAge"), t)),
+                    allow_credentials: c.allow_credentials,
+                }),
                 redirect: r.redirect.as_ref().map(|x| Redirect {
                     uri: x.uri.clone(),
                     authority: x.authority.clone(),

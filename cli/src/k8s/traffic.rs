@@ -215,5 +215,13 @@ pub(super) fn http_route(
                 response: ops(&h.response),
             }
         }),
+        cors_policy: r.cors_policy.as_ref().map(|c| istio::CorsPolicy {
+            allow_origins: c.allow_origins.iter().map(string_match).collect(),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age: c.max_age.map(|d| d.to_string()),
+            allow_credentials: c.allow_credentials,
+        }),
     }
 }

@@ -297,6 +297,29 @@ pub struct RouteSpec {
     /// Header operations on the request forwarded and the response returned.
     #[serde(default)]
     pub headers: Option<HeaderOperations>,
+    /// Cross-origin requests (Istio's corsPolicy): Envoy's CORS filter answers
+    /// preflights and adds the response headers.
+    #[serde(default)]
+    pub cors_policy: Option<CorsPolicy>,
+}
+
+/// Istio's CorsPolicy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// Each a StringMatch with one of `exact`, `prefix`, `regex`.
+    #[serde(default)]
+    pub allow_origins: Vec<StringMatch>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
 }
 
 /// Istio's HTTPRedirect: the parts of the URL to replace, and the status.
