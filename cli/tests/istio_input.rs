@@ -809,13 +809,7 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
     assert_eq!(h.response.remove, ["server"]);
 
     // Into Envoy's routes (each caller's outbound listener has them).
-    let mut opts = wasmesh::GenerateOptions::process("out", 20000);
-    opts.filters_dir = common::filters_dir().display().to_string();
-    let files = wasmesh::generate(&mesh, &opts).unwrap();
-    let (_, bytes) = files
-        .iter()
-        .find(|(p, _)| p.to_string_lossy() == "web-v1-0.json")
-        .unwrap();
+    let bytes = &web_bootstrap(&mesh);
     let text = String::from_utf8_lossy(bytes);
     for want in [
         r#""path_redirect": "/new""#,
@@ -834,13 +828,10 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
     common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
 
     // `wasmesh k8s` writes them back into the VirtualService; read again, the same.
-    let k8s_opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
-    let out = common::scratch("istio-route-features-k8s");
-    wasmesh::write_files(&out, &wasmesh::k8s::generate(&mesh, &k8s_opts).unwrap()).unwrap();
-    let back = istio_input::load(&out, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
-    assert_eq!(back.services[0].routes, mesh.services[0].routes);
+    assert_eq!(
+        k8s_read_back(&mesh).services[0].routes,
+        mesh.services[0].routes
+    );
 }
 
 /// Istio's corsPolicy: Envoy's CORS filter first in the chains whose routes have one,
@@ -867,13 +858,7 @@ fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
     let cors = mesh.services[0].routes[0].cors_policy.as_ref().unwrap();
     assert_eq!(cors.allow_methods, ["GET", "POST"]);
     assert_eq!(cors.max_age.unwrap().as_millis(), 86_400_000);
-    let mut opts = wasmesh::GenerateOptions::process("out", 20000);
-    opts.filters_dir = common::filters_dir().display().to_string();
-    let files = wasmesh::generate(&mesh, &opts).unwrap();
-    let (_, bytes) = files
-        .iter()
-        .find(|(p, _)| p.to_string_lossy() == "web-v1-0.json")
-        .unwrap();
+    let bytes = &web_bootstrap(&mesh);
     let bootstrap: serde_json::Value = serde_json::from_slice(bytes).unwrap();
     let listeners = bootstrap["static_resources"]["listeners"]
         .as_array()
@@ -901,11 +886,30 @@ fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
     let text = inbound.to_string();
     assert!(!text.contains("envoy.filters.http.cors"), "{text}");
     common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
-    let k8s_opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
-    let out = common::scratch("istio-cors-k8s");
-    wasmesh::write_files(&out, &wasmesh::k8s::generate(&mesh, &k8s_opts).unwrap()).unwrap();
-    let back = istio_input::load(&out, false)
+    assert_eq!(
+        k8s_read_back(&mesh).services[0].routes,
+        mesh.services[0].routes
+    );
+}
+
+/// `web-v1-0.json`, the process-target bootstrap of web's first replica.
+fn web_bootstrap(mesh: &wasmesh::model::MeshFile) -> Vec<u8> {
+    let mut opts = wasmesh::GenerateOptions::process("out", 20000);
+    opts.filters_dir = common::filters_dir().display().to_string();
+    let files = wasmesh::generate(mesh, &opts).unwrap();
+    files
+        .into_iter()
+        .find(|(p, _)| p.to_string_lossy() == "web-v1-0.json")
+        .unwrap()
+        .1
+}
+
+/// `mesh` through `wasmesh k8s` and read back as Istio input.
+fn k8s_read_back(mesh: &wasmesh::model::MeshFile) -> wasmesh::model::MeshFile {
+    let opts = wasmesh::k8s::K8sOptions::new("oci://r/", common::filters_dir());
+    let out = common::scratch("istio-k8s-read-back");
+    wasmesh::write_files(&out, &wasmesh::k8s::generate(mesh, &opts).unwrap()).unwrap();
+    istio_input::load(&out, false)
         .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
-    assert_eq!(back.services[0].routes, mesh.services[0].routes);
+        .mesh
 }
