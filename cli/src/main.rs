@@ -20,10 +20,15 @@ struct Cli {
     command: Command,
 }
 
+/// Where a cluster pulls the filter modules from, unless `wasmesh k8s --filter-url`.
+const DEFAULT_FILTER_URL: &str = "oci://ghcr.io/wasmesh/filters/";
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TargetArg {
     Process,
     Compose,
+    /// Kubernetes and Istio manifests, as `wasmesh k8s` writes them with its defaults.
+    K8s,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -85,7 +90,7 @@ enum Command {
         out: PathBuf,
         /// Where the cluster fetches the filter modules from: an OCI reference prefix
         /// (`oci://registry/wasmesh/`) or an HTTPS URL prefix.
-        #[arg(long, default_value = "oci://ghcr.io/wasmesh/filters/")]
+        #[arg(long, default_value = DEFAULT_FILTER_URL)]
         filter_url: String,
         #[arg(long, default_value = wasmesh::DEFAULT_FILTERS_DIR)]
         filters: PathBuf,
@@ -243,6 +248,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let opts = match target {
                 TargetArg::Process => GenerateOptions::process(&out_label, port_base),
                 TargetArg::Compose => GenerateOptions::compose(&out_label),
+                TargetArg::K8s => {
+                    // The cluster's Istio issues certificates: none here.
+                    let opts = wasmesh::k8s::K8sOptions::new(
+                        DEFAULT_FILTER_URL,
+                        Path::new(wasmesh::DEFAULT_FILTERS_DIR),
+                    );
+                    let files = wasmesh::k8s::generate(&model, &opts)?;
+                    wasmesh::write_files(&out, &files)
+                        .with_context(|| format!("writing into {}", out.display()))?;
+                    println!("wrote {} manifests into {}", files.len(), out.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
             .with_bundle(bundle);
             let files = wasmesh::generate(&model, &opts)?;
