@@ -548,6 +548,46 @@ spec:
     );
 }
 
+/// Istio's JWT task names a remote JWKS. With a ServiceEntry (and TLS origination) for
+/// the key server, the authz filter fetches it through that egress cluster.
+#[test]
+fn a_jwks_uri_behind_a_service_entry_is_fetched_through_its_cluster() {
+    let extra = r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: github-raw }
+spec:
+  hosts: [raw.githubusercontent.com]
+  ports: [{ number: 443, name: http-443, protocol: HTTP }]
+  resolution: DNS
+  location: MESH_EXTERNAL
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: github-raw }
+spec:
+  host: raw.githubusercontent.com
+  trafficPolicy: { tls: { mode: SIMPLE } }
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: { name: jwt-example }
+spec:
+  selector: { matchLabels: { app: web } }
+  jwtRules:
+    - issuer: "testing@secure.istio.io"
+      jwksUri: "https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/jwks.json"
+"#;
+    let dir = common::scratch("istio-jwks-uri-egress");
+    std::fs::write(dir.join("in.yaml"), with_base(extra)).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    let rule = &mesh.services[0].filters.inbound[0].config["jwtRules"][0];
+    assert_eq!(rule["cluster"], "outbound|443||raw.githubusercontent.com");
+    assert!(mesh.egress[0].tls);
+    common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
+}
+
 #[test]
 fn an_istio_kind_wasmesh_does_not_read_is_unsupported_with_why() {
     refused(

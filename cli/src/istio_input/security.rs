@@ -186,18 +186,53 @@ impl Reader {
         }
     }
 
+    /// The cluster a sidecar reaches a JWKS URI through: an egress host's (TLS
+    /// originated for https) or a mesh service's. Istio's control plane fetches the
+    /// keys; here the authz filter does, so the host must be reachable from the mesh.
+    fn key_server_cluster(&self, uri: &str) -> Option<String> {
+        let (scheme, rest) = uri.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        let default_port = match scheme {
+            "https" => 443,
+            "http" => 80,
+            _ => return None,
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, default_port),
+        };
+        let tls = scheme == "https";
+        if let Some(e) = self
+            .mesh
+            .egress
+            .iter()
+            .find(|e| e.host == host && e.port == port && e.tls == tls)
+        {
+            return Some(crate::names::egress_cluster(&e.host, e.port));
+        }
+        let i = self.service_of_host(host, ROOT_NAMESPACE)?;
+        let s = &self.mesh.services[i];
+        (!tls && s.port == port).then(|| crate::names::outbound_cluster(s, None))
+    }
+
     pub(super) fn request_authentication(&mut self, d: &Doc, ra: &istio::RequestAuthentication) {
         let mut rules = Vec::new();
         for (k, r) in ra.spec.jwt_rules.iter().enumerate() {
-            if r.get("jwksUri").is_some() {
-                self.findings.unsupported(
-                    d,
-                    &format!("spec.jwtRules[{k}].jwksUri"),
-                    "the sidecar would need a cluster for the key server, which the mesh model does not declare; give the keys inline as `jwks`",
-                );
-                continue;
+            let mut rule = r.clone();
+            if let Some(uri) = r.get("jwksUri").and_then(Value::as_str) {
+                let Some(cluster) = self.key_server_cluster(uri) else {
+                    self.findings.unsupported(
+                        d,
+                        &format!("spec.jwtRules[{k}].jwksUri"),
+                        format!("{uri}: the sidecar fetches the keys itself, through a cluster: add a ServiceEntry for the key server's host and port (with a DestinationRule `tls: SIMPLE` for https), or give the keys inline as `jwks`"),
+                    );
+                    continue;
+                };
+                if let Some(obj) = rule.as_object_mut() {
+                    obj.insert("cluster".into(), json!(cluster));
+                }
             }
-            rules.push(r.clone());
+            rules.push(rule);
         }
         for i in self.policy_targets(d, &ra.spec.selector) {
             self.authz
