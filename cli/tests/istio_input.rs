@@ -21,6 +21,17 @@ fn read(label: &str, docs: &str, allow: bool) -> Result<istio_input::Loaded, Vec
     istio_input::load(&dir, allow)
 }
 
+/// `docs` read as in [`read`], strictly; the directory and the mesh (a panic listing
+/// the problems otherwise).
+fn read_ok(label: &str, docs: &str) -> (PathBuf, wasmesh::model::MeshFile) {
+    let dir = common::scratch(label);
+    std::fs::write(dir.join("input.yaml"), docs).unwrap();
+    let mesh = istio_input::load(&dir, false)
+        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
+        .mesh;
+    (dir, mesh)
+}
+
 fn messages(errors: &[MeshError]) -> Vec<String> {
     errors.iter().map(ToString::to_string).collect()
 }
@@ -197,9 +208,7 @@ spec:
   failStrategy: FAIL_OPEN
   match: [{ mode: SERVER }]
 "#;
-    let mesh = read("istio-telemetry", &with_base(extra), false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let mesh = read_ok("istio-telemetry", &with_base(extra)).1;
     let web = &mesh.services[0];
     let names: Vec<FilterName> = web.filters.inbound.iter().map(|f| f.name).collect();
     // AUTHZ priority 30 before 20, then the telemetry filter the Telemetry added.
@@ -376,9 +385,7 @@ spec:
   rules: [{ from: [{ source: { requestPrincipals: ["testing@secure.istio.io/*"] } }] }]
 "#
     );
-    let mesh = read("istio-gateway-authz", &with_base(&extra), false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let mesh = read_ok("istio-gateway-authz", &with_base(&extra)).1;
     let g = mesh.gateway.as_ref().unwrap();
     assert_eq!(g.filters[0].name, FilterName::Authz);
     assert_eq!(g.filters[0].config["policies"][0]["name"], "require-jwt");
@@ -409,9 +416,7 @@ spec:
   egress: [{ hosts: ["./db.default.svc.cluster.local", "istio-system/*"] }]
 "#
     );
-    let mesh = read("istio-sidecar", &with_base(&extra), false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let mesh = read_ok("istio-sidecar", &with_base(&extra)).1;
     let calls = |name: &str| {
         mesh.services
             .iter()
@@ -466,11 +471,7 @@ spec:
   rules: [{ to: [{ operation: { paths: ["/admin/*"] } }] }]
 "#
     );
-    let dir = common::scratch("istio-custom-authz");
-    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
-    let mesh = istio_input::load(&dir, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let (dir, mesh) = read_ok("istio-custom-authz", &with_base(&extra));
     assert_eq!(mesh.mesh.trust_domain, "example.org");
     let authz = &mesh.services[0].filters.inbound[0].config;
     assert_eq!(authz["policies"][0]["action"], "CUSTOM");
@@ -523,11 +524,7 @@ metadata: { name: mesh-default, namespace: istio-system }
 spec:
   tracing: [{ providers: [{ name: zipkin }], randomSamplingPercentage: 25 }]
 "#;
-    let dir = common::scratch("istio-tracer");
-    std::fs::write(dir.join("in.yaml"), with_base(extra)).unwrap();
-    let mesh = istio_input::load(&dir, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let (dir, mesh) = read_ok("istio-tracer", &with_base(extra));
     let t = mesh.mesh.tracing.as_ref().unwrap();
     assert_eq!(t.provider, wasmesh::model::TracingProvider::Zipkin);
     assert_eq!(t.address, "zipkin.istio-system.svc.cluster.local:9411");
@@ -577,11 +574,7 @@ spec:
     - issuer: "testing@secure.istio.io"
       jwksUri: "https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/jwks.json"
 "#;
-    let dir = common::scratch("istio-jwks-uri-egress");
-    std::fs::write(dir.join("in.yaml"), with_base(extra)).unwrap();
-    let mesh = istio_input::load(&dir, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let (dir, mesh) = read_ok("istio-jwks-uri-egress", &with_base(extra));
     let rule = &mesh.services[0].filters.inbound[0].config["jwtRules"][0];
     assert_eq!(rule["cluster"], "outbound|443||raw.githubusercontent.com");
     assert!(mesh.egress[0].tls);
@@ -821,11 +814,7 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
       route: [{ destination: { host: web, subset: v2 } }]
 "#
     );
-    let dir = common::scratch("istio-route-features");
-    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
-    let mesh = istio_input::load(&dir, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let (dir, mesh) = read_ok("istio-route-features", &with_base(&extra));
     let routes = &mesh.services[0].routes;
     let redirect = routes[0].redirect.as_ref().unwrap();
     assert_eq!(
@@ -890,11 +879,7 @@ fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
       route: [{ destination: { host: web } }]
 "#
     );
-    let dir = common::scratch("istio-cors");
-    std::fs::write(dir.join("in.yaml"), with_base(&extra)).unwrap();
-    let mesh = istio_input::load(&dir, false)
-        .unwrap_or_else(|e| panic!("{:#?}", messages(&e)))
-        .mesh;
+    let (dir, mesh) = read_ok("istio-cors", &with_base(&extra));
     let cors = mesh.services[0].routes[0].cors_policy.as_ref().unwrap();
     assert_eq!(cors.allow_methods, ["GET", "POST"]);
     assert_eq!(cors.max_age.unwrap().as_millis(), 86_400_000);
