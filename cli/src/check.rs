@@ -216,10 +216,24 @@ impl Checker<'_> {
         for (k, m) in r.matches.iter().enumerate() {
             self.match_spec(&format!("{at}.match[{k}]"), m);
         }
+        if let Some(x) = &r.direct_response {
+            if !(200..=599).contains(&x.status) {
+                self.err(
+                    format!("{at}.directResponse.status"),
+                    format!("{}: 200 to 599", x.status),
+                );
+            }
+            if r.redirect.is_some() || !r.route.is_empty() {
+                self.err(
+                    format!("{at}.directResponse"),
+                    "answers the request itself: no `route` or `redirect` beside it",
+                );
+            }
+        }
         match (&r.redirect, r.route.is_empty()) {
-            (None, true) => self.err(
+            (None, true) if r.direct_response.is_none() => self.err(
                 format!("{at}.route"),
-                "a route needs at least one destination (or a redirect)",
+                "a route needs at least one destination (or a redirect or direct response)",
             ),
             (Some(_), false) => self.err(
                 format!("{at}.redirect"),

@@ -319,6 +319,14 @@ pub struct QueryParameterMatcher {
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectResponse {
     pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<InlineString>,
+}
+
+/// A `DataSource` given inline.
+#[derive(Debug, Clone, Serialize)]
+pub struct InlineString {
+    pub inline_string: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

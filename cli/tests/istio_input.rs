@@ -732,15 +732,12 @@ fn kubernetes_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
 #[test]
 fn allow_unsupported_drops_each_field_with_a_warning_and_keeps_the_rest() {
     let extra = format!(
-        "{VS_HEAD}    - directResponse: {{ status: 503 }}\n      route: [{{ destination: {{ host: web, subset: v2 }}, headers: {{ request: {{ set: {{ a: b }} }} }} }}]\n"
+        "{VS_HEAD}    - delegate: {{ name: web-routes }}\n      route: [{{ destination: {{ host: web, subset: v2 }}, headers: {{ request: {{ set: {{ a: b }} }} }} }}]\n"
     );
     let loaded = read("istio-allow", &with_base(&extra), true).unwrap();
     let dropped = messages(&loaded.dropped);
     assert_eq!(dropped.len(), 2, "{dropped:#?}");
-    assert!(
-        dropped[0].contains("spec.http[0].directResponse"),
-        "{dropped:?}"
-    );
+    assert!(dropped[0].contains("spec.http[0].delegate"), "{dropped:?}");
     assert!(
         dropped[1].contains("spec.http[0].route[0].headers"),
         "{dropped:?}"
@@ -805,6 +802,9 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
         r#"    - name: old-path
       match: [{ uri: { prefix: /old } }]
       redirect: { uri: /new, authority: web.example, redirectCode: 308 }
+    - name: gone
+      match: [{ uri: { exact: /gone } }]
+      directResponse: { status: 410, body: { string: "gone for good" } }
     - name: api
       match: [{ uri: { prefix: /api/ }, queryParams: { debug: { exact: "1" } } }]
       rewrite: { uri: /, authority: web-internal }
@@ -826,7 +826,12 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
         (Some("/new"), Some("web.example"), 308)
     );
     assert!(routes[0].route.is_empty());
-    let api = &routes[1];
+    let gone = routes[1].direct_response.as_ref().unwrap();
+    assert_eq!(
+        (gone.status, gone.body.as_deref()),
+        (410, Some("gone for good"))
+    );
+    let api = &routes[2];
     assert_eq!(
         api.matches[0].query_params["debug"].exact.as_deref(),
         Some("1")
@@ -851,6 +856,7 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
         r#""request_headers_to_remove": ["#,
         r#""response_headers_to_remove": ["#,
         r#""query_parameters": ["#,
+        r#""inline_string": "gone for good""#,
     ] {
         assert!(text.contains(want), "web-v1-0.json lacks {want}");
     }

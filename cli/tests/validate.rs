@@ -44,7 +44,7 @@ fn a_redirect_beside_destinations_a_bad_redirect_code_and_a_regex_rewrite_are_re
             "mesh.yaml: services[0].routes[0].redirect: a redirect answers the request itself: no `route` beside it",
             "mesh.yaml: services[0].routes[1].redirect.redirectCode: 200: 301, 302, 303, 307 or 308",
             "mesh.yaml: services[0].routes[2].rewrite.uri: replaces the matched path prefix: not with a regex path match",
-            "mesh.yaml: services[0].routes[3].route: a route needs at least one destination (or a redirect)",
+            "mesh.yaml: services[0].routes[3].route: a route needs at least one destination (or a redirect or direct response)",
         ]
     );
 }

@@ -98,6 +98,13 @@ impl Builder<'_> {
             path_redirect: x.uri.clone(),
             response_code: redirect_code(x.redirect_code),
         });
+        let direct = r.direct_response.as_ref().map(|x| DirectResponse {
+            status: x.status,
+            body: x
+                .body
+                .clone()
+                .map(|inline_string| InlineString { inline_string }),
+        });
         let edits = r.headers.clone().unwrap_or_default();
         let matches = r.effective_matches();
         let many = matches.len() > 1;
@@ -111,8 +118,8 @@ impl Builder<'_> {
                     name.to_string()
                 },
                 matcher: route_match(m),
-                route: redirect.is_none().then(|| action.clone()),
-                direct_response: None,
+                route: (redirect.is_none() && direct.is_none()).then(|| action.clone()),
+                direct_response: direct.clone(),
                 redirect: redirect.clone(),
                 request_headers_to_add: header_options(&edits.request),
                 request_headers_to_remove: edits.request.remove.clone(),

@@ -117,9 +117,8 @@ pub fn why_unsupported(kind: &str, field: &str) -> String {
     let known = match (kind, last) {
         (_, "exportTo") => "every resource is visible mesh-wide in wasmesh",
         ("VirtualService", "tcp" | "tls") => "wasmesh routes HTTP only",
-        ("VirtualService", "directResponse" | "delegate") => {
-            "the mesh model has no direct responses or delegation yet"
-        }
+        ("VirtualService", "delegate") => "the mesh model has no delegation yet",
+        ("VirtualService", "bytes") => "a direct response body is a `string`",
         ("VirtualService", "allowOrigin" | "unmatchedPreflights") => {
             "a CORS policy has allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge and allowCredentials"
         }

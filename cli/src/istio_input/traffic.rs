@@ -6,9 +6,9 @@ use super::Reader;
 use crate::duration::Duration;
 use crate::istio;
 use crate::model::{
-    Abort, ConnectionPool, CorsPolicy, Delay, Destination, Fault, HeaderEdits, HeaderOperations,
-    LoadBalancer, MatchSpec, Mirror, MtlsMode, OutlierDetection, Redirect, Retries, Rewrite,
-    RouteSpec, StringMatch, TrafficPolicy,
+    Abort, ConnectionPool, CorsPolicy, Delay, Destination, DirectResponseSpec, Fault, HeaderEdits,
+    HeaderOperations, LoadBalancer, MatchSpec, Mirror, MtlsMode, OutlierDetection, Redirect,
+    Retries, Rewrite, RouteSpec, StringMatch, TrafficPolicy,
 };
 
 impl Reader {
@@ -205,11 +205,11 @@ impl Reader {
         let mut out = Vec::new();
         for (j, r) in vs.spec.http.iter().enumerate() {
             let at = format!("spec.http[{j}]");
-            if r.route.is_empty() && r.redirect.is_none() {
+            if r.route.is_empty() && r.redirect.is_none() && r.direct_response.is_none() {
                 self.findings.error(
                     d,
                     &format!("{at}.route"),
-                    "a route needs at least one destination (or a redirect)",
+                    "a route needs at least one destination (or a redirect or direct response)",
                 );
                 continue;
             }
@@ -273,6 +273,10 @@ impl Reader {
                 timeout,
                 mirror,
                 fault,
+                direct_response: r.direct_response.as_ref().map(|x| DirectResponseSpec {
+                    status: x.status,
+                    body: x.body.as_ref().map(|b| b.string.clone()),
+                }),
                 cors_policy: r.cors_policy.as_ref().map(|c| CorsPolicy {
                     allow_origins: c.allow_origins.iter().map(string_match).collect(),
                     allow_methods: c.allow_methods.clone(),

@@ -198,6 +198,13 @@ pub(super) fn http_route(
             authority: x.authority.clone(),
             redirect_code: Some(x.redirect_code),
         }),
+        direct_response: r
+            .direct_response
+            .as_ref()
+            .map(|x| istio::HttpDirectResponse {
+                status: x.status,
+                body: x.body.clone().map(|string| istio::HttpBody { string }),
+            }),
         rewrite: r.rewrite.as_ref().map(|w| istio::HttpRewrite {
             uri: w.uri.clone(),
             authority: w.authority.clone(),

@@ -277,7 +277,7 @@ pub struct RouteSpec {
     /// Any of these; none means every request.
     #[serde(default, rename = "match")]
     pub matches: Vec<MatchSpec>,
-    /// Where matching requests go; empty only with `redirect`.
+    /// Where matching requests go; empty only with `redirect` or `directResponse`.
     #[serde(default)]
     pub route: Vec<Destination>,
     #[serde(default)]
@@ -291,6 +291,9 @@ pub struct RouteSpec {
     /// Answer with a redirect instead of routing (Istio's HTTPRedirect).
     #[serde(default)]
     pub redirect: Option<Redirect>,
+    /// Answer with this status and body instead of routing (Istio's directResponse).
+    #[serde(default)]
+    pub direct_response: Option<DirectResponseSpec>,
     /// Rewrite the path prefix or the authority before forwarding.
     #[serde(default)]
     pub rewrite: Option<Rewrite>,
@@ -320,6 +323,15 @@ pub struct CorsPolicy {
     pub max_age: Option<Duration>,
     #[serde(default)]
     pub allow_credentials: Option<bool>,
+}
+
+/// Istio's HTTPDirectResponse, with the body as a string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DirectResponseSpec {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 /// Istio's HTTPRedirect: the parts of the URL to replace, and the status.
