@@ -642,9 +642,9 @@ fn destination_rule_fields_wasmesh_does_not_carry_are_refused_with_their_path() 
     };
     let cases = [
         (
-            "  trafficPolicy: { portLevelSettings: [] }\n",
-            "spec.trafficPolicy.portLevelSettings",
-            "one port",
+            "  trafficPolicy: { portLevelSettings: [{ port: { number: 80 }, tunnel: {} }] }\n",
+            "spec.trafficPolicy.portLevelSettings[0].tunnel",
+            "not read by wasmesh",
         ),
         (
             "  subsets: [{ name: v1, labels: { version: v1 }, trafficPolicy: {} }]\n",
@@ -670,6 +670,36 @@ fn destination_rule_fields_wasmesh_does_not_carry_are_refused_with_their_path() 
             assert!(text[0].contains(p), "{:?} lacks {p:?}", text[0]);
         }
     }
+}
+
+/// The service's one port's settings win over the rule's, as in Istio; a port the
+/// service does not have is an error.
+#[test]
+fn port_level_settings_for_the_services_port_override_the_policy() {
+    let rule = |port: u16| {
+        base().replace(
+            "  host: web\n",
+            &format!("  host: web\n  trafficPolicy:\n    loadBalancer: {{ simple: RANDOM }}\n    portLevelSettings:\n      - port: {{ number: {port} }}\n        loadBalancer: {{ simple: LEAST_REQUEST }}\n        connectionPool: {{ tcp: {{ maxConnections: 7 }} }}\n"),
+        )
+    };
+    let (_, mesh) = read_ok("istio-port-level", &rule(80));
+    let tp = &mesh.services[0].traffic_policy;
+    assert_eq!(
+        tp.load_balancer,
+        Some(wasmesh::model::LoadBalancer::LeastRequest)
+    );
+    assert_eq!(
+        tp.connection_pool.as_ref().unwrap().max_connections,
+        Some(7)
+    );
+    let errors = read("istio-port-level-wrong", &rule(81), false).unwrap_err();
+    assert!(
+        messages(&errors)[0].contains(
+            "spec.trafficPolicy.portLevelSettings[0].port.number: 81: the service has one port, 80"
+        ),
+        "{:?}",
+        messages(&errors)
+    );
 }
 
 #[test]

@@ -170,6 +170,7 @@ impl Reader {
         if tp.load_balancer.is_some()
             || tp.connection_pool.is_some()
             || tp.outlier_detection.is_some()
+            || !tp.port_level_settings.is_empty()
         {
             self.findings.unsupported(
                 d,

@@ -135,9 +135,6 @@ pub fn why_unsupported(kind: &str, field: &str) -> String {
         ("VirtualService", "mirrors" | "mirror_percent" | "mirrorPercent") => {
             "one `mirror` with `mirrorPercentage` only"
         }
-        ("DestinationRule", "portLevelSettings") => {
-            "a service has one port in the mesh model: set the policy on the whole trafficPolicy"
-        }
         ("DestinationRule", "trafficPolicy") if field.contains("subsets[") => {
             "per-subset traffic policies are not in the mesh model"
         }

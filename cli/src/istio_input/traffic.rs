@@ -66,9 +66,45 @@ impl Reader {
                 .insert(subset.name.clone(), version.clone());
         }
         if let Some(tp) = &dr.spec.traffic_policy {
-            let policy = self.traffic_policy(d, tp);
+            let merged = self.port_level_merged(d, tp, self.mesh.services[i].port);
+            let policy = self.traffic_policy(d, &merged);
             self.mesh.services[i].traffic_policy = policy;
         }
+    }
+
+    /// `tp` with its `portLevelSettings` entry for `port` laid over it (Istio: the
+    /// port's settings win); the service has that one port, so nothing else applies.
+    fn port_level_merged(
+        &mut self,
+        d: &Doc,
+        tp: &istio::TrafficPolicy,
+        port: u16,
+    ) -> istio::TrafficPolicy {
+        let mut merged = tp.clone();
+        merged.port_level_settings = Vec::new();
+        for (k, p) in tp.port_level_settings.iter().enumerate() {
+            if p.port.number != port {
+                self.findings.error(
+                    d,
+                    &format!("spec.trafficPolicy.portLevelSettings[{k}].port.number"),
+                    format!("{}: the service has one port, {port}", p.port.number),
+                );
+                continue;
+            }
+            if p.load_balancer.is_some() {
+                merged.load_balancer = p.load_balancer.clone();
+            }
+            if p.connection_pool.is_some() {
+                merged.connection_pool = p.connection_pool.clone();
+            }
+            if p.outlier_detection.is_some() {
+                merged.outlier_detection = p.outlier_detection.clone();
+            }
+            if p.tls.is_some() {
+                merged.tls = p.tls.clone();
+            }
+        }
+        merged
     }
 
     fn traffic_policy(&mut self, d: &Doc, tp: &istio::TrafficPolicy) -> TrafficPolicy {

@@ -45,6 +45,7 @@ pub(super) fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::Desti
                 ..Default::default()
             }
         }),
+        port_level_settings: Vec::new(),
     };
     istio::DestinationRule {
         api_version: istio::NETWORKING.into(),
