@@ -223,10 +223,48 @@ impl Checker<'_> {
         for (k, m) in r.matches.iter().enumerate() {
             self.match_spec(&format!("{at}.match[{k}]"), m);
         }
-        if r.route.is_empty() {
-            self.err(
+        if let Some(x) = &r.direct_response {
+            if !(200..=599).contains(&x.status) {
+                self.err(
+                    format!("{at}.directResponse.status"),
+                    format!("{}: 200 to 599", x.status),
+                );
+            }
+            if r.redirect.is_some() || !r.route.is_empty() {
+                self.err(
+                    format!("{at}.directResponse"),
+                    "answers the request itself: no `route` or `redirect` beside it",
+                );
+            }
+        }
+        match (&r.redirect, r.route.is_empty()) {
+            (None, true) if r.direct_response.is_none() => self.err(
                 format!("{at}.route"),
-                "a route needs at least one destination",
+                "a route needs at least one destination (or a redirect or direct response)",
+            ),
+            (Some(_), false) => self.err(
+                format!("{at}.redirect"),
+                "a redirect answers the request itself: no `route` beside it",
+            ),
+            (Some(x), true) if ![301, 302, 303, 307, 308].contains(&x.redirect_code) => self.err(
+                format!("{at}.redirect.redirectCode"),
+                format!("{}: 301, 302, 303, 307 or 308", x.redirect_code),
+            ),
+            _ => {}
+        }
+        if let Some(c) = &r.cors_policy {
+            for (k, o) in c.allow_origins.iter().enumerate() {
+                self.string_match(&format!("{at}.corsPolicy.allowOrigins[{k}]"), o);
+            }
+        }
+        let regex_match = r
+            .matches
+            .iter()
+            .any(|m| m.path.as_ref().is_some_and(|p| p.regex.is_some()));
+        if regex_match && r.rewrite.as_ref().is_some_and(|w| w.uri.is_some()) {
+            self.err(
+                format!("{at}.rewrite.uri"),
+                "replaces the matched path prefix: not with a regex path match",
             );
         }
         for (k, d) in r.route.iter().enumerate() {

@@ -156,7 +156,7 @@ pub fn compose(instances: &[Instance<'_>], opts: &GenerateOptions) -> ComposeFil
                 services.insert(
                     app.clone(),
                     Service {
-                        image: service.app.image.clone(),
+                        image: version.image(&service.app).to_string(),
                         environment: env,
                         // The app joins its sidecar's network namespace, so the sidecar
                         // must exist first: the app waits for it, never the reverse.

@@ -133,6 +133,8 @@ pub enum TypedConfig {
     DynamicModuleFilter(Box<DynamicModuleFilter>),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
     Router(Empty),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors")]
+    Cors(Empty),
     #[serde(
         rename = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
     )]
@@ -288,7 +290,7 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Route {
     pub name: String,
     #[serde(rename = "match")]
@@ -297,11 +299,60 @@ pub struct Route {
     pub route: Option<RouteAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_response: Option<DirectResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<RedirectAction>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_remove: Vec<String>,
+    /// Per-route config of HTTP filters by filter name (the CORS policy).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub typed_per_filter_config: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedirectAction {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_redirect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_redirect: Option<String>,
+    pub response_code: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValueOption {
+    pub header: HeaderValue,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD` (Istio's set) or `APPEND_IF_EXISTS_OR_ADD` (add).
+    pub append_action: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryParameterMatcher {
+    pub name: String,
+    pub string_match: StringMatcher,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectResponse {
     pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<InlineString>,
+}
+
+/// A `DataSource` given inline.
+#[derive(Debug, Clone, Serialize)]
+pub struct InlineString {
+    pub inline_string: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -314,6 +365,8 @@ pub struct RouteMatch {
     pub safe_regex: Option<RegexMatcher>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub query_parameters: Vec<QueryParameterMatcher>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -347,6 +400,8 @@ pub struct RouteAction {
     pub weighted_clusters: Option<WeightedClusters>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefix_rewrite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

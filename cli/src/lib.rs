@@ -19,6 +19,7 @@ pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
 pub mod istio;
+pub mod istio_input;
 pub mod k8s;
 pub mod localhttp;
 pub mod model;
@@ -131,8 +132,22 @@ pub enum GenerateError {
     NativeInCompose,
 }
 
-/// Reads and checks a mesh file: all its problems, or the model.
+/// Reads and checks a mesh file, or Istio resources (a directory, or YAML of
+/// Kubernetes objects: [`istio_input`]) with every unsupported field an error: all the
+/// problems, or the model.
 pub fn load(file: &Path) -> Result<MeshFile, Vec<MeshError>> {
+    load_with(file, false).map(|(mesh, _)| mesh)
+}
+
+/// [`load`], and for Istio input with `allow_unsupported` the unsupported fields it
+/// dropped (each a warning to print) instead of failing on them.
+pub fn load_with(
+    file: &Path,
+    allow_unsupported: bool,
+) -> Result<(MeshFile, Vec<MeshError>), Vec<MeshError>> {
+    if istio_input::is_istio_input(file) {
+        return istio_input::load(file, allow_unsupported).map(|l| (l.mesh, l.dropped));
+    }
     let text = std::fs::read_to_string(file).map_err(|e| {
         vec![MeshError {
             file: file.to_path_buf(),
@@ -141,7 +156,20 @@ pub fn load(file: &Path) -> Result<MeshFile, Vec<MeshError>> {
             message: format!("cannot read: {e}"),
         }]
     })?;
-    load_str(file, &text)
+    load_str(file, &text).map(|mesh| (mesh, Vec::new()))
+}
+
+/// Prints each unsupported field `--allow-unsupported` dropped, on stderr.
+pub fn print_dropped(dropped: &[MeshError]) {
+    for e in dropped {
+        eprintln!("warning: dropped {e}");
+    }
+    if !dropped.is_empty() {
+        eprintln!(
+            "warning: {} unsupported field(s) dropped (--allow-unsupported)",
+            dropped.len()
+        );
+    }
 }
 
 /// [`load`] for text already read (`file` names it in errors).

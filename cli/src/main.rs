@@ -20,10 +20,15 @@ struct Cli {
     command: Command,
 }
 
+/// Where a cluster pulls the filter modules from, unless `wasmesh k8s --filter-url`.
+const DEFAULT_FILTER_URL: &str = "oci://ghcr.io/wasmesh/filters/";
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TargetArg {
     Process,
     Compose,
+    /// Kubernetes and Istio manifests, as `wasmesh k8s` writes them with its defaults.
+    K8s,
 }
 
 /// What the generated Envoys load the filters as.
@@ -56,6 +61,8 @@ enum Command {
     /// Write every sidecar's and the gateway's Envoy bootstrap, prometheus.yml and the
     /// run plan (process) or docker-compose.yml (compose); issue missing certificates.
     Generate {
+        /// The mesh file, or Istio resources: a directory or multi-document YAML
+        /// (docs/istio-resources.md).
         mesh: PathBuf,
         #[arg(long)]
         out: PathBuf,
@@ -77,9 +84,12 @@ enum Command {
         /// Load the filters as Wasm modules or as the native dynamic module.
         #[arg(long, value_enum, default_value = "wasm")]
         target_filters: FilterTargetArg,
+        #[command(flatten)]
+        input: InputArg,
     },
-    /// Check the mesh file: schema, references, weights, ports; load every filter
-    /// config into the compiled filter; run `envoy --mode validate` when Envoy is found.
+    /// Check the mesh file (or Istio resources): schema, references, weights, ports;
+    /// load every filter config into the compiled filter; run `envoy --mode validate`
+    /// when Envoy is found.
     Validate {
         mesh: PathBuf,
         /// Directory of the compiled filters (`<name>.wasm`).
@@ -92,6 +102,8 @@ enum Command {
         /// into mesh.wasm, and the bundled bootstraps validated by Envoy.
         #[arg(long)]
         bundle: bool,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Write Kubernetes and Istio manifests of the mesh.
     K8s {
@@ -100,7 +112,7 @@ enum Command {
         out: PathBuf,
         /// Where the cluster fetches the filter modules from: an OCI reference prefix
         /// (`oci://registry/wasmesh/`) or an HTTPS URL prefix.
-        #[arg(long, default_value = "oci://ghcr.io/wasmesh/filters/")]
+        #[arg(long, default_value = DEFAULT_FILTER_URL)]
         filter_url: String,
         #[arg(long, default_value = wasmesh::DEFAULT_FILTERS_DIR)]
         filters: PathBuf,
@@ -108,6 +120,8 @@ enum Command {
         /// RequestAuthentication; `wasm`: always our authz filter.
         #[arg(long, value_enum, default_value = "native")]
         authz: AuthzArg,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Run the mesh locally (process mode): build what is missing, start every app,
     /// sidecar, the gateway and Prometheus (when installed), wait until all are ready.
@@ -148,6 +162,8 @@ enum Command {
         /// (`generate --target-filters native`; process mode only).
         #[arg(long, conflicts_with = "docker")]
         native: bool,
+        #[command(flatten)]
+        input: InputArg,
     },
     /// Stop everything `wasmesh up` started, processes or compose project, as the state
     /// file records (idempotent).
@@ -192,6 +208,14 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct InputArg {
+    /// Istio input: drop the fields wasmesh does not carry, each listed as a warning,
+    /// instead of refusing them.
+    #[arg(long)]
+    allow_unsupported: bool,
+}
+
+#[derive(clap::Args)]
 struct StateDirArg {
     /// Where `up` keeps generated configs, logs and the state of a running mesh.
     #[arg(long, default_value = wasmesh::state::DEFAULT_STATE_DIR)]
@@ -219,8 +243,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(mesh: &Path) -> Result<wasmesh::model::MeshFile> {
-    wasmesh::load(mesh).map_err(|errors| report_errors(&errors))
+fn load(mesh: &Path, allow_unsupported: bool) -> Result<wasmesh::model::MeshFile> {
+    let (model, dropped) =
+        wasmesh::load_with(mesh, allow_unsupported).map_err(|errors| report_errors(&errors))?;
+    wasmesh::print_dropped(&dropped);
+    Ok(model)
 }
 
 fn report_errors(errors: &[MeshError]) -> anyhow::Error {
@@ -241,12 +268,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_certs,
             bundle,
             target_filters,
+            input,
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, input.allow_unsupported)?;
             let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
             let opts = match target {
                 TargetArg::Process => GenerateOptions::process(&out_label, port_base),
                 TargetArg::Compose => GenerateOptions::compose(&out_label),
+                TargetArg::K8s => {
+                    // The cluster's Istio issues certificates: none here.
+                    let opts = wasmesh::k8s::K8sOptions::new(
+                        DEFAULT_FILTER_URL,
+                        Path::new(wasmesh::DEFAULT_FILTERS_DIR),
+                    );
+                    let files = wasmesh::k8s::generate(&model, &opts)?;
+                    wasmesh::write_files(&out, &files)
+                        .with_context(|| format!("writing into {}", out.display()))?;
+                    println!("wrote {} manifests into {}", files.len(), out.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
             }
             .with_bundle(bundle)
             .with_filter_target(target_filters.into());
@@ -270,15 +310,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             filters,
             no_envoy,
             bundle,
-        } => validate(&mesh, &filters, no_envoy, bundle),
+            input,
+        } => validate(&mesh, &filters, no_envoy, bundle, input.allow_unsupported),
         Command::K8s {
             mesh,
             out,
             filter_url,
             filters,
             authz,
+            input,
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, input.allow_unsupported)?;
             let mut opts = wasmesh::k8s::K8sOptions::new(&filter_url, &filters);
             opts.authz = match authz {
                 AuthzArg::Native => wasmesh::k8s::AuthzMode::Native,
@@ -303,6 +345,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             project,
             bundle,
             native,
+            input,
         } => {
             let backend = backend::for_up(docker.then_some(project));
             let opts = UpOptions {
@@ -320,6 +363,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     wasmesh::FilterTarget::Wasm
                 },
+                allow_unsupported: input.allow_unsupported,
             };
             let started = std::time::Instant::now();
             let st = backend.up(&opts)?;
@@ -330,7 +374,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
             let flags = backend::state_dir_flag(&opts.state_dir);
-            let model = wasmesh::load(&st.mesh_file).ok();
+            let model = wasmesh::load_with(&st.mesh_file, opts.allow_unsupported)
+                .ok()
+                .map(|(m, _)| m);
             print!(
                 "{}",
                 wasmesh::summary::render(&st, model.as_ref(), &exe_name(), &flags)
@@ -388,7 +434,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Certs {
             action: CertsAction::Rotate { mesh, certs },
         } => {
-            let model = load(&mesh)?;
+            let model = load(&mesh, false)?;
             let r = certs::rotate(&model, &certs)?;
             println!(
                 "re-issued {} workload certificates in {}",
@@ -417,9 +463,20 @@ fn exe_name() -> String {
         .unwrap_or_else(|| exe.display().to_string())
 }
 
-fn validate(mesh: &Path, filters: &Path, no_envoy: bool, bundle: bool) -> Result<ExitCode> {
-    let model = match wasmesh::load(mesh) {
-        Ok(m) => m,
+fn validate(
+    mesh: &Path,
+    filters: &Path,
+    no_envoy: bool,
+    bundle: bool,
+    allow_unsupported: bool,
+) -> Result<ExitCode> {
+    let model = match wasmesh::load_with(mesh, allow_unsupported) {
+        Ok((m, dropped)) => {
+            for e in &dropped {
+                println!("warning: dropped {e}");
+            }
+            m
+        }
         Err(errors) => {
             for e in &errors {
                 println!("{e}");

@@ -51,6 +51,22 @@ fn gateway_client_cas_without_mutual_are_refused() {
 }
 
 #[test]
+fn a_redirect_beside_destinations_a_bad_redirect_code_and_a_regex_rewrite_are_refused() {
+    let yaml = format!(
+        "{BASE}    routes:\n      - redirect: {{ uri: /new }}\n        route: [{{ version: v1 }}]\n      - redirect: {{ uri: /new, redirectCode: 200 }}\n      - match: [{{ path: {{ regex: \"/v[0-9]+\" }} }}]\n        rewrite: {{ uri: / }}\n        route: [{{ version: v1 }}]\n      - route: []\n"
+    );
+    assert_eq!(
+        errors(&yaml),
+        [
+            "mesh.yaml: services[0].routes[0].redirect: a redirect answers the request itself: no `route` beside it",
+            "mesh.yaml: services[0].routes[1].redirect.redirectCode: 200: 301, 302, 303, 307 or 308",
+            "mesh.yaml: services[0].routes[2].rewrite.uri: replaces the matched path prefix: not with a regex path match",
+            "mesh.yaml: services[0].routes[3].route: a route needs at least one destination (or a redirect or direct response)",
+        ]
+    );
+}
+
+#[test]
 fn a_load_balancer_is_a_simple_name_or_a_consistent_hash_on_a_header() {
     let lb = |v: &str| format!("{BASE}    trafficPolicy:\n      loadBalancer: {v}\n");
     assert_eq!(errors(&lb("LEAST_REQUEST")), Vec::<String>::new());

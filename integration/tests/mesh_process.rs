@@ -49,16 +49,7 @@ fn bookinfo_process_mode_end_to_end() {
         ProcessMesh::start(&paths::workspace_root().join("integration/tests/meshes/bookinfo.yaml"))
             .unwrap();
     eprintln!("up in {:.1} s", started.elapsed().as_secs_f64());
-    let failures = scenarios::run_all(&mut mesh);
-    if !failures.is_empty() {
-        let logs = mesh.keep_logs();
-        panic!(
-            "{} scenario(s) failed (logs in {}/logs):\n{}",
-            failures.len(),
-            logs.display(),
-            failures.join("\n")
-        );
-    }
+    mesh.run_scenarios(&scenarios::ALL).unwrap();
 
     // down stops everything up started: no PID and no process group is left.
     let pids = mesh.pids();

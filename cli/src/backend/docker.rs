@@ -226,7 +226,7 @@ fn up(project: &str, opts: &UpOptions) -> Result<State> {
         );
     }
 
-    let mesh = load_mesh(&opts.mesh)?;
+    let mesh = load_mesh(&opts.mesh, opts.allow_unsupported)?;
     let gateway_port = opts
         .gateway_port
         .or_else(|| mesh.gateway.as_ref().map(|g| g.port));

@@ -44,6 +44,8 @@ pub struct UpOptions {
     pub bundle: bool,
     /// Wasm modules or the native dynamic module (`up --native`).
     pub filter_target: crate::FilterTarget,
+    /// Istio input: unsupported fields are dropped with a warning instead of refused.
+    pub allow_unsupported: bool,
 }
 
 /// One way of running the local mesh.
@@ -108,14 +110,19 @@ fn refuse_if_up(dir: &Path) -> Result<()> {
     state::remove(dir)
 }
 
-/// The checked mesh file, each problem printed.
-fn load_mesh(file: &Path) -> Result<MeshFile> {
-    crate::load(file).map_err(|errors| {
-        for e in &errors {
-            eprintln!("{e}");
-        }
-        anyhow!("{} problem(s) in {}", errors.len(), file.display())
-    })
+/// The checked mesh file (or Istio input), each problem printed.
+fn load_mesh(file: &Path, allow_unsupported: bool) -> Result<MeshFile> {
+    crate::load_with(file, allow_unsupported)
+        .map(|(mesh, dropped)| {
+            crate::print_dropped(&dropped);
+            mesh
+        })
+        .map_err(|errors| {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            anyhow!("{} problem(s) in {}", errors.len(), file.display())
+        })
 }
 
 /// `PORT (label)` of each port that cannot be bound on `host` right now.

@@ -161,7 +161,7 @@ impl Backend for Process {
 /// Generates the process target into `STATE_DIR/config` (named relative to the root,
 /// as the plan wants) and issues missing certificates; the run plan and the files.
 fn generate(opts: &UpOptions) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
-    let mut mesh = load_mesh(&opts.mesh)?;
+    let mut mesh = load_mesh(&opts.mesh, opts.allow_unsupported)?;
     if let (Some(port), Some(g)) = (opts.gateway_port, mesh.gateway.as_mut()) {
         g.port = port;
     }

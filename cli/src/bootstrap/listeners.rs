@@ -27,6 +27,7 @@ impl Builder<'_> {
                 ..Default::default()
             }),
             direct_response: None,
+            ..Default::default()
         };
         let i = chains::service_index(self.mesh, s);
         let filters = chains::inbound(self.mesh, i).specs();
@@ -105,9 +106,17 @@ impl Builder<'_> {
                         ..Default::default()
                     }),
                     direct_response: None,
+                    ..Default::default()
                 }],
             });
         }
+        let http_filters = with_cors(
+            &vhosts,
+            self.http_filters(
+                &chains::outbound(self.mesh, chains::service_index(self.mesh, s)).specs(),
+                None,
+            ),
+        );
         let hcm = HttpConnectionManager {
             stat_prefix: "outbound_0.0.0.0_15001".into(),
             codec_type: "AUTO",
@@ -115,10 +124,7 @@ impl Builder<'_> {
                 name: "outbound".into(),
                 virtual_hosts: vhosts,
             },
-            http_filters: self.http_filters(
-                &chains::outbound(self.mesh, chains::service_index(self.mesh, s)).specs(),
-                None,
-            ),
+            http_filters,
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -159,18 +165,23 @@ impl Builder<'_> {
             .enumerate()
             .flat_map(|(j, r)| self.routes_for(&format!("{}.{j}", g.name), r, None))
             .collect();
+        let vhosts = vec![VirtualHost {
+            name: g.name.clone(),
+            domains,
+            routes,
+        }];
+        let http_filters = with_cors(
+            &vhosts,
+            self.http_filters(&chains::gateway(self.mesh).specs(), None),
+        );
         let hcm = HttpConnectionManager {
             stat_prefix: format!("gateway_{}", g.port),
             codec_type: "AUTO",
             route_config: RouteConfiguration {
                 name: format!("http.{}", g.port),
-                virtual_hosts: vec![VirtualHost {
-                    name: g.name.clone(),
-                    domains,
-                    routes,
-                }],
+                virtual_hosts: vhosts,
             },
-            http_filters: self.http_filters(&chains::gateway(self.mesh).specs(), None),
+            http_filters,
             tracing: self.tracing(),
             normalize_path: true,
             merge_slashes: true,
@@ -256,6 +267,25 @@ pub(super) fn chain(
     }
 }
 
+/// `filters` with Envoy's CORS filter first when a route of `vhosts` has a CORS
+/// policy (as Istio puts it before the rest); unchanged otherwise.
+fn with_cors(vhosts: &[VirtualHost], mut filters: Vec<HttpFilter>) -> Vec<HttpFilter> {
+    let any = vhosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .any(|r| r.typed_per_filter_config.contains_key(routes::CORS_FILTER));
+    if any {
+        filters.insert(
+            0,
+            HttpFilter {
+                name: routes::CORS_FILTER.into(),
+                typed_config: TypedConfig::Cors(Empty {}),
+            },
+        );
+    }
+    filters
+}
+
 fn tls_inspector() -> ListenerFilter {
     ListenerFilter {
         name: "envoy.filters.listener.tls_inspector".into(),
@@ -292,6 +322,7 @@ pub(super) fn admin_proxy_listener(
                         ..Default::default()
                     }),
                     direct_response: None,
+                    ..Default::default()
                 }],
             }],
         },

@@ -34,6 +34,7 @@ impl Builder<'_> {
                 ..Default::default()
             }),
             direct_response: None,
+            ..Default::default()
         });
         routes
     }
@@ -48,7 +49,8 @@ impl Builder<'_> {
         let action = RouteAction {
             cluster: None,
             weighted_clusters: None,
-            prefix_rewrite: None,
+            prefix_rewrite: r.rewrite.as_ref().and_then(|w| w.uri.clone()),
+            host_rewrite_literal: r.rewrite.as_ref().and_then(|w| w.authority.clone()),
             timeout: Some(r.timeout.map_or_else(|| "0s".to_string(), |t| t.envoy())),
             retry_policy: retry_policy(r.retries.as_ref()),
             request_mirror_policies: r
@@ -101,6 +103,19 @@ impl Builder<'_> {
                 ..action
             },
         };
+        let redirect = r.redirect.as_ref().map(|x| RedirectAction {
+            host_redirect: x.authority.clone(),
+            path_redirect: x.uri.clone(),
+            response_code: redirect_code(x.redirect_code),
+        });
+        let direct = r.direct_response.as_ref().map(|x| DirectResponse {
+            status: x.status,
+            body: x
+                .body
+                .clone()
+                .map(|inline_string| InlineString { inline_string }),
+        });
+        let edits = r.headers.clone().unwrap_or_default();
         let matches = r.effective_matches();
         let many = matches.len() > 1;
         matches
@@ -113,8 +128,19 @@ impl Builder<'_> {
                     name.to_string()
                 },
                 matcher: route_match(m),
-                route: Some(action.clone()),
-                direct_response: None,
+                route: (redirect.is_none() && direct.is_none()).then(|| action.clone()),
+                direct_response: direct.clone(),
+                redirect: redirect.clone(),
+                request_headers_to_add: header_options(&edits.request),
+                request_headers_to_remove: edits.request.remove.clone(),
+                response_headers_to_add: header_options(&edits.response),
+                response_headers_to_remove: edits.response.remove.clone(),
+                typed_per_filter_config: r
+                    .cors_policy
+                    .as_ref()
+                    .map(|c| (CORS_FILTER.to_string(), cors_policy(c)))
+                    .into_iter()
+                    .collect(),
             })
             .collect()
     }
@@ -148,6 +174,70 @@ fn hash_policy(s: &ServiceSpec) -> Vec<HashPolicy> {
             },
         })
         .into_iter()
+        .collect()
+}
+
+/// Envoy's CORS filter: in a listener's chain (first) when one of its routes has a
+/// CORS policy, which the route carries as the filter's per-route config.
+pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// Istio's CorsPolicy as Envoy's per-route `CorsPolicy`.
+fn cors_policy(c: &crate::model::CorsPolicy) -> serde_json::Value {
+    let origins: Vec<StringMatcher> = c
+        .allow_origins
+        .iter()
+        .map(|m| string_matcher(m.single()))
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "@type".into(),
+        json!("type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"),
+    );
+    out.insert("allow_origin_string_match".into(), json!(origins));
+    let mut list = |key: &str, items: &[String]| {
+        if !items.is_empty() {
+            out.insert(key.into(), json!(items.join(",")));
+        }
+    };
+    list("allow_methods", &c.allow_methods);
+    list("allow_headers", &c.allow_headers);
+    list("expose_headers", &c.expose_headers);
+    if let Some(age) = c.max_age {
+        out.insert(
+            "max_age".into(),
+            json!((age.as_millis() / 1000).to_string()),
+        );
+    }
+    if let Some(credentials) = c.allow_credentials {
+        out.insert("allow_credentials".into(), json!(credentials));
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Envoy's name of a redirect status (`wasmesh validate` refuses any other code).
+pub(crate) fn redirect_code(code: u16) -> &'static str {
+    match code {
+        302 => "FOUND",
+        303 => "SEE_OTHER",
+        307 => "TEMPORARY_REDIRECT",
+        308 => "PERMANENT_REDIRECT",
+        _ => "MOVED_PERMANENTLY",
+    }
+}
+
+/// Istio's `set` (overwrite) then `add` (append) as Envoy header options.
+fn header_options(e: &crate::model::HeaderEdits) -> Vec<HeaderValueOption> {
+    let one = |(key, value): (&String, &String), append_action| HeaderValueOption {
+        header: HeaderValue {
+            key: key.clone(),
+            value: value.clone(),
+        },
+        append_action,
+    };
+    e.set
+        .iter()
+        .map(|kv| one(kv, "OVERWRITE_IF_EXISTS_OR_ADD"))
+        .chain(e.add.iter().map(|kv| one(kv, "APPEND_IF_EXISTS_OR_ADD")))
         .collect()
 }
 
@@ -236,6 +326,12 @@ fn route_match(m: &MatchSpec) -> RouteMatch {
         rm.headers.push(HeaderMatcher {
             name: ":method".into(),
             string_match: string_matcher(method.single()),
+        });
+    }
+    for (name, q) in &m.query_params {
+        rm.query_parameters.push(QueryParameterMatcher {
+            name: name.clone(),
+            string_match: string_matcher(q.single()),
         });
     }
     rm

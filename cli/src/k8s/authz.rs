@@ -98,6 +98,7 @@ impl NativeAuthz {
                 spec: istio::AuthorizationPolicySpec {
                     selector: selector.clone(),
                     action: action.clone(),
+                    provider: None,
                     rules: rules.clone(),
                 },
             };

@@ -124,6 +124,7 @@ pub fn generate(mesh: &MeshFile, opts: &K8sOptions) -> Result<Vec<OutputFile>, G
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default(),
             },
+            ..Default::default()
         },
     };
     out.push(ISTIO_SYSTEM, "PeerAuthentication", "default", &peer)?;
@@ -213,7 +214,7 @@ fn service(
                         service_account_name: Some(s.service_account().into()),
                         containers: vec![Container {
                             name: s.name.clone(),
-                            image: Some(s.app.image.clone()),
+                            image: Some(v.image(&s.app).to_string()),
                             ports: Some(vec![ContainerPort {
                                 container_port: i32::from(s.app_port()),
                                 ..Default::default()

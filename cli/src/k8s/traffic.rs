@@ -3,7 +3,7 @@
 
 use super::{labels, meta, Out, ISTIO_SYSTEM};
 use crate::istio;
-use crate::model::{MeshFile, RouteSpec, ServiceSpec};
+use crate::model::{HeaderEdits, MeshFile, RouteSpec, ServiceSpec};
 use crate::names::service_host;
 use crate::GenerateError;
 use std::collections::BTreeMap;
@@ -24,9 +24,9 @@ pub(super) fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::Desti
             .connection_pool
             .as_ref()
             .map(|cp| istio::ConnectionPoolSettings {
-                tcp: cp
-                    .max_connections
-                    .map(|m| istio::TcpSettings { max_connections: m }),
+                tcp: cp.max_connections.map(|m| istio::TcpSettings {
+                    max_connections: Some(m),
+                }),
                 http: Some(istio::HttpSettings {
                     http1_max_pending_requests: cp.max_pending_requests,
                     http2_max_requests: cp.max_requests,
@@ -48,6 +48,7 @@ pub(super) fn destination_rule(mesh: &MeshFile, s: &ServiceSpec) -> istio::Desti
                 ..Default::default()
             }
         }),
+        port_level_settings: Vec::new(),
     };
     istio::DestinationRule {
         api_version: istio::NETWORKING.into(),
@@ -153,6 +154,11 @@ pub(super) fn http_route(
                     .map(|(k, v)| (k.clone(), string_match(v)))
                     .collect(),
                 method: m.method.as_ref().map(string_match),
+                query_params: m
+                    .query_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), string_match(v)))
+                    .collect(),
             })
             .collect(),
         route: r
@@ -191,5 +197,42 @@ pub(super) fn http_route(
                     },
                 }),
             }),
+        redirect: r.redirect.as_ref().map(|x| istio::HttpRedirect {
+            uri: x.uri.clone(),
+            authority: x.authority.clone(),
+            redirect_code: Some(x.redirect_code),
+        }),
+        direct_response: r
+            .direct_response
+            .as_ref()
+            .map(|x| istio::HttpDirectResponse {
+                status: x.status,
+                body: x.body.clone().map(|string| istio::HttpBody { string }),
+            }),
+        rewrite: r.rewrite.as_ref().map(|w| istio::HttpRewrite {
+            uri: w.uri.clone(),
+            authority: w.authority.clone(),
+        }),
+        headers: r.headers.as_ref().map(|h| {
+            let ops = |e: &HeaderEdits| {
+                (!e.is_empty()).then(|| istio::HeaderOperations {
+                    set: e.set.clone(),
+                    add: e.add.clone(),
+                    remove: e.remove.clone(),
+                })
+            };
+            istio::Headers {
+                request: ops(&h.request),
+                response: ops(&h.response),
+            }
+        }),
+        cors_policy: r.cors_policy.as_ref().map(|c| istio::CorsPolicy {
+            allow_origins: c.allow_origins.iter().map(string_match).collect(),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age: c.max_age.map(|d| d.to_string()),
+            allow_credentials: c.allow_credentials,
+        }),
     }
 }

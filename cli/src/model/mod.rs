@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MeshFile {
     pub mesh: MeshSpec,
@@ -28,7 +28,7 @@ pub struct MeshFile {
     pub egress: Vec<EgressSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MeshSpec {
     pub name: String,
@@ -93,7 +93,7 @@ pub enum MtlsMode {
     Disable,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TracingSpec {
     pub provider: TracingProvider,
@@ -115,7 +115,7 @@ pub enum TracingProvider {
     Opentelemetry,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceSpec {
     pub name: String,
@@ -157,6 +157,7 @@ fn default_versions() -> Vec<VersionSpec> {
         name: "v1".to_string(),
         replicas: 1,
         labels: BTreeMap::new(),
+        image: None,
     }]
 }
 
@@ -194,7 +195,7 @@ impl Protocol {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VersionSpec {
     pub name: String,
@@ -203,6 +204,17 @@ pub struct VersionSpec {
     /// Extra pod labels (Kubernetes output); `app` and `version` are always set.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// This version's image, where versions differ (Istio's Bookinfo ships one image
+    /// per reviews version); default `app.image`. Compose and Kubernetes only.
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+impl VersionSpec {
+    /// The image this version's pods and containers run.
+    pub fn image<'a>(&'a self, app: &'a AppSpec) -> &'a str {
+        self.image.as_deref().unwrap_or(&app.image)
+    }
 }
 
 fn one() -> u32 {
@@ -211,7 +223,7 @@ fn one() -> u32 {
 
 /// How the app itself is started: a command for `--target process`, an image for
 /// `--target compose` and Kubernetes. Defaults are the demo services of issue 9.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AppSpec {
     #[serde(default = "default_command")]
@@ -241,7 +253,7 @@ fn default_image() -> String {
 }
 
 /// DestinationRule's trafficPolicy subset.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TrafficPolicy {
     #[serde(default)]
@@ -306,7 +318,7 @@ impl LoadBalancer {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionPool {
     pub max_connections: Option<u32>,
@@ -315,7 +327,7 @@ pub struct ConnectionPool {
     pub max_retries: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutlierDetection {
     #[serde(default = "five")]
@@ -342,7 +354,7 @@ fn thirty_seconds() -> Duration {
 }
 
 /// One VirtualService http route.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouteSpec {
     #[serde(default)]
@@ -350,6 +362,8 @@ pub struct RouteSpec {
     /// Any of these; none means every request.
     #[serde(default, rename = "match")]
     pub matches: Vec<MatchSpec>,
+    /// Where matching requests go; empty only with `redirect` or `directResponse`.
+    #[serde(default)]
     pub route: Vec<Destination>,
     #[serde(default)]
     pub retries: Option<Retries>,
@@ -359,6 +373,107 @@ pub struct RouteSpec {
     pub mirror: Option<Mirror>,
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Answer with a redirect instead of routing (Istio's HTTPRedirect).
+    #[serde(default)]
+    pub redirect: Option<Redirect>,
+    /// Answer with this status and body instead of routing (Istio's directResponse).
+    #[serde(default)]
+    pub direct_response: Option<DirectResponseSpec>,
+    /// Rewrite the path prefix or the authority before forwarding.
+    #[serde(default)]
+    pub rewrite: Option<Rewrite>,
+    /// Header operations on the request forwarded and the response returned.
+    #[serde(default)]
+    pub headers: Option<HeaderOperations>,
+    /// Cross-origin requests (Istio's corsPolicy): Envoy's CORS filter answers
+    /// preflights and adds the response headers.
+    #[serde(default)]
+    pub cors_policy: Option<CorsPolicy>,
+}
+
+/// Istio's CorsPolicy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CorsPolicy {
+    /// Each a StringMatch with one of `exact`, `prefix`, `regex`.
+    #[serde(default)]
+    pub allow_origins: Vec<StringMatch>,
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age: Option<Duration>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+}
+
+/// Istio's HTTPDirectResponse, with the body as a string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DirectResponseSpec {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// Istio's HTTPRedirect: the parts of the URL to replace, and the status.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Redirect {
+    /// Replaces the whole path.
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// 301 (default), 302, 303, 307 or 308.
+    #[serde(default = "moved_permanently")]
+    pub redirect_code: u16,
+}
+
+fn moved_permanently() -> u16 {
+    301
+}
+
+/// Istio's HTTPRewrite: `uri` replaces the matched path prefix (the whole path for
+/// an exact match); `authority` replaces the Host.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rewrite {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+/// Istio's Headers on a route.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub request: HeaderEdits,
+    #[serde(default)]
+    pub response: HeaderEdits,
+}
+
+/// `set` overwrites, `add` appends, `remove` drops.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
 }
 
 impl RouteSpec {
@@ -372,7 +487,7 @@ impl RouteSpec {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchSpec {
     #[serde(default)]
@@ -381,10 +496,13 @@ pub struct MatchSpec {
     pub headers: BTreeMap<String, StringMatch>,
     #[serde(default)]
     pub method: Option<StringMatch>,
+    /// Query parameters, by name (Istio's `queryParams`).
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
 }
 
 /// Istio's StringMatch: exactly one of the three.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct StringMatch {
     pub exact: Option<String>,
@@ -412,7 +530,7 @@ impl StringMatch {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Destination {
     /// Defaults to the service the route belongs to (required at the gateway).
@@ -425,7 +543,7 @@ pub struct Destination {
     pub weight: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Retries {
     pub attempts: u32,
@@ -435,7 +553,7 @@ pub struct Retries {
     pub retry_on: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mirror {
     #[serde(default)]
@@ -450,7 +568,7 @@ fn hundred() -> f64 {
     100.0
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fault {
     #[serde(default)]
@@ -459,21 +577,21 @@ pub struct Fault {
     pub delay: Option<Delay>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Abort {
     pub http_status: u16,
     pub percentage: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Delay {
     pub fixed_delay: Duration,
     pub percentage: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewaySpec {
     #[serde(default = "default_gateway_name")]
@@ -505,7 +623,7 @@ fn any_host() -> Vec<String> {
 /// TLS termination at the gateway: given PEM files, or (both absent) a certificate
 /// for `hosts` issued by the mesh CA. MUTUAL also asks each client for a certificate
 /// chaining to `caCertificates` (default: the mesh CA).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GatewayTls {
     #[serde(default)]
@@ -538,7 +656,7 @@ impl GatewayTlsMode {
 }
 
 /// A ServiceEntry: an external host reachable through the outbound listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct EgressSpec {
     pub host: String,

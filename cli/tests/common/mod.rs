@@ -226,3 +226,33 @@ pub fn write_issued(
     std::fs::write(&key, issued.key_pem).unwrap();
     (cert.display().to_string(), key.display().to_string())
 }
+
+/// `wasmesh validate PATH` (the test's binary `bin`) with the built filters: asserts it
+/// passed and, where Envoy is found, that Envoy accepted `bootstraps` bootstraps
+/// (any number for `None`). Its stdout.
+pub fn validate_with_envoy(bin: &str, path: &Path, bootstraps: Option<usize>) -> String {
+    let out = std::process::Command::new(bin)
+        .arg("validate")
+        .arg(path)
+        .arg("--filters")
+        .arg(filters_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("schema and references OK"), "{stdout}");
+    if wasmesh::envoy_bin().is_none() {
+        eprintln!("SKIP envoy --mode validate: no Envoy (set ENVOY_BIN)");
+        return stdout;
+    }
+    let want = match bootstraps {
+        Some(n) => format!("envoy --mode validate: {n} bootstrap(s) OK"),
+        None => "bootstrap(s) OK".to_string(),
+    };
+    assert!(stdout.contains(&want), "{stdout}");
+    stdout
+}

@@ -122,6 +122,22 @@ impl ProcessMesh {
         self.dir.path().to_path_buf()
     }
 
+    /// Runs `list` (see [`super::scenarios::run`]); on any failure keeps the logs and
+    /// fails listing the failures and where the logs are. For the end-to-end tests.
+    pub fn run_scenarios(&mut self, list: &[(&str, super::scenarios::Scenario)]) -> Result<()> {
+        let failures = super::scenarios::run(self, list);
+        if !failures.is_empty() {
+            let logs = self.keep_logs();
+            bail!(
+                "{} scenario(s) failed (logs in {}/logs):\n{}",
+                failures.len(),
+                logs.display(),
+                failures.join("\n")
+            );
+        }
+        Ok(())
+    }
+
     /// `wasmesh down`; also run on drop.
     pub fn down(&mut self) -> Result<String> {
         let out = self.wasmesh(&["down"])?;

@@ -235,7 +235,13 @@ pub fn authz_between_services(mesh: &mut dyn LocalMesh) -> Result<String> {
 /// bucket allows (`max_tokens + fills in the window * tokens_per_fill`).
 pub fn gateway_rate_limit(mesh: &mut dyn LocalMesh) -> Result<String> {
     // `/` is productpage's index: cheap, so the burst outpaces the refill.
-    let url = format!("{}/", mesh.gateway_url());
+    gateway_rate_limit_at(mesh, "/")
+}
+
+/// [`gateway_rate_limit`] with the burst sent to `path` (a cheap page the gateway
+/// routes: Istio's Bookinfo gateway routes `/api/v1/products`, not `/`).
+pub fn gateway_rate_limit_at(mesh: &mut dyn LocalMesh, path: &str) -> Result<String> {
+    let url = format!("{}{path}", mesh.gateway_url());
     let threads = 8;
     let per_thread = 50;
     let start = Instant::now();
@@ -475,8 +481,14 @@ pub const ALL: [(&str, Scenario); 8] = [
 
 /// Runs every scenario, printing each outcome with its time; returns the failures.
 pub fn run_all(mesh: &mut dyn LocalMesh) -> Vec<String> {
+    run(mesh, &ALL)
+}
+
+/// Runs `scenarios` in order, printing each outcome with its time; returns the
+/// failures.
+pub fn run(mesh: &mut dyn LocalMesh, scenarios: &[(&str, Scenario)]) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, scenario) in ALL {
+    for (name, scenario) in scenarios {
         let t = Instant::now();
         match scenario(mesh) {
             Ok(summary) => eprintln!(
