@@ -37,5 +37,5 @@ status=${PIPESTATUS[0]}
 set -e
 echo
 echo "fuzz.sh: $(( $(date +%s) - started )) s, run seed $seed, log $log"
-grep -E '^(FUZZ|TRAP)' "$log" || true
+grep -a -E '^(FUZZ|TRAP)' "$log" || true
 exit "$status"
