@@ -200,37 +200,109 @@ fn signal_group(pgid: i32, signal: i32) {
 /// Stops the process groups of `procs`: SIGTERM to all (apps drain, Envoy exits), a
 /// bounded wait, then SIGKILL for what is left. Returns the names that had to be killed.
 pub fn stop_groups(procs: &[&Running], grace: Duration) -> Vec<String> {
-    let ours: Vec<&Running> = procs
+    let ours: Vec<(String, i32)> = procs
         .iter()
-        .copied()
         .filter(|p| p.is_alive() || !group_members(p.pgid).is_empty())
+        .map(|p| (p.name.clone(), p.pgid))
         .collect();
-    for p in &ours {
-        signal_group(p.pgid, libc::SIGTERM);
+    stop_named_groups(&ours, grace)
+}
+
+/// [`stop_groups`] for `(name, pgid)` pairs.
+pub fn stop_named_groups(groups: &[(String, i32)], grace: Duration) -> Vec<String> {
+    for (_, pgid) in groups {
+        signal_group(*pgid, libc::SIGTERM);
     }
     let deadline = Instant::now() + grace;
     loop {
-        let left: Vec<&&Running> = ours
+        let left: Vec<&(String, i32)> = groups
             .iter()
-            .filter(|p| !group_members(p.pgid).is_empty())
+            .filter(|(_, pgid)| !group_members(*pgid).is_empty())
             .collect();
         if left.is_empty() {
             return Vec::new();
         }
         if Instant::now() >= deadline {
-            for p in &left {
-                signal_group(p.pgid, libc::SIGKILL);
+            for (_, pgid) in &left {
+                signal_group(*pgid, libc::SIGKILL);
             }
             // SIGKILL cannot be refused, but the kernel takes a moment to tear down.
             let killed_by = Instant::now() + Duration::from_secs(5);
             while Instant::now() < killed_by
-                && left.iter().any(|p| !group_members(p.pgid).is_empty())
+                && left
+                    .iter()
+                    .any(|(_, pgid)| !group_members(*pgid).is_empty())
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            return left.iter().map(|p| p.name.clone()).collect();
+            return left.iter().map(|(name, _)| name.clone()).collect();
         }
-        // Poll interval of a bounded wait, not a readiness check.
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Process groups writing their output into `logs` (a mesh's `STATE_DIR/logs`) that
+/// are not among `recorded`: a process `up` had started but not yet recorded when it
+/// died (SIGKILL between the start and the state file's write). Every process `up`
+/// starts has its stdout there, and the directory is this mesh's own, so this finds
+/// no process of another mesh.
+pub fn unrecorded_groups(logs: &Path, recorded: &[&Running]) -> Vec<(String, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, i32)> = Vec::new();
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(out) = std::fs::read_link(format!("/proc/{pid}/fd/1")) else {
+            continue;
+        };
+        let Some(stat) = proc_stat(pid).filter(|s| s.state != 'Z') else {
+            continue;
+        };
+        let known = recorded.iter().any(|r| r.pgid == stat.pgid || r.pid == pid);
+        if out.starts_with(logs) && !known && !found.iter().any(|(_, g)| *g == stat.pgid) {
+            let name = out
+                .file_stem()
+                .map_or("unrecorded".into(), |n| n.to_string_lossy().into_owned());
+            found.push((format!("{name} (unrecorded, pid {pid})"), stat.pgid));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// The race the chaos test found: `up` SIGKILLed after starting a process and
+    /// before writing it into the state file. Such a process is found by its log file
+    /// in the state directory and stopped; a recorded one is left to `stop_groups`.
+    #[test]
+    fn a_process_up_never_recorded_is_found_by_its_log_and_stopped() {
+        let dir = std::env::temp_dir().join(format!("wasmesh-unrecorded-{}", std::process::id()));
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = std::fs::File::create(logs.join("reviews-v2-0-sidecar.log")).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .stdout(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let found = unrecorded_groups(&logs, &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, pid, "its own group");
+        assert!(
+            found[0].0.starts_with("reviews-v2-0-sidecar (unrecorded"),
+            "{found:?}"
+        );
+        let elsewhere = unrecorded_groups(&dir.join("other"), &[]);
+        assert!(elsewhere.is_empty(), "{elsewhere:?}");
+        let killed = stop_named_groups(&found, Duration::from_secs(5));
+        assert!(killed.is_empty(), "needed SIGKILL: {killed:?}");
+        child.wait().unwrap();
+        assert!(group_members(pid).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -429,7 +429,7 @@ impl Host {
     /// Answers a pending http call: `headers` should carry `:status`. Delivers
     /// `proxy_on_http_call_response` to the context that made the call, with the body
     /// readable as `BufferType::HttpCallResponseBody`.
-    pub fn respond_http_call<K: AsRef<str>, V: AsRef<str>>(
+    pub fn respond_http_call<K: AsRef<str>, V: AsRef<[u8]>>(
         &self,
         token: u32,
         headers: &[(K, V)],
@@ -447,9 +447,9 @@ impl Host {
     ) -> Result<(), HarnessError>
     where
         K: AsRef<str>,
-        V: AsRef<str>,
+        V: AsRef<[u8]>,
         TK: AsRef<str>,
-        TV: AsRef<str>,
+        TV: AsRef<[u8]>,
     {
         let response = (
             HeaderMap::from_pairs(headers),

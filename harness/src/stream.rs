@@ -128,7 +128,7 @@ impl<'h> Stream<'h> {
         action
     }
 
-    fn headers_phase<K: AsRef<str>, V: AsRef<str>>(
+    fn headers_phase<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         which: usize,
         headers: &[(K, V)],
@@ -230,7 +230,7 @@ impl<'h> Stream<'h> {
 
     /// Delivers request headers (pass pseudo-headers `:method`, `:path`, `:authority`,
     /// `:scheme` as Envoy would; see [`crate::request`]).
-    pub fn request_headers<K: AsRef<str>, V: AsRef<str>>(
+    pub fn request_headers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         headers: &[(K, V)],
         end_of_stream: bool,
@@ -242,14 +242,14 @@ impl<'h> Stream<'h> {
         self.body_phase(REQ, chunk.as_ref(), end_of_stream)
     }
     /// Delivers request trailers (the body then never sees end_of_stream, as in Envoy).
-    pub fn request_trailers<K: AsRef<str>, V: AsRef<str>>(
+    pub fn request_trailers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         trailers: &[(K, V)],
     ) -> Action {
         self.headers_phase(1, trailers, true)
     }
     /// Delivers response headers (include `:status`; see [`crate::response`]).
-    pub fn response_headers<K: AsRef<str>, V: AsRef<str>>(
+    pub fn response_headers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         headers: &[(K, V)],
         end_of_stream: bool,
@@ -259,7 +259,7 @@ impl<'h> Stream<'h> {
     pub fn response_body(&mut self, chunk: impl AsRef<[u8]>, end_of_stream: bool) -> Action {
         self.body_phase(RESP, chunk.as_ref(), end_of_stream)
     }
-    pub fn response_trailers<K: AsRef<str>, V: AsRef<str>>(
+    pub fn response_trailers<K: AsRef<str>, V: AsRef<[u8]>>(
         &mut self,
         trailers: &[(K, V)],
     ) -> Action {

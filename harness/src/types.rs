@@ -77,36 +77,46 @@ pub struct LogEntry {
 }
 
 /// An HTTP header map as Envoy keeps it: ordered, keys lower-cased, duplicates allowed.
+/// Values are bytes, as in Envoy: its HTTP/1 codec lets obs-text (0x80-0xFF) through, so
+/// a filter can be handed a value that is not UTF-8. The `&str` accessors show only the
+/// values that are UTF-8 (every value a test passes as a string); the `_bytes` ones show all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderMap(pub(crate) Vec<(String, String)>);
+pub struct HeaderMap(pub(crate) Vec<(String, Vec<u8>)>);
 
 impl HeaderMap {
-    /// Builds a map from pairs, lower-casing keys like Envoy's codecs do.
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> HeaderMap {
+    /// Builds a map from pairs, lower-casing keys like Envoy's codecs do. Values may be
+    /// strings or raw bytes.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> HeaderMap {
         HeaderMap(
             pairs
                 .iter()
-                .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_string()))
+                .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.as_ref().to_vec()))
                 .collect(),
         )
     }
-    /// First value of a header (case-insensitive), as `proxy_get_header_map_value` returns.
+    /// First value of a header (case-insensitive), as `proxy_get_header_map_value` returns;
+    /// None also when that value is not UTF-8 (see [`HeaderMap::get_bytes`]).
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+    /// First value of a header (case-insensitive), whatever its bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         self.0
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
-    /// Every value of a header, in order.
+    /// Every UTF-8 value of a header, in order.
     pub fn get_all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
             .collect()
     }
     pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.get_bytes(name).is_some()
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -114,18 +124,22 @@ impl HeaderMap {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    pub fn pairs(&self) -> &[(String, String)] {
+    /// Every entry, values as bytes.
+    pub fn pairs(&self) -> &[(String, Vec<u8>)] {
         &self.0
     }
+    /// The entries whose value is UTF-8, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), std::str::from_utf8(v).ok()?)))
     }
     /// Sum of key and value lengths: what Envoy's `get_header_map_size` reports.
     pub fn byte_size(&self) -> usize {
         self.0.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
-    pub(crate) fn add(&mut self, key: &str, value: &str) {
-        self.0.push((key.to_ascii_lowercase(), value.to_string()));
+    pub(crate) fn add(&mut self, key: &str, value: &[u8]) {
+        self.0.push((key.to_ascii_lowercase(), value.to_vec()));
     }
     pub(crate) fn remove(&mut self, key: &str) {
         self.0.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
@@ -133,7 +147,7 @@ impl HeaderMap {
     /// Removes every value and appends the new one at the end: what Envoy 1.40's
     /// `replace_header_map_value` does (the conformance suite shows the upstream seeing the
     /// replaced header after the others).
-    pub(crate) fn replace(&mut self, key: &str, value: &str) {
+    pub(crate) fn replace(&mut self, key: &str, value: &[u8]) {
         self.remove(key);
         self.add(key, value);
     }

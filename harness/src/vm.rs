@@ -236,13 +236,13 @@ impl Vm {
         }
         st.local_reply_encoded = true;
         let mut map = HeaderMap::default();
-        map.add(":status", &local.status.to_string());
-        for (k, v) in local.headers.iter() {
+        map.add(":status", local.status.to_string().as_bytes());
+        for (k, v) in local.headers.pairs() {
             map.add(k, v);
         }
-        map.add("content-length", &local.body.len().to_string());
+        map.add("content-length", local.body.len().to_string().as_bytes());
         if !local.body.is_empty() {
-            map.add("content-type", "text/plain");
+            map.add("content-type", b"text/plain");
         }
         let n = map.len() as u32;
         let eos = u32::from(local.body.is_empty());

@@ -8,20 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 use std::time::Instant;
-use wasmesh_integration::localmesh::process::ProcessMesh;
+use wasmesh_integration::localmesh::process::{running, ProcessMesh};
 use wasmesh_integration::localmesh::scenarios;
 use wasmesh_integration::paths;
-
-/// Alive and not a zombie.
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().to_string())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
-}
 
 fn group_alive(pgid: i32) -> bool {
     std::fs::read_dir("/proc").unwrap().any(|e| {

@@ -80,18 +80,26 @@ impl Backend for Process {
     }
 
     /// In reverse start order (gateway first, apps last, so in-flight requests drain
-    /// through). Only dead processes left: nothing to do, and a success.
+    /// through), then any process `up` started but died before recording (found by
+    /// its log file in this state directory). Only dead processes left: nothing to do,
+    /// and a success.
     fn down(&self, dir: &Path, st: &State) -> Result<String> {
         let procs: Vec<&Running> = st.processes.iter().rev().collect();
+        // Started by an `up` that died before recording them: found by their log files.
+        let unrecorded = state::unrecorded_groups(&dir.join("logs"), &procs);
         let stopped = procs
             .iter()
             .filter(|p| p.is_alive() || !state::group_members(p.pgid).is_empty())
-            .count();
-        let killed = state::stop_groups(&procs, STOP_GRACE);
+            .count()
+            + unrecorded.len();
+        let mut killed = state::stop_groups(&procs, STOP_GRACE);
+        killed.extend(state::stop_named_groups(&unrecorded, STOP_GRACE));
         let left: Vec<&str> = procs
             .iter()
-            .filter(|p| !state::group_members(p.pgid).is_empty())
-            .map(|p| p.name.as_str())
+            .map(|p| (p.name.as_str(), p.pgid))
+            .chain(unrecorded.iter().map(|(name, pgid)| (name.as_str(), *pgid)))
+            .filter(|(_, pgid)| !state::group_members(*pgid).is_empty())
+            .map(|(name, _)| name)
             .collect();
         if !left.is_empty() {
             // Keep the state file: it is the only record of what to stop.

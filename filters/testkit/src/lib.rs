@@ -6,12 +6,15 @@
 //!
 //! * [`under_test`] — [`filter_under_test`] picks a filter's module by
 //!   `WASMESH_HARNESS_MODULE`, with the mesh module's stages and their quiet configs.
+//! * [`fuzz`] — the bounded fuzzer that drives each compiled filter and the mesh
+//!   module with mutated configs and hostile requests (`tests/fuzz.rs`, `scripts/fuzz.sh`).
 //! * [`mint`] — fixed signing keys, their JWKS, and tokens (valid ones and the attack
 //!   corpus) for authz's unit, harness and real-Envoy tests and its bench.
 
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fuzz;
 pub mod mint;
 pub mod under_test;
 

@@ -112,9 +112,9 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
 fn http_call(
     c: &mut C<'_>,
     cluster: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
-    trailers: Vec<(String, String)>,
+    trailers: Vec<(String, Vec<u8>)>,
     timeout_ms: u32,
 ) -> Result<u32, Fail> {
     let s = c.data();
@@ -136,7 +136,7 @@ fn http_call(
         }
     }
     if !body.is_empty() {
-        headers.replace("content-length", &body.len().to_string());
+        headers.replace("content-length", body.len().to_string().as_bytes());
     }
     let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
     let mut shared = s.shared.lock();
@@ -157,7 +157,7 @@ fn http_call(
     Ok(token)
 }
 
-type GrpcTarget = (String, String, String, Vec<(String, String)>);
+type GrpcTarget = (String, String, String, Vec<(String, Vec<u8>)>);
 
 fn grpc_open(c: &mut C<'_>, target: GrpcTarget, message: Option<Vec<u8>>) -> Result<u32, Fail> {
     let s = c.data();

@@ -96,7 +96,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
             finish((|| {
                 let key = read_string(&c, kp, kl)?;
                 let s = c.data_mut();
-                let Some(value) = map_ref(s, ty, |m| m.get(&key).map(str::to_string))? else {
+                let Some(value) = map_ref(s, ty, |m| m.get_bytes(&key).map(<[u8]>::to_vec))? else {
                     let log_phase = s.stream().is_some_and(|st| st.log_phase);
                     if log_phase {
                         return Err(Status::NotFound.into());
@@ -108,7 +108,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
                     return Err(Status::BadArgument.into());
                 };
                 let value = value.ok_or(Status::NotFound)?;
-                give(&mut c, value.as_bytes(), ptr_ptr, size_ptr)
+                give(&mut c, &value, ptr_ptr, size_ptr)
             })())
         },
     )?;
@@ -126,7 +126,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
         |mut c: C<'_>, ty: u32, kp: u32, kl: u32, vp: u32, vl: u32| {
             finish((|| {
                 let key = read_string(&c, kp, kl)?;
-                let value = read_string(&c, vp, vl)?;
+                let value = read(&c, vp, vl)?;
                 with_map_mut(c.data_mut(), ty, |m| m.add(&key, &value))
             })())
         },
@@ -136,7 +136,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
         |mut c: C<'_>, ty: u32, kp: u32, kl: u32, vp: u32, vl: u32| {
             finish((|| {
                 let key = read_string(&c, kp, kl)?;
-                let value = read_string(&c, vp, vl)?;
+                let value = read(&c, vp, vl)?;
                 with_map_mut(c.data_mut(), ty, |m| m.replace(&key, &value))
             })())
         },

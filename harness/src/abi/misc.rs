@@ -177,7 +177,7 @@ fn local_response(
     status: u32,
     details: String,
     body: Vec<u8>,
-    headers: Vec<(String, String)>,
+    headers: Vec<(String, Vec<u8>)>,
     grpc_status: i32,
 ) -> HostResult {
     let s = c.data_mut();

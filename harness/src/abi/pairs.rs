@@ -25,7 +25,7 @@ pub(crate) fn encode<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clo
 }
 
 pub(crate) fn encode_map(map: &crate::HeaderMap) -> Vec<u8> {
-    encode(map.0.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
+    encode(map.0.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<usize, Status> {
@@ -33,8 +33,9 @@ fn u32_at(bytes: &[u8], at: usize) -> Result<usize, Status> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
 }
 
-/// Decodes a serialized map; malformed input is a BadArgument, as in Envoy.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<(String, String)>, Status> {
+/// Decodes a serialized map; malformed input is a BadArgument, as in Envoy. Keys are
+/// read as text, values kept as bytes.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Status> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
@@ -54,10 +55,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<(String, String)>, Status> {
         if at > bytes.len() {
             return Err(Status::BadArgument);
         }
-        out.push((
-            String::from_utf8_lossy(k).into_owned(),
-            String::from_utf8_lossy(v).into_owned(),
-        ));
+        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
     }
     Ok(out)
 }
@@ -71,7 +69,7 @@ mod tests {
         let pairs = [(b"a".as_slice(), b"bc".as_slice())];
         let bytes = encode(pairs.iter().copied());
         assert_eq!(bytes, b"\x01\0\0\0\x01\0\0\0\x02\0\0\0a\0bc\0");
-        assert_eq!(decode(&bytes), Ok(vec![("a".into(), "bc".into())]));
+        assert_eq!(decode(&bytes), Ok(vec![("a".into(), b"bc".to_vec())]));
     }
 
     #[test]

@@ -39,38 +39,12 @@ impl ProcessMesh {
 
     /// As [`ProcessMesh::start`], with more `wasmesh up` flags (`--native`, `--bundle`).
     pub fn start_with(mesh: &Path, up_flags: &[&str]) -> Result<ProcessMesh> {
-        let root = paths::workspace_root();
-        // Cargo releases the build lock while tests run, so this nested build does not
-        // wait on the `cargo test` that runs us; it keeps the binaries current.
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "wasmesh", "-p", "wasmesh-demo"])
-            .current_dir(&root)
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("cargo build -p wasmesh -p wasmesh-demo failed");
-        }
-        let wasmesh = root.join("target/debug/wasmesh");
+        let wasmesh = build_binaries()?;
         let mut dir = TempDir::new("localmesh")?;
-        let base = free_block()?;
-        // The last two ports of our block: free, and never handed out as ephemeral ports.
-        let gateway = base + BLOCK_SPAN - 1;
-        let prometheus = base + BLOCK_SPAN - 2;
+        let up = UpCommand::new(&wasmesh, mesh, dir.path(), up_flags)?;
+        let (gateway, prometheus) = (up.gateway, up.prometheus);
         let dir_s = dir.path().to_string_lossy().into_owned();
-        let out = Command::new(&wasmesh)
-            .arg("up")
-            .arg(mesh)
-            .args(["--state-dir", &dir_s])
-            .args(["--certs", &format!("{dir_s}/certs")])
-            .args(["--port-base", &base.to_string()])
-            .args(["--gateway-port", &gateway.to_string()])
-            .args(["--prometheus-port", &prometheus.to_string()])
-            .args(up_flags)
-            .current_dir(&root)
-            .env("WASMESH_DEMO_BIN", root.join("target/debug/wasmesh-demo"))
-            .output()
-            .context("running wasmesh up")?;
+        let out = { up }.command.output().context("running wasmesh up")?;
         let up_output = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -161,22 +135,18 @@ impl ProcessMesh {
     }
 
     fn wasmesh(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.wasmesh)
-            .args(args)
-            .arg("--state-dir")
-            .arg(self.dir.path())
-            .current_dir(paths::workspace_root())
-            .output()
-            .with_context(|| format!("running wasmesh {}", args.join(" ")))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if !out.status.success() {
-            bail!("wasmesh {} failed:\n{text}", args.join(" "));
-        }
-        Ok(text)
+        wasmesh_in(&self.wasmesh, self.dir.path(), args)
+    }
+
+    /// `wasmesh ARGS` on this mesh (`status`, `start reviews-v1-0`...).
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        self.wasmesh(args)
+    }
+
+    /// Reads the state file again (after `start` changed PIDs).
+    pub fn reload_state(&mut self) -> Result<()> {
+        self.state = read_state(self.dir.path())?;
+        Ok(())
     }
 }
 
@@ -233,7 +203,100 @@ impl LocalMesh for ProcessMesh {
     }
 }
 
-fn read_state(dir: &Path) -> Result<Value> {
+/// Builds `wasmesh` and `wasmesh-demo` (a no-op when fresh); the `wasmesh` binary.
+pub fn build_binaries() -> Result<PathBuf> {
+    let root = paths::workspace_root();
+    // Cargo releases the build lock while tests run, so this nested build does not
+    // wait on the `cargo test` that runs us; it keeps the binaries current.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "wasmesh", "-p", "wasmesh-demo"])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build -p wasmesh -p wasmesh-demo failed");
+    }
+    Ok(root.join("target/debug/wasmesh"))
+}
+
+/// `wasmesh up MESH` isolated as the suite wants it: `state_dir` for state and
+/// certificates, ports from a free block (the gateway and Prometheus on its last two).
+/// Not run yet: a chaos test may spawn it and kill it half-way.
+pub struct UpCommand {
+    pub command: Command,
+    pub gateway: u16,
+    pub prometheus: u16,
+}
+
+impl UpCommand {
+    pub fn new(
+        wasmesh: &Path,
+        mesh: &Path,
+        state_dir: &Path,
+        up_flags: &[&str],
+    ) -> Result<UpCommand> {
+        let root = paths::workspace_root();
+        let base = free_block()?;
+        // The last two ports of our block: free, and never handed out as ephemeral ports.
+        let gateway = base + BLOCK_SPAN - 1;
+        let prometheus = base + BLOCK_SPAN - 2;
+        let dir_s = state_dir.to_string_lossy().into_owned();
+        let mut command = Command::new(wasmesh);
+        command
+            .arg("up")
+            .arg(mesh)
+            .args(["--state-dir", &dir_s])
+            .args(["--certs", &format!("{dir_s}/certs")])
+            .args(["--port-base", &base.to_string()])
+            .args(["--gateway-port", &gateway.to_string()])
+            .args(["--prometheus-port", &prometheus.to_string()])
+            .args(up_flags)
+            .current_dir(&root)
+            .env("WASMESH_DEMO_BIN", root.join("target/debug/wasmesh-demo"));
+        Ok(UpCommand {
+            command,
+            gateway,
+            prometheus,
+        })
+    }
+}
+
+/// Runs `wasmesh ARGS --state-dir DIR` from the workspace root: its output, or an error
+/// with it when it fails.
+pub fn wasmesh_in(wasmesh: &Path, dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(wasmesh)
+        .args(args)
+        .arg("--state-dir")
+        .arg(dir)
+        .current_dir(paths::workspace_root())
+        .output()
+        .with_context(|| format!("running wasmesh {}", args.join(" ")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("wasmesh {} failed:\n{text}", args.join(" "));
+    }
+    Ok(text)
+}
+
+/// Whether `pid` is alive and not a zombie (a mesh's processes are not our children,
+/// so a dead one may linger as a zombie of its reaper for a moment).
+pub fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// The mesh state `up` wrote in `dir` (`state.json`).
+pub fn read_state(dir: &Path) -> Result<Value> {
     let path = dir.join("state.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

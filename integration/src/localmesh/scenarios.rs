@@ -421,7 +421,7 @@ pub fn reviews_instance_failure(mesh: &mut dyn LocalMesh) -> Result<String> {
 }
 
 /// Pages that answered 200 with reviews present (not degraded), out of `n`.
-fn whole_pages(mesh: &dyn LocalMesh, n: usize) -> Result<(usize, usize)> {
+pub fn whole_pages(mesh: &dyn LocalMesh, n: usize) -> Result<(usize, usize)> {
     let mut whole = 0;
     for _ in 0..n {
         let (status, p) = page(mesh, &[])?;

@@ -1,0 +1,334 @@
+//! Request-side inputs: header maps (names the filters read, non-UTF-8 values, huge
+//! values, duplicate or missing pseudo-headers, 10k headers), bodies, trailers, JWTs
+//! (the minted valid and attack tokens, cut, corrupted or inflated), responses, and
+//! callout replies (any status text, junk headers and bodies, JWKS-shaped junk).
+
+use super::rng::Rng;
+use crate::mint;
+use std::sync::OnceLock;
+
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// One request scenario: what the client sends and the upstream answers.
+pub struct Request {
+    pub headers: Headers,
+    pub body: Option<Vec<u8>>,
+    pub trailers: Option<Headers>,
+    pub response: Headers,
+    pub response_body: Option<Vec<u8>>,
+}
+
+/// Header names some filter reads: the generator sends them far more often than chance would.
+const NAMES: &[&str] = &[
+    "authorization",
+    "x-forwarded-for",
+    "x-envoy-fault-abort-request",
+    "x-envoy-fault-abort-request-percentage",
+    "x-envoy-fault-delay-request",
+    "x-envoy-fault-delay-request-percentage",
+    "x-jwt-payload",
+    "x-user",
+    "x-tenant",
+    "x-wasmesh-peer",
+    "x-api-key",
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "b3",
+    "x-request-id",
+    "cookie",
+    "content-type",
+    "content-length",
+    "te",
+    "grpc-timeout",
+    "x-old",
+    "x-remove",
+    "x-set",
+    "x-envoy-original-path",
+    "x-envoy-peer-metadata",
+    "x-envoy-peer-metadata-id",
+];
+
+/// Tokens made once per process: signing is slow, mutating is cheap.
+fn tokens() -> &'static Vec<String> {
+    static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
+    TOKENS.get_or_init(|| {
+        let now = mint::now();
+        let mut all: Vec<String> = ["RS256", "RS384", "PS256", "ES256", "ES384", "EdDSA"]
+            .iter()
+            .map(|alg| mint::token(alg, now))
+            .collect();
+        all.extend(mint::attack_tokens(now).into_iter().map(|(_, t)| t));
+        all
+    })
+}
+
+pub fn jwt(rng: &mut Rng) -> Vec<u8> {
+    let base = rng.pick_ref(tokens()).clone();
+    let token = match rng.below(8) {
+        0 | 1 => base,
+        2 => base[..rng.below(base.len() + 1)].to_string(),
+        3 => {
+            let mut b = base.into_bytes();
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(b.len());
+                b[at] = rng.pick(b"A_-.=+/!\0\xff");
+            }
+            return with_scheme(rng, b);
+        }
+        4 => format!("{base}{}", "A".repeat(rng.size(1, &[65_536, 300_000]))),
+        5 => {
+            let parts: Vec<&str> = base.split('.').collect();
+            let dup = rng.below(20) + 1;
+            let mut out = parts.join(".");
+            for _ in 0..dup {
+                out.push('.');
+                out.push_str(parts[rng.below(parts.len())]);
+            }
+            out
+        }
+        6 => format!(
+            "{}.{}.{}",
+            mint::b64(&rng.bytes(64)),
+            mint::b64(&rng.bytes(512)),
+            mint::b64(&rng.bytes(300))
+        ),
+        _ => format!(
+            "{}.{}.",
+            mint::b64(
+                rng.pick(&[
+                    r#"{"alg":"none"}"#,
+                    r#"{"alg":"HS256","kid":"rsa-1"}"#,
+                    r#"{"alg":["RS256"]}"#,
+                    r#"{"alg":"RS256","kid":null,"crit":["x"]}"#
+                ])
+                .as_bytes()
+            ),
+            mint::b64(
+                rng.pick(&[
+                    r#"{"iss":"https://issuer.example","sub":"x","exp":1e308}"#,
+                    r#"{"exp":-1,"nbf":"soon","aud":[[]]}"#,
+                    r#"{"sub":{"a":[1,{"b":null}]}}"#
+                ])
+                .as_bytes()
+            )
+        ),
+    };
+    with_scheme(rng, token.into_bytes())
+}
+
+fn with_scheme(rng: &mut Rng, token: Vec<u8>) -> Vec<u8> {
+    let scheme: &[u8] = rng.pick(&[
+        &b"Bearer "[..],
+        b"Bearer ",
+        b"bearer  ",
+        b"Basic ",
+        b"",
+        b"Bearer\t",
+    ]);
+    [scheme, &token].concat()
+}
+
+fn header_value(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(14) {
+        0..=3 => rng.ascii(40).into_bytes(),
+        4 => rng.bytes(64),                                    // non-UTF-8
+        5 => [b"ok".as_slice(), &[0x80, 0xff, 0xc3]].concat(), // obs-text
+        6 => rng.below(1_000_000_000).to_string().into_bytes(),
+        7 => rng
+            .pick(&[
+                "-1",
+                "0",
+                "100",
+                "101",
+                "1e9",
+                "NaN",
+                "18446744073709551616",
+                "0x10",
+            ])
+            .as_bytes()
+            .to_vec(),
+        8 => jwt(rng),
+        9 => rng
+            .pick(&[
+                "10.0.0.1",
+                "10.1.2.3, 192.168.0.1, 10.0.0.7",
+                "::1",
+                "[::1]:80",
+                "999.1.1.1",
+                ",,,",
+                "10.1.0.5,",
+            ])
+            .as_bytes()
+            .to_vec(),
+        10 => "w=client;n=default;".repeat(rng.below(50) + 1).into_bytes(),
+        11 => "x".repeat(rng.size(8192, &[65_536, 1 << 20])).into_bytes(), // huge
+        12 => mint::b64(&rng.bytes(200)).into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+fn header_name(rng: &mut Rng) -> String {
+    if rng.chance(60) {
+        return rng.pick(NAMES).to_string();
+    }
+    let len = rng.below(24) + 1;
+    (0..len)
+        .map(|_| char::from(rng.pick(b"abcdefghijklmnopqrstuvwxyz0123456789-_!#$%&'*+.^`|~")))
+        .collect()
+}
+
+fn path(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(12) {
+        0..=2 => rng
+            .pick(&[
+                "/",
+                "/api/items",
+                "/admin",
+                "/a/b/c",
+                "/users/42?debug=1",
+                "/public/x",
+                "/b/x/y/z",
+            ])
+            .as_bytes()
+            .to_vec(),
+        3 => rng
+            .pick(&[
+                "//admin",
+                "/a/../admin",
+                "/api/%2e%2e/admin",
+                "/api%2F..%2Fadmin",
+                "/%zz",
+                "/admin%00",
+                "/api\\..\\admin",
+                "*",
+                "",
+                "http://evil/x",
+                "/;x=1/admin",
+                "/%c0%ae%c0%ae/admin",
+            ])
+            .as_bytes()
+            .to_vec(),
+        4 => format!("/{}", rng.ascii(80)).into_bytes(),
+        5 => [b"/".as_slice(), &rng.bytes(40)].concat(),
+        6 => format!("/{}", "a/".repeat(rng.up_to(50, &[20_000]))).into_bytes(),
+        7 => format!("/x?{}", "k=v&".repeat(rng.up_to(50, &[5000]))).into_bytes(),
+        8 => format!("/{}", "%".repeat(rng.below(100) + 1)).into_bytes(),
+        9 => format!("/users/{}", "%2e%2e/".repeat(rng.below(50))).into_bytes(),
+        _ => format!("/a/{}/b", rng.below(1000)).into_bytes(),
+    }
+}
+
+fn pseudo(rng: &mut Rng) -> Headers {
+    let method = rng.pick(&[
+        "GET", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "get", "", "G\u{e9}T",
+    ]);
+    let authority: Vec<u8> = match rng.below(6) {
+        0..=2 => b"shop.example.com".to_vec(),
+        3 => rng
+            .pick(&[&b"x.internal:99999"[..], b"[::1]:80", b"", b"a..b", b":"])
+            .to_vec(),
+        4 => rng.bytes(30),
+        _ => "h".repeat(rng.up_to(300, &[70_000])).into_bytes(),
+    };
+    let mut h = vec![
+        (":authority".to_string(), authority),
+        (":path".to_string(), path(rng)),
+        (":method".to_string(), method.as_bytes().to_vec()),
+        (":scheme".to_string(), b"http".to_vec()),
+    ];
+    if rng.chance(8) {
+        // A pseudo-header twice, or one missing.
+        let i = rng.below(h.len());
+        if rng.chance(50) {
+            let extra = (h[i].0.clone(), path(rng));
+            h.push(extra);
+        } else {
+            h.remove(i);
+        }
+    }
+    h
+}
+
+fn extra_headers(rng: &mut Rng) -> Headers {
+    // 10k headers take about a second through a debug-built host (Envoy's default
+    // limit is 100), so about one input in a thousand has them.
+    let count = if rng.huge && rng.chance(3) {
+        10_000
+    } else {
+        rng.below(10)
+    };
+    (0..count)
+        .map(|_| (header_name(rng), header_value(rng)))
+        .collect()
+}
+
+fn body(rng: &mut Rng) -> Option<Vec<u8>> {
+    match rng.below(8) {
+        0..=3 => None,
+        4 => Some(rng.bytes(256)),
+        5 => Some(br#"{"user":"alice","items":[1,2,3]}"#.to_vec()),
+        6 => Some(vec![b'z'; rng.size(4096, &[65_536, 1 << 20])]),
+        _ => Some(Vec::new()),
+    }
+}
+
+pub fn request(rng: &mut Rng) -> Request {
+    rng.huge = rng.chance(3);
+    let mut headers = pseudo(rng);
+    headers.extend(extra_headers(rng));
+    let status = rng
+        .pick(&["200", "404", "503", "0", "999", "abc", "", "200 OK"])
+        .to_string();
+    let mut response = vec![(":status".to_string(), status.into_bytes())];
+    if rng.chance(30) {
+        response.extend(extra_headers(rng));
+    }
+    Request {
+        headers,
+        body: body(rng),
+        trailers: rng.chance(10).then(|| extra_headers(rng)),
+        response,
+        response_body: body(rng),
+    }
+}
+
+/// How the upstream of a callout (JWKS, ext authz) answers.
+pub enum Reply {
+    Respond(Headers, Vec<u8>),
+    Fail,
+    TimeOut,
+}
+
+pub fn reply(rng: &mut Rng) -> Reply {
+    match rng.below(10) {
+        0 => Reply::Fail,
+        1 => Reply::TimeOut,
+        _ => {
+            let status = rng.pick(&["200", "200", "401", "403", "500", "302", "0", "-1", "x", ""]);
+            let mut headers = vec![(":status".to_string(), status.as_bytes().to_vec())];
+            if rng.chance(50) {
+                headers.extend(extra_headers(rng));
+            }
+            if rng.chance(30) {
+                headers.push(("x-authz-user".to_string(), header_value(rng)));
+            }
+            let body = match rng.below(6) {
+                0 => crate::mint::public_jwks().to_string().into_bytes(),
+                1 => {
+                    let mut j = crate::mint::jwks_with_an_off_curve_key().to_string().into_bytes();
+                    let at = rng.below(j.len());
+                    j.truncate(at);
+                    j
+                }
+                2 => br#"{"keys":[{"kty":"RSA","n":"","e":""},{"kty":"EC","crv":"P-521"},{"kty":"oct"},null,1]}"#.to_vec(),
+                3 => rng.bytes(512),
+                4 => format!("{{\"keys\":[{}]}}", "{}, ".repeat(rng.up_to(20, &[5000])) + "{}").into_bytes(),
+                _ => Vec::new(),
+            };
+            Reply::Respond(headers, body)
+        }
+    }
+}
