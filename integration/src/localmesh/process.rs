@@ -308,9 +308,18 @@ pub fn read_state(dir: &Path) -> Result<Value> {
 /// starting point, so parallel test binaries try different ranges first.
 fn free_block() -> Result<u16> {
     const BLOCKS: u16 = 20;
+    // Meshes started by parallel tests of one binary would find the same block free
+    // (neither has bound it yet): a block handed out here is never handed out again.
+    static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut claimed = CLAIMED
+        .lock()
+        .map_err(|_| anyhow!("the port-block registry is poisoned"))?;
     let offset = (std::process::id() % u32::from(BLOCKS)) as u16;
-    (0..BLOCKS)
+    let block = (0..BLOCKS)
         .map(|i| 24000 + ((offset + i) % BLOCKS) * BLOCK_SPAN)
+        .filter(|b| !claimed.contains(b))
         .find(|b| (*b..b + BLOCK_SPAN).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()))
-        .ok_or_else(|| anyhow!("no free block of {BLOCK_SPAN} ports between 24000 and 32000"))
+        .ok_or_else(|| anyhow!("no free block of {BLOCK_SPAN} ports between 24000 and 32000"))?;
+    claimed.push(block);
+    Ok(block)
 }
