@@ -129,16 +129,7 @@ fn bookinfo_bundled_passes_envoy_validate_with_the_real_mesh_module() {
         };
         let files = generate(&mesh, &opts).unwrap();
         let out = dir.join(if compose { "compose" } else { "process" });
-        wasmesh::write_files(&out, &files).unwrap();
-        let mut n = 0;
-        for (rel, _) in &files {
-            let name = rel.file_name().unwrap().to_string_lossy();
-            if !name.ends_with(".json") || name == "run-plan.json" {
-                continue;
-            }
-            Envoy::validate_file(&out.join(rel)).unwrap();
-            n += 1;
-        }
+        let n = common::validate_generated(&files, &out, &[]);
         assert_eq!(n, 7, "compose={compose}");
     }
 }

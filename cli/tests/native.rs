@@ -112,7 +112,6 @@ fn bookinfo_native_passes_envoy_validate_with_the_real_module() {
     let certs_dir = dir.join("certs");
     certs::ensure(&mesh, &certs_dir).unwrap();
     let module_dir = wasmesh_harness::build::native_module_dir("wasmesh-native");
-    let envoy = wasmesh_integration::paths::envoy_bin().unwrap();
     for bundle in [false, true] {
         let mut opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE)
             .with_bundle(bundle)
@@ -120,24 +119,11 @@ fn bookinfo_native_passes_envoy_validate_with_the_real_module() {
         opts.certs_dir = certs_dir.display().to_string();
         let files = generate(&mesh, &opts).unwrap();
         let out = dir.join(if bundle { "bundled" } else { "separate" });
-        wasmesh::write_files(&out, &files).unwrap();
-        let mut n = 0;
-        for (rel, _) in &files {
-            let name = rel.file_name().unwrap().to_string_lossy();
-            if !name.ends_with(".json") || name == "run-plan.json" {
-                continue;
-            }
-            wasmesh::envoy_validate_file_with_env(
-                &envoy,
-                &out.join(rel),
-                &[(
-                    "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
-                    module_dir.to_str().unwrap(),
-                )],
-            )
-            .unwrap();
-            n += 1;
-        }
+        let search_path = (
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            module_dir.to_str().unwrap(),
+        );
+        let n = common::validate_generated(&files, &out, &[search_path]);
         assert_eq!(n, 7, "bundle={bundle}");
     }
 }
