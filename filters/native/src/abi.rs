@@ -398,15 +398,10 @@ fn with_current<T>(
     envoy: EnvoyPtr,
     body: impl FnOnce(&mut Filter, &EnvoyStream) -> T,
 ) -> T {
-    struct Restore(EnvoyPtr);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.set(self.0);
-        }
-    }
-    let _restore = Restore(CURRENT.replace(envoy));
     let scope = filter.metrics_scope();
-    crate::envoy_host::in_scope(scope, || body(filter, &EnvoyStream(envoy)))
+    crate::envoy_host::with_cell(&CURRENT, envoy, || {
+        crate::envoy_host::in_scope(scope, || body(filter, &EnvoyStream(envoy)))
+    })
 }
 
 /// The current stream's `kind` headers; none outside a hook (a map read after its

@@ -55,18 +55,30 @@ thread_local! {
 /// Runs `body` with `scope` as the config being loaded, so that the metric families
 /// declared meanwhile are defined on it.
 pub fn declaring<T>(scope: usize, body: impl FnOnce() -> T) -> T {
-    let previous = DECLARING.replace(scope);
-    let out = body();
-    DECLARING.set(previous);
-    out
+    with_cell(&DECLARING, scope, body)
 }
 
 /// Runs `body` with `scope` as the config whose stream is being served.
 pub fn in_scope<T>(scope: usize, body: impl FnOnce() -> T) -> T {
-    let previous = SCOPE.replace(scope);
-    let out = body();
-    SCOPE.set(previous);
-    out
+    with_cell(&SCOPE, scope, body)
+}
+
+/// Runs `body` with `cell` set to `value`, and puts the previous value back however
+/// `body` ends: a panic (caught at the hook) must not leave a freed handle behind for a
+/// later call to use.
+pub fn with_cell<V: Copy + 'static, T>(
+    cell: &'static std::thread::LocalKey<Cell<V>>,
+    value: V,
+    body: impl FnOnce() -> T,
+) -> T {
+    struct Restore<V: Copy + 'static>(&'static std::thread::LocalKey<Cell<V>>, V);
+    impl<V: Copy + 'static> Drop for Restore<V> {
+        fn drop(&mut self) {
+            self.0.set(self.1);
+        }
+    }
+    let _restore = Restore(cell, cell.replace(value));
+    body()
 }
 
 /// `NAME;label=value;...` → the name, and the labels in order.
