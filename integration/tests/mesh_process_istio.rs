@@ -150,7 +150,7 @@ fn istio_bookinfo_process_mode_end_to_end() {
         ("jason_ratings_abort", jason_ratings_abort),
         ("authz_between_services", scenarios::authz_between_services),
         ("productpage_viewer", productpage_viewer),
-        ("prometheus_counts", prometheus_if_running),
+        ("prometheus_counts", scenarios::prometheus_counts),
         ("gateway_rate_limit", gateway_rate_limit),
     ];
     up_and_run(&example(), &as_shipped);
@@ -166,13 +166,4 @@ fn istio_bookinfo_process_mode_end_to_end() {
 /// The WasmPlugin's rate limit at the gateway, on a path Istio's gateway routes.
 fn gateway_rate_limit(mesh: &mut dyn LocalMesh) -> Result<String> {
     scenarios::gateway_rate_limit_at(mesh, "/api/v1/products")
-}
-
-/// The shared Prometheus scenario where `wasmesh up` started Prometheus (it does when
-/// installed); said so where it did not.
-fn prometheus_if_running(mesh: &mut dyn LocalMesh) -> Result<String> {
-    if mesh.prometheus_url().is_none() {
-        return Ok("SKIPPED: Prometheus is not installed".into());
-    }
-    scenarios::prometheus_counts(mesh)
 }
