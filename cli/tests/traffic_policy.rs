@@ -3,7 +3,7 @@
 //! servers bound straight to their inbound ports (mTLS off, no server sidecar), so
 //! every request the policy lets through is counted where it lands.
 //!
-//! Ratios are checked against binomial bounds (four standard deviations) and times
+//! Ratios are checked against binomial bounds (`wasmesh_integration::stats`, five standard deviations) and times
 //! against the configured value with a margin for a loaded machine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
@@ -147,13 +147,6 @@ fn server_cluster() -> String {
     "outbound|9080||server.default.svc.cluster.local".to_string()
 }
 
-/// Four standard deviations of a binomial count of `n` trials at probability `p`.
-fn four_sigma(n: usize, p: f64) -> f64 {
-    #[allow(clippy::cast_precision_loss)] // n is a few hundred.
-    let n = n as f64;
-    4.0 * (n * p * (1.0 - p)).sqrt()
-}
-
 /// `got` is within ±20% of `configured`.
 fn assert_near(what: &str, got: Duration, configured: Duration) {
     let (low, high) = (configured.mul_f64(0.8), configured.mul_f64(1.2));
@@ -203,7 +196,7 @@ fn mirror_sends_the_percentage_to_the_shadow_host_and_never_waits_for_it() {
     #[allow(clippy::cast_precision_loss)]
     let off = (mirrored.len() as f64 - 100.0).abs();
     assert!(
-        off <= four_sigma(200, 0.5),
+        off <= wasmesh_integration::stats::count_tolerance(200, 0.5),
         "{} of {n} mirrored at 50%",
         mirrored.len()
     );
@@ -509,7 +502,7 @@ fn random_spreads_evenly_but_not_in_turn() {
         #[allow(clippy::cast_precision_loss)]
         let off = (served as f64 - 100.0).abs();
         assert!(
-            off <= four_sigma(n, 1.0 / 3.0),
+            off <= wasmesh_integration::stats::count_tolerance(n, 1.0 / 3.0),
             "replica {replica} served {served} of {n}"
         );
     }
@@ -532,7 +525,7 @@ fn least_request_steers_away_from_a_busy_replica() {
     // One slow replica keeps requests open; round robin or random would still give it a
     // third of the calls.
     rig.replicas[0].set_delay(Duration::from_millis(300));
-    // Enough calls that the gap to a third (which grows with n) dwarfs four standard
+    // Enough calls that the gap to a third (which grows with n) dwarfs five standard
     // deviations (which grow with its square root): about 15% here against 24%.
     let (threads, per_thread) = (4, 100);
     let workers: Vec<_> = (0..threads)
@@ -553,7 +546,10 @@ fn least_request_steers_away_from_a_busy_replica() {
     let served = rig.served();
     assert_eq!(served.iter().sum::<u64>(), n as u64);
     #[allow(clippy::cast_precision_loss)]
-    let (slow, ceiling) = (served[0] as f64, n as f64 / 3.0 - four_sigma(n, 1.0 / 3.0));
+    let (slow, ceiling) = (
+        served[0] as f64,
+        n as f64 / 3.0 - wasmesh_integration::stats::count_tolerance(n, 1.0 / 3.0),
+    );
     assert!(
         slow < ceiling,
         "the busy replica served {slow} of {n} (a third is {:.0}): {served:?}",

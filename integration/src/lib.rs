@@ -30,6 +30,7 @@ pub mod localmesh;
 pub mod paths;
 pub mod ports;
 pub mod scenarios;
+pub mod stats;
 pub mod tls;
 
 pub use admin::{Admin, Stats};

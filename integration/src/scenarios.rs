@@ -83,7 +83,7 @@ pub mod fault {
     }
 
     /// 2000 requests from four clients (new connections, so both workers serve); the
-    /// measured ratio is within 3 points of `percentage` (about 3.4 sigma at 20%).
+    /// measured ratio is within `stats::percent_tolerance` of `percentage`.
     /// Returns how many were aborted.
     pub fn check_abort_ratio(envoy: &Envoy, percentage: f64) -> Result<u64> {
         let url = format!("{}/x", envoy.listener_url(INGRESS)?);
@@ -111,7 +111,7 @@ pub mod fault {
         let measured = aborted as f64 / 20.0;
         eprintln!("fault ratio: {aborted}/2000 = {measured}% (configured {percentage}%)");
         ensure!(
-            (measured - percentage).abs() <= 3.0,
+            (measured - percentage).abs() <= crate::stats::percent_tolerance(2000, percentage),
             "{measured}% aborted for {percentage}%"
         );
         Ok(aborted)

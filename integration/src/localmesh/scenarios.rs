@@ -72,7 +72,7 @@ fn percent(part: usize, whole: usize) -> f64 {
 }
 
 /// The 80/20 canary between reviews v1 and v3, measured over 1000 pages: v1's share
-/// within 5 percentage points of 80.
+/// within the bound `stats::percent_tolerance` derives from that sample.
 pub fn canary_split(mesh: &mut dyn LocalMesh) -> Result<String> {
     let (mut v1, mut v3) = (0usize, 0usize);
     for _ in 0..1000 {
@@ -89,7 +89,8 @@ pub fn canary_split(mesh: &mut dyn LocalMesh) -> Result<String> {
     }
     let share = percent(v1, v1 + v3);
     ensure!(
-        (share - CANARY_V1_PERCENT).abs() <= 5.0,
+        (share - CANARY_V1_PERCENT).abs()
+            <= crate::stats::percent_tolerance(1000, CANARY_V1_PERCENT),
         "v1 served {share:.1}% ({v1} v1, {v3} v3); want {CANARY_V1_PERCENT}% +- 5"
     );
     Ok(format!("canary: v1 {share:.1}% ({v1}/1000), v3 {v3}"))
@@ -126,8 +127,8 @@ pub fn test_user_routing(mesh: &mut dyn LocalMesh) -> Result<String> {
 
 /// The fault on ratings aborts 10% of calls with 503; the page still answers 200 and
 /// degrades only the ratings ("ratings unavailable"), as designed. Measured over 500
-/// pages as the test user (reviews v2 calls ratings on every page); 4 points is three
-/// standard deviations of a 10% binomial over 500.
+/// pages as the test user (reviews v2 calls ratings on every page), within the bound
+/// `stats::percent_tolerance` derives from that sample.
 pub fn ratings_fault(mesh: &mut dyn LocalMesh) -> Result<String> {
     let n = 500;
     let mut aborted = 0;
@@ -165,7 +166,8 @@ pub fn ratings_fault(mesh: &mut dyn LocalMesh) -> Result<String> {
     );
     let share = percent(aborted, n);
     ensure!(
-        (share - RATINGS_ABORT_PERCENT).abs() <= 4.0,
+        (share - RATINGS_ABORT_PERCENT).abs()
+            <= crate::stats::percent_tolerance(n, RATINGS_ABORT_PERCENT),
         "{share:.1}% of pages lost their ratings; the fault aborts {RATINGS_ABORT_PERCENT}%"
     );
     Ok(format!(
