@@ -303,6 +303,7 @@ fn merge_fault_rules(filters: &mut Vec<ChainFilter>, rules: Vec<Value>, i: usize
             name: FilterName::Fault,
             config: json!({ "rules": rules }),
             failure_policy: FailurePolicy::FailOpen,
+            module: None,
         },
     });
 }

@@ -15,7 +15,11 @@ fn is_false(b: &bool) -> bool {
 pub struct Bootstrap {
     pub node: Node,
     pub admin: Admin,
+    #[serde(skip_serializing_if = "StaticResources::is_empty")]
     pub static_resources: StaticResources,
+    /// Listeners and clusters from watched files instead ([`crate::xds_files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_resources: Option<DynamicResources>,
     pub stats_config: StatsConfig,
     /// How often histograms are merged and become visible in `/stats/prometheus`.
     pub stats_flush_interval: String,
@@ -64,6 +68,33 @@ pub struct SocketAddress {
 pub struct StaticResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+}
+
+impl StaticResources {
+    fn is_empty(&self) -> bool {
+        self.listeners.is_empty() && self.clusters.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicResources {
+    pub lds_config: ConfigSource,
+    pub cds_config: ConfigSource,
+}
+
+/// A route configuration by name, from its own source (`rds`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rds {
+    pub route_config_name: String,
+    pub config_source: ConfigSource,
+}
+
+/// An HTTP filter's config from its own source (ECDS); the filter's name is the
+/// resource's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtensionConfigSource {
+    pub config_source: ConfigSource,
+    pub type_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,7 +195,10 @@ pub struct Empty {}
 pub struct HttpConnectionManager {
     pub stat_prefix: String,
     pub codec_type: &'static str,
-    pub route_config: RouteConfiguration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_config: Option<RouteConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rds: Option<Rds>,
     pub http_filters: Vec<HttpFilter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracing: Option<HcmTracing>,
@@ -226,7 +260,21 @@ pub struct EnvoyGrpc {
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpFilter {
     pub name: String,
-    pub typed_config: TypedConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_config: Option<TypedConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_discovery: Option<ExtensionConfigSource>,
+}
+
+impl HttpFilter {
+    /// A filter whose config is inline.
+    pub fn inline(name: impl Into<String>, typed_config: TypedConfig) -> Self {
+        Self {
+            name: name.into(),
+            typed_config: Some(typed_config),
+            config_discovery: None,
+        }
+    }
 }
 
 /// A stage of the native dynamic module (`libwasmesh_native.so`).
@@ -603,10 +651,25 @@ pub struct SdsSecretConfig {
     pub sds_config: ConfigSource,
 }
 
+/// An xDS source that is a file: Envoy re-reads it when a new version is renamed
+/// into place (an atomic move, never a write in place).
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigSource {
     pub path_config_source: PathConfigSource,
     pub resource_api_version: &'static str,
+}
+
+impl ConfigSource {
+    /// `path`, reloaded when a file is moved onto it.
+    pub fn file(path: String) -> Self {
+        Self {
+            path_config_source: PathConfigSource {
+                path,
+                watched_directory: None,
+            },
+            resource_api_version: "V3",
+        }
+    }
 }
 
 /// A file-based SDS resource. Envoy watches the directory for a file moved into
@@ -614,7 +677,9 @@ pub struct ConfigSource {
 #[derive(Debug, Clone, Serialize)]
 pub struct PathConfigSource {
     pub path: String,
-    pub watched_directory: WatchedDirectory,
+    /// Without it, Envoy watches `path` itself for a move onto it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watched_directory: Option<WatchedDirectory>,
 }
 
 #[derive(Debug, Clone, Serialize)]

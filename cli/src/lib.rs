@@ -15,6 +15,7 @@ pub mod certs;
 pub mod chains;
 pub mod check;
 pub mod compose;
+pub mod digest;
 pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
@@ -31,6 +32,7 @@ pub mod stats;
 pub mod status;
 pub mod summary;
 pub mod topology;
+pub mod xds_files;
 
 use model::{MeshError, MeshFile};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,34 @@ pub struct GenerateOptions {
     /// What the filters are built as: Wasm modules (the default) or the native
     /// dynamic module (`--target-filters native`, docs/native-target.md).
     pub filter_target: FilterTarget,
+    /// Listeners, clusters, routes and filter configs in watched files under
+    /// `xds/INSTANCE/` instead of inline (see [`xds_files`]), so `wasmesh apply`
+    /// changes a running mesh in place. Process target only.
+    pub xds_files: bool,
+    /// Each `.wasm` as a copy named by its digest (`wasmesh up` and `apply`), so a new
+    /// build is a new file name, a changed filter config and a new VM in Envoy.
+    pub pinned_modules: Option<PinnedModules>,
+}
+
+/// Where the digest-named copies of the modules are, and each source's digest.
+#[derive(Debug, Clone, Default)]
+pub struct PinnedModules {
+    /// As Envoy sees it.
+    pub dir: String,
+    /// Source path (as the config would name it unpinned) to the digest-named copy's
+    /// file name.
+    pub copies: std::collections::BTreeMap<String, String>,
+}
+
+impl PinnedModules {
+    /// The path Envoy loads for the module at `source`: its digest-named copy when
+    /// there is one.
+    pub fn resolve(&self, source: &str) -> String {
+        match self.copies.get(source) {
+            Some(copy) => format!("{}/{copy}", self.dir),
+            None => source.to_string(),
+        }
+    }
 }
 
 /// The build of the filters a generated Envoy loads.
@@ -89,12 +119,21 @@ impl GenerateOptions {
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
             bundle: false,
             filter_target: FilterTarget::Wasm,
+            xds_files: false,
+            pinned_modules: None,
         }
     }
 
     /// The same options with `--bundle` set or not.
     pub fn with_bundle(mut self, bundle: bool) -> Self {
         self.bundle = bundle;
+        self
+    }
+
+    /// The same options with listeners, clusters, routes and filter configs in
+    /// watched files (`wasmesh up`, so that `wasmesh apply` works) or inline.
+    pub fn with_xds_files(mut self, xds_files: bool) -> Self {
+        self.xds_files = xds_files;
         self
     }
 
@@ -115,6 +154,8 @@ impl GenerateOptions {
             host_certs_dir: format!("./{DEFAULT_CERTS_DIR}"),
             bundle: false,
             filter_target: FilterTarget::Wasm,
+            xds_files: false,
+            pinned_modules: None,
         }
     }
 }
@@ -130,6 +171,8 @@ pub enum GenerateError {
     Serialise { path: String, message: String },
     #[error("--target-filters native runs in the process target only: the compose images have no native module yet (docs/native-target.md)")]
     NativeInCompose,
+    #[error("filter {filter}: `module` names a .wasm of its own, which runs only as a Wasm filter of its own: not with --bundle or --target-filters native")]
+    ModuleNeedsWasmFilters { filter: String },
 }
 
 /// Reads and checks a mesh file, or Istio resources (a directory, or YAML of
@@ -207,6 +250,13 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
     if opts.filter_target == FilterTarget::Native && opts.target == Target::Compose {
         return Err(GenerateError::NativeInCompose);
     }
+    if opts.bundle || opts.filter_target == FilterTarget::Native {
+        if let Some(f) = all_filters(mesh).find(|f| f.module.is_some()) {
+            return Err(GenerateError::ModuleNeedsWasmFilters {
+                filter: f.name.as_str().to_string(),
+            });
+        }
+    }
     let instances = topology::instances(mesh, opts.target)?;
     let mut out: Vec<OutputFile> = Vec::new();
     let config_dir = match opts.target {
@@ -216,7 +266,17 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
     for inst in &instances {
         let b = bootstrap::bootstrap(mesh, inst, &instances, opts);
         let path = config_dir.join(format!("{}.json", inst.name));
-        out.push((path.clone(), json_bytes(&path.to_string_lossy(), &b)?));
+        if opts.xds_files && matches!(opts.target, Target::Process { .. }) {
+            let rel = xds_files::instance_dir(&inst.name);
+            let (b, resources) = xds_files::split(b, &format!("{}/{rel}", opts.out_dir));
+            out.push((path.clone(), json_bytes(&path.to_string_lossy(), &b)?));
+            for r in resources {
+                let p = config_dir.join(&rel).join(&r.path);
+                out.push((p.clone(), json_bytes(&p.to_string_lossy(), &r.response)?));
+            }
+        } else {
+            out.push((path.clone(), json_bytes(&path.to_string_lossy(), &b)?));
+        }
     }
     let prom = config_dir.join("prometheus.yml");
     out.push((
@@ -241,6 +301,14 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// Every filter of the mesh: the services' inbound and outbound ones and the gateway's.
+pub fn all_filters(mesh: &MeshFile) -> impl Iterator<Item = &model::FilterSpec> {
+    mesh.services
+        .iter()
+        .flat_map(|s| s.filters.inbound.iter().chain(&s.filters.outbound))
+        .chain(mesh.gateway.iter().flat_map(|g| &g.filters))
 }
 
 /// Writes generated files under `dir`, creating directories; unchanged files are not

@@ -165,6 +165,18 @@ enum Command {
         #[command(flatten)]
         input: InputArg,
     },
+    /// Apply a changed mesh file to the running mesh (process mode) without restarting
+    /// any Envoy: routes, policies, filter configs and filter modules change in place.
+    /// A config Envoy would refuse is refused before anything changes (docs/upgrades.md).
+    Apply {
+        /// The mesh file; by default the one `up` read.
+        mesh: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateDirArg,
+        /// Seconds each Envoy may take to report a new config as taken.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
     /// Stop everything `wasmesh up` started, processes or compose project, as the state
     /// file records (idempotent).
     Down {
@@ -402,6 +414,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => println!("no mesh is up (nothing in {})", dir.display()),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply {
+            mesh,
+            state,
+            timeout,
+        } => {
+            let dir = &state.state_dir;
+            let st = backend::running(dir, ": run `wasmesh up` first")?;
+            let applied =
+                backend::apply::apply(&st, mesh, std::time::Duration::from_secs(timeout))?;
+            println!("{}", applied.summary(&st.mesh));
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { state, interval } => {

@@ -34,6 +34,23 @@ pub struct State {
     /// Absent from state files of process mode, and of wasmesh versions before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerRun>,
+    /// Process mode: how `up` generated the mesh, so `apply` generates it alike.
+    /// Absent from state files of wasmesh versions before `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<RecordedUp>,
+}
+
+/// The options of `up` that shape the generated configs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedUp {
+    /// As `up` was given it (relative to `root` or absolute): the generated configs
+    /// name their files under it.
+    pub state_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub gateway_port: Option<u16>,
+    pub bundle: bool,
+    pub native: bool,
+    pub allow_unsupported: bool,
 }
 
 /// A mesh run as a compose project: what `down` needs to remove it again.

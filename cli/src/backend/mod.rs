@@ -7,10 +7,12 @@
 //! backend). A backend never calls another, so a new one (native modules, file-based
 //! xDS) is one more module and one more arm in [`for_up`] and [`of_state`].
 
+pub mod apply;
 pub mod command;
 pub mod docker;
 mod filters;
 mod launch;
+pub mod modules;
 pub mod process;
 
 use anyhow::{anyhow, bail, Result};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::launch::{demo_path, envoy_path, find_on_path, spawn, wait_ready, DEMO_BIN};
 use super::{build_missing_filters, load_mesh, ports_in_use, refuse_if_up, Backend, UpOptions};
+use crate::model::MeshFile;
 use crate::runplan::{ProcessKind, RunPlan, PLAN_FILE};
 use crate::state::{self, Running, State};
 use crate::{certs, GenerateOptions};
@@ -27,9 +28,7 @@ impl Backend for Process {
         let root = std::env::current_dir().context("reading the current directory")?;
         let dir = &opts.state_dir;
         refuse_if_up(dir)?;
-        let (plan, files) = generate(opts)?;
-
-        build_missing_filters(&root, &files, &|p| root.join(p))?;
+        let (plan, _files) = generate(opts, &root)?;
         let envoy = envoy_path(&root)?;
         let prometheus_bin = if opts.prometheus {
             find_on_path("prometheus")
@@ -64,6 +63,14 @@ impl Backend for Process {
             prometheus_url,
             processes: Vec::new(),
             docker: None,
+            up: Some(crate::state::RecordedUp {
+                state_dir: opts.state_dir.clone(),
+                certs_dir: opts.certs_dir.clone(),
+                gateway_port: opts.gateway_port,
+                bundle: opts.bundle,
+                native: opts.filter_target == crate::FilterTarget::Native,
+                allow_unsupported: opts.allow_unsupported,
+            }),
         };
         let result = start_all(&root, dir, &mut st, procs, opts.timeout, started);
         if let Err(e) = result {
@@ -168,7 +175,30 @@ impl Backend for Process {
 
 /// Generates the process target into `STATE_DIR/config` (named relative to the root,
 /// as the plan wants) and issues missing certificates; the run plan and the files.
-fn generate(opts: &UpOptions) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
+fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
+    let r = render(opts, root)?;
+    let config_dir = opts.state_dir.join("config");
+    // Stale configs of an earlier, different mesh must not linger.
+    let _ = std::fs::remove_dir_all(&config_dir);
+    crate::write_files(&config_dir, &r.files)
+        .with_context(|| format!("writing into {}", config_dir.display()))?;
+    certs::ensure(&r.mesh, &opts.certs_dir)?;
+    Ok((r.plan, r.files))
+}
+
+/// A mesh generated for the process target, not yet written.
+pub(super) struct Rendered {
+    pub mesh: MeshFile,
+    pub gen: GenerateOptions,
+    /// Relative to `STATE_DIR/config`.
+    pub files: Vec<crate::OutputFile>,
+    pub plan: RunPlan,
+}
+
+/// The mesh file generated as `up` runs it: listeners, clusters, routes and filter
+/// configs in watched files (so `apply` can change them in place), and each module as
+/// its digest-named copy. Builds the filters the configs need and are missing.
+pub(super) fn render(opts: &UpOptions, root: &Path) -> Result<Rendered> {
     let mut mesh = load_mesh(&opts.mesh, opts.allow_unsupported)?;
     if let (Some(port), Some(g)) = (opts.gateway_port, mesh.gateway.as_mut()) {
         g.port = port;
@@ -180,19 +210,25 @@ fn generate(opts: &UpOptions) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
         .to_string();
     let mut gen = GenerateOptions::process(&label, opts.port_base)
         .with_bundle(opts.bundle)
-        .with_filter_target(opts.filter_target);
+        .with_filter_target(opts.filter_target)
+        .with_xds_files(true);
     gen.certs_dir = opts.certs_dir.to_string_lossy().into_owned();
+    let unpinned = crate::generate(&mesh, &gen)?;
+    build_missing_filters(root, &unpinned, &|p| root.join(p))?;
+    gen.pinned_modules = Some(super::modules::pin(root, &opts.state_dir, &mesh, &gen)?);
     let files = crate::generate(&mesh, &gen)?;
-    // Stale configs of an earlier, different mesh must not linger.
-    let _ = std::fs::remove_dir_all(&config_dir);
-    crate::write_files(&config_dir, &files)
-        .with_context(|| format!("writing into {}", config_dir.display()))?;
-    certs::ensure(&mesh, &opts.certs_dir)?;
-    let plan_path = config_dir.join(PLAN_FILE);
-    let plan: RunPlan = serde_json::from_slice(
-        &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
-    )?;
-    Ok((plan, files))
+    let plan_bytes = files
+        .iter()
+        .find(|(p, _)| p == Path::new(PLAN_FILE))
+        .map(|(_, b)| b.as_slice())
+        .context("the generator wrote no run plan")?;
+    let plan: RunPlan = serde_json::from_slice(plan_bytes)?;
+    Ok(Rendered {
+        mesh,
+        gen,
+        files,
+        plan,
+    })
 }
 
 /// The plan's processes with the commands resolved to binaries of this machine.

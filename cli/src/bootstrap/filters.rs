@@ -34,37 +34,37 @@ impl Builder<'_> {
         let mut out: Vec<HttpFilter> = if self.opts.bundle && !configs.is_empty() {
             let config = crate::bundle::config(configs.iter().map(|(f, c)| (f.name, c)));
             let policy = crate::bundle::strictest(configs.iter().map(|(f, _)| f.failure_policy));
-            vec![self.filter(
-                crate::bundle::NAME,
-                crate::bundle::WASM_FILE,
-                &config,
-                policy,
-            )]
+            let module = format!("{}/{}", self.opts.filters_dir, crate::bundle::WASM_FILE);
+            vec![self.filter(crate::bundle::NAME, &module, &config, policy)]
         } else {
             configs
                 .iter()
                 .map(|(f, c)| {
-                    self.filter(f.name.as_str(), &f.name.wasm_file(), c, f.failure_policy)
+                    let module = f.module.clone().unwrap_or_else(|| {
+                        format!("{}/{}", self.opts.filters_dir, f.name.wasm_file())
+                    });
+                    self.filter(f.name.as_str(), &module, c, f.failure_policy)
                 })
                 .collect()
         };
-        out.push(HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            typed_config: TypedConfig::Router(Empty {}),
-        });
+        out.push(HttpFilter::inline(
+            "envoy.filters.http.router",
+            TypedConfig::Router(Empty {}),
+        ));
         out
     }
 
-    /// Stage `name` as the filter target builds it.
+    /// Stage `name` as the filter target builds it; `module` is the `.wasm` it runs in
+    /// (unused by the native target).
     fn filter(
         &self,
         name: &str,
-        wasm_file: &str,
+        module: &str,
         config: &Value,
         failure_policy: FailurePolicy,
     ) -> HttpFilter {
         match self.opts.filter_target {
-            FilterTarget::Wasm => self.wasm_filter(name, wasm_file, config, failure_policy),
+            FilterTarget::Wasm => self.wasm_filter(name, module, config, failure_policy),
             // No VM to fail: a native stage that cannot run fails its request (a panic is
             // caught and the hook answers as failed), which is FAIL_CLOSED's behaviour.
             FilterTarget::Native => native_filter(name, config),
@@ -74,13 +74,13 @@ impl Builder<'_> {
     fn wasm_filter(
         &self,
         name: &str,
-        wasm_file: &str,
+        module: &str,
         config: &Value,
         failure_policy: FailurePolicy,
     ) -> HttpFilter {
-        HttpFilter {
-            name: format!("wasmesh.{name}"),
-            typed_config: TypedConfig::Wasm(Box::new(Wasm {
+        HttpFilter::inline(
+            format!("wasmesh.{name}"),
+            TypedConfig::Wasm(Box::new(Wasm {
                 config: PluginConfig {
                     name: name.into(),
                     root_id: name.into(),
@@ -89,7 +89,10 @@ impl Builder<'_> {
                         runtime: self.mesh.mesh.wasm_runtime.envoy_name(),
                         code: AsyncDataSource {
                             local: DataSource {
-                                filename: format!("{}/{wasm_file}", self.opts.filters_dir),
+                                filename: match &self.opts.pinned_modules {
+                                    Some(pinned) => pinned.resolve(module),
+                                    None => module.to_string(),
+                                },
                             },
                         },
                     },
@@ -99,15 +102,15 @@ impl Builder<'_> {
                     failure_policy: failure_policy.as_str(),
                 },
             })),
-        }
+        )
     }
 }
 
 /// Stage `name` (a filter's, or `mesh`: the pipeline) in the native dynamic module.
 fn native_filter(name: &str, config: &Value) -> HttpFilter {
-    HttpFilter {
-        name: format!("wasmesh.{name}"),
-        typed_config: TypedConfig::DynamicModuleFilter(Box::new(DynamicModuleFilter {
+    HttpFilter::inline(
+        format!("wasmesh.{name}"),
+        TypedConfig::DynamicModuleFilter(Box::new(DynamicModuleFilter {
             dynamic_module_config: DynamicModuleConfig {
                 name: NATIVE_MODULE.into(),
             },
@@ -116,7 +119,7 @@ fn native_filter(name: &str, config: &Value) -> HttpFilter {
                 value: config.to_string(),
             },
         })),
-    }
+    )
 }
 
 /// The runtime flags a bootstrap needs for its filter target: the native module's

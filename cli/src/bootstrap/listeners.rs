@@ -34,14 +34,15 @@ impl Builder<'_> {
         let hcm = |plain: bool| HttpConnectionManager {
             stat_prefix: format!("inbound_0.0.0.0_{}", s.port),
             codec_type: "AUTO",
-            route_config: RouteConfiguration {
+            rds: None,
+            route_config: Some(RouteConfiguration {
                 name: cluster.clone(),
                 virtual_hosts: vec![VirtualHost {
                     name: format!("inbound|http|{}", s.port),
                     domains: vec!["*".into()],
                     routes: vec![route.clone()],
                 }],
-            },
+            }),
             // Each chain knows whether its connections are mTLS, so telemetry need not
             // ask per request.
             http_filters: self
@@ -120,10 +121,11 @@ impl Builder<'_> {
         let hcm = HttpConnectionManager {
             stat_prefix: "outbound_0.0.0.0_15001".into(),
             codec_type: "AUTO",
-            route_config: RouteConfiguration {
+            rds: None,
+            route_config: Some(RouteConfiguration {
                 name: "outbound".into(),
                 virtual_hosts: vhosts,
-            },
+            }),
             http_filters,
             tracing: self.tracing(),
             normalize_path: true,
@@ -177,10 +179,11 @@ impl Builder<'_> {
         let hcm = HttpConnectionManager {
             stat_prefix: format!("gateway_{}", g.port),
             codec_type: "AUTO",
-            route_config: RouteConfiguration {
+            rds: None,
+            route_config: Some(RouteConfiguration {
                 name: format!("http.{}", g.port),
                 virtual_hosts: vhosts,
-            },
+            }),
             http_filters,
             tracing: self.tracing(),
             normalize_path: true,
@@ -277,10 +280,7 @@ fn with_cors(vhosts: &[VirtualHost], mut filters: Vec<HttpFilter>) -> Vec<HttpFi
     if any {
         filters.insert(
             0,
-            HttpFilter {
-                name: routes::CORS_FILTER.into(),
-                typed_config: TypedConfig::Cors(Empty {}),
-            },
+            HttpFilter::inline(routes::CORS_FILTER, TypedConfig::Cors(Empty {})),
         );
     }
     filters
@@ -305,7 +305,8 @@ pub(super) fn admin_proxy_listener(
     let hcm = HttpConnectionManager {
         stat_prefix: name.into(),
         codec_type: "AUTO",
-        route_config: RouteConfiguration {
+        rds: None,
+        route_config: Some(RouteConfiguration {
             name: name.into(),
             virtual_hosts: vec![VirtualHost {
                 name: name.into(),
@@ -325,11 +326,11 @@ pub(super) fn admin_proxy_listener(
                     ..Default::default()
                 }],
             }],
-        },
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            typed_config: TypedConfig::Router(Empty {}),
-        }],
+        }),
+        http_filters: vec![HttpFilter::inline(
+            "envoy.filters.http.router",
+            TypedConfig::Router(Empty {}),
+        )],
         tracing: None,
         normalize_path: true,
         merge_slashes: true,

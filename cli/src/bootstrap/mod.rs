@@ -118,6 +118,7 @@ impl Builder<'_> {
             admin: Admin {
                 address: Address::new("127.0.0.1", p.admin),
             },
+            dynamic_resources: None,
             static_resources: StaticResources {
                 listeners,
                 clusters,

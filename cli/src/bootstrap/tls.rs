@@ -39,7 +39,7 @@ impl Builder<'_> {
             sds_config: ConfigSource {
                 path_config_source: PathConfigSource {
                     path: format!("{dir}/{file}"),
-                    watched_directory: WatchedDirectory { path: dir },
+                    watched_directory: Some(WatchedDirectory { path: dir }),
                 },
                 resource_api_version: "V3",
             },

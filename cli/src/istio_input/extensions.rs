@@ -133,6 +133,7 @@ impl Reader {
                     name,
                     config,
                     failure_policy,
+                    module: None,
                 },
                 doc: d.clone(),
             });

@@ -351,6 +351,7 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
                 name: FilterName::Authz,
                 config: Value::Object(config),
                 failure_policy: FailurePolicy::FailClosed,
+                module: None,
             },
         );
     }

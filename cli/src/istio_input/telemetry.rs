@@ -246,6 +246,7 @@ impl Reader {
                     name: FilterName::Telemetry,
                     config: json!({ "reporter": reporter }),
                     failure_policy: FailurePolicy::FailOpen,
+                    module: None,
                 });
                 list.len() - 1
             }

@@ -30,7 +30,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use traffic::{destination_rule, egress, http_route};
@@ -376,7 +375,7 @@ fn wasm_plugin(
     } else {
         let sha = std::fs::read(opts.filters_dir.join(f.name.wasm_file()))
             .ok()
-            .map(|bytes| hex(&Sha256::digest(&bytes)));
+            .map(|bytes| crate::digest::sha256_hex(&bytes));
         (format!("{}{}", opts.filter_url, f.name.wasm_file()), sha)
     };
     Resource {
@@ -402,8 +401,4 @@ fn wasm_plugin(
             matches: vec![istio::WasmPluginTrafficSelector { mode: mode.into() }],
         },
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -25,6 +25,11 @@ pub struct FilterSpec {
     pub config: serde_json::Value,
     #[serde(default)]
     pub failure_policy: FailurePolicy,
+    /// A `.wasm` to run instead of the built `dist/filters/NAME.wasm` (relative to
+    /// where `wasmesh` runs): a new build of the filter on this service only, for a
+    /// canary upgrade (docs/walkthrough.md). Wasm filters without `--bundle` only.
+    #[serde(default)]
+    pub module: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
