@@ -163,13 +163,18 @@ pub fn assert_bundled(dir: &Path, envoys: usize) {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
-        with_mesh += usize::from(text.contains("/mesh.wasm"));
+        // A bootstrap and, when `up` wrote it, its xDS files (filters are in ECDS).
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for file in files_under(&dir.join("xds").join(&stem)) {
+            text.push_str(&std::fs::read_to_string(file).unwrap());
+        }
+        with_mesh += usize::from(names_module(&text, "mesh"));
         for filter in FilterName::ALL {
-            let file = format!("/{}", filter.wasm_file());
+            let stem = filter.wasm_file().trim_end_matches(".wasm").to_string();
             assert!(
-                !text.contains(&file),
-                "{}: {file} on its own",
+                !names_module(&text, &stem),
+                "{}: {stem}.wasm on its own",
                 path.display()
             );
         }
@@ -180,6 +185,36 @@ pub fn assert_bundled(dir: &Path, envoys: usize) {
         "Envoys on mesh.wasm in {}",
         dir.display()
     );
+}
+
+/// Whether `text` names the module `stem`: `.../stem.wasm` as generated, or its
+/// digest-named copy `.../stem-0123456789abcdef.wasm` as `up` runs it.
+fn names_module(text: &str, stem: &str) -> bool {
+    text.contains(&format!("/{stem}.wasm"))
+        || text.match_indices(&format!("/{stem}-")).any(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            rest.len() > 21
+                && rest[..16].bytes().all(|b| b.is_ascii_hexdigit())
+                && rest[16..].starts_with(".wasm")
+        })
+}
+
+/// Every file below `dir` (none if it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                files_under(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
 }
 
 /// The generated bootstrap `<name>.json` among `files`, parsed.
