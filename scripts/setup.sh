@@ -58,6 +58,21 @@ ensure_debian_tools() {
   fi
 }
 
+# Every Envoy of a mesh watches its xDS and certificate files with an inotify instance
+# each (about ten per Envoy); Linux's default of 128 per user runs out at two meshes,
+# and the tests run several at once. `wasmesh up` refuses with this fix when short.
+ensure_inotify_instances() {
+  local want=1024 have
+  have=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "$want")
+  [ "$have" -ge "$want" ] && return
+  if [ "$(id -u)" = 0 ] && sysctl -qw fs.inotify.max_user_instances=$want 2>/dev/null; then
+    log "raised fs.inotify.max_user_instances from $have to $want"
+  else
+    log "fs.inotify.max_user_instances is $have: run 'sudo sysctl -w fs.inotify.max_user_instances=$want' (several meshes at once need more)"
+  fi
+}
+
 ensure_wasm_target
 ensure_envoy
 ensure_debian_tools
+ensure_inotify_instances

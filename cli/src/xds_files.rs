@@ -17,6 +17,7 @@
 //! `apply` reads the versions back from the admin `/config_dump` to know a change has
 //! been taken.
 
+use crate::bootstrap::ADMIN_PROXY_LISTENERS;
 use crate::envoy::{
     Bootstrap, ConfigSource, DynamicResources, ExtensionConfigSource, HttpFilter, Listener, Rds,
     TypedConfig,
@@ -75,9 +76,17 @@ pub fn split(mut b: Bootstrap, dir: &str) -> (Bootstrap, Vec<ResourceFile>) {
     let mut routes: BTreeMap<String, Value> = BTreeMap::new();
     let listeners = std::mem::take(&mut b.static_resources.listeners);
     let clusters = std::mem::take(&mut b.static_resources.clusters);
+    // Each file is a subscription, and each subscription an inotify instance in Envoy
+    // (a per-user budget, 128 by default): what never changes stays inline.
     let listeners: Vec<Listener> = listeners
         .into_iter()
-        .map(|l| externalise_listener(l, dir, &mut routes, &mut files))
+        .map(|l| {
+            if ADMIN_PROXY_LISTENERS.contains(&l.name.as_str()) {
+                l
+            } else {
+                externalise_listener(l, dir, &mut routes, &mut files)
+            }
+        })
         .collect();
     for (name, route) in routes {
         files.push(resource_file(

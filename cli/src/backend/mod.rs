@@ -11,6 +11,7 @@ pub mod apply;
 pub mod command;
 pub mod docker;
 mod filters;
+mod inotify;
 mod launch;
 pub mod modules;
 pub mod process;

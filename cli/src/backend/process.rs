@@ -28,7 +28,8 @@ impl Backend for Process {
         let root = std::env::current_dir().context("reading the current directory")?;
         let dir = &opts.state_dir;
         refuse_if_up(dir)?;
-        let (plan, _files) = generate(opts, &root)?;
+        let (plan, files) = generate(opts, &root)?;
+        super::inotify::check_budget(super::inotify::needed(&files))?;
         let envoy = envoy_path(&root)?;
         let prometheus_bin = if opts.prometheus {
             find_on_path("prometheus")

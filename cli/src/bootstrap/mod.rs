@@ -36,6 +36,10 @@ use std::collections::BTreeMap;
 /// The admin API as a cluster, for the health and Prometheus listeners.
 const AGENT: &str = "agent";
 
+/// The listeners that only pass one admin path through; their config never changes
+/// while a mesh runs, so they stay inline when the rest moves to xDS files.
+pub const ADMIN_PROXY_LISTENERS: [&str; 2] = ["health", "prometheus"];
+
 /// The bootstrap of `inst`.
 pub fn bootstrap(
     mesh: &MeshFile,
@@ -90,15 +94,16 @@ impl Builder<'_> {
                 }
             }
         }
+        let [health, prometheus] = ADMIN_PROXY_LISTENERS;
         listeners.push(listeners::admin_proxy_listener(
-            "health",
+            health,
             self.inst.bind,
             p.health,
             "/healthz/ready",
             Some("/ready"),
         ));
         listeners.push(listeners::admin_proxy_listener(
-            "prometheus",
+            prometheus,
             self.inst.bind,
             p.prometheus,
             "/stats/prometheus",
