@@ -290,6 +290,62 @@ fn filter_config_change_takes_effect_in_place() {
 }
 
 #[test]
+fn traffic_policy_change_under_load_fails_no_request() {
+    let mesh = Mesh::up("policy");
+    let pids = mesh.envoy_pids();
+    let admin = mesh.gateway_admin();
+    let load = Load::start(&mesh.url(), mesh.gateway);
+    load.wait_for(200);
+    // A DestinationRule's worth: the load balancer and a connection pool limit, which
+    // live in the clusters (CDS), so the clusters are replaced under the load.
+    let policy = original().replace(
+        "    calls: []\n",
+        "    calls: []\n    trafficPolicy:\n      loadBalancer: LEAST_REQUEST\n      connectionPool:\n        maxConnections: 64\n",
+    );
+    let out = mesh.apply("policy.yaml", &policy);
+    assert!(out.status.success(), "apply: {}", text(&out));
+    assert!(text(&out).contains("clusters"), "{}", text(&out));
+    load.wait_for(300);
+    let seen = load.finish();
+    assert!(
+        seen.failures.is_empty(),
+        "failed across the cluster update: {:?}",
+        seen.failures
+    );
+    let dump: serde_json::Value = http::get(&format!("http://127.0.0.1:{admin}/config_dump"))
+        .unwrap()
+        .json()
+        .unwrap();
+    let clusters = dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["@type"]
+                .as_str()
+                .unwrap()
+                .ends_with(".ClustersConfigDump")
+        })
+        .unwrap();
+    let details: Vec<&serde_json::Value> = clusters["dynamic_active_clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["cluster"])
+        .filter(|c| c["name"].as_str().unwrap().contains("details"))
+        .collect();
+    assert!(!details.is_empty(), "no details cluster at the gateway");
+    for c in details {
+        assert_eq!(c["lb_policy"], "LEAST_REQUEST", "{c}");
+        assert_eq!(
+            c["circuit_breakers"]["thresholds"][0]["max_connections"], 64,
+            "{c}"
+        );
+    }
+    assert_eq!(mesh.envoy_pids(), pids, "an Envoy was restarted");
+}
+
+#[test]
 fn bad_config_is_refused_by_apply_and_the_old_one_keeps_serving() {
     let mesh = Mesh::up("refused");
     let config_dir = mesh.dir.join("config");
