@@ -84,6 +84,10 @@ enum Command {
         /// Load the filters as Wasm modules or as the native dynamic module.
         #[arg(long, value_enum, default_value = "wasm")]
         target_filters: FilterTargetArg,
+        /// Process target: listeners, clusters, routes and filter configs in watched
+        /// files under OUT/xds/INSTANCE/, as `wasmesh up` runs them (docs/upgrades.md).
+        #[arg(long)]
+        xds_files: bool,
         #[command(flatten)]
         input: InputArg,
     },
@@ -280,8 +284,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_certs,
             bundle,
             target_filters,
+            xds_files,
             input,
         } => {
+            if xds_files && !matches!(target, TargetArg::Process) {
+                anyhow::bail!("--xds-files is for the process target");
+            }
             let model = load(&mesh, input.allow_unsupported)?;
             let out_label = out.to_string_lossy().trim_end_matches('/').to_string();
             let opts = match target {
@@ -301,7 +309,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             .with_bundle(bundle)
-            .with_filter_target(target_filters.into());
+            .with_filter_target(target_filters.into())
+            .with_xds_files(xds_files);
             let files = wasmesh::generate(&model, &opts)?;
             wasmesh::write_files(&out, &files)
                 .with_context(|| format!("writing into {}", out.display()))?;
