@@ -350,13 +350,29 @@ pub mod security {
         pub upstream_path: Option<String>,
     }
 
+    /// How closely a denial's status must match.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Statuses {
+        /// The very status the harness gives (the filter sees what the client sent).
+        Exact,
+        /// Any 4xx: Envoy rewrote the path first (`normalize_path`), so the filter
+        /// may refuse the rewritten path for another reason, 403 rather than 400.
+        AnyDenial,
+    }
+
     impl Observed {
         /// Allowed means 200 from the upstream, which saw the request; denied means
-        /// the expected status and an upstream that never saw it.
-        pub fn as_expected(&self) -> bool {
-            match self.case.expect_in_envoy() {
-                Expect::Allowed => self.status == 200 && self.reached_upstream,
-                Expect::Denied(status) => self.status == status && !self.reached_upstream,
+        /// the expected status (or any 4xx, as `statuses` says) and an upstream that
+        /// never saw it.
+        pub fn as_expected(&self, statuses: Statuses) -> bool {
+            match (self.case.expect_in_envoy(), statuses) {
+                (Expect::Allowed, _) => self.status == 200 && self.reached_upstream,
+                (Expect::Denied(status), Statuses::Exact) => {
+                    self.status == status && !self.reached_upstream
+                }
+                (Expect::Denied(_), Statuses::AnyDenial) => {
+                    (400..500).contains(&self.status) && !self.reached_upstream
+                }
             }
         }
 
@@ -390,6 +406,7 @@ pub mod security {
         echo: &EchoServer,
         cases: &[Case],
         family: Family,
+        statuses: Statuses,
     ) -> Result<Vec<Observed>> {
         let mut observed = Vec::new();
         for case in cases.iter().filter(|c| c.family == family) {
@@ -408,7 +425,7 @@ pub mod security {
         }
         let wrong: Vec<String> = observed
             .iter()
-            .filter(|o| !o.as_expected())
+            .filter(|o| !o.as_expected(statuses))
             .map(|o| {
                 format!(
                     "{} {:?}: expected {}, got {}",
