@@ -327,3 +327,145 @@ pub mod authz {
         Ok(())
     }
 }
+
+/// The authz security corpus (`wasmesh_testkit::security`) through real Envoy: each
+/// case sent byte for byte, its status and whether the upstream saw it checked against
+/// the outcome the harness is held to.
+pub mod security {
+    use crate::bootstrap::INGRESS;
+    use crate::echo::{Echo, EchoServer};
+    use crate::envoy::Envoy;
+    use crate::http;
+    use anyhow::{bail, Result};
+    use wasmesh_testkit::security::{Case, Expect, Family, AUTHORITY};
+
+    /// What Envoy did with one case.
+    #[derive(Debug, Clone)]
+    pub struct Observed {
+        pub case: Case,
+        pub status: u16,
+        /// Whether the echo upstream received the request.
+        pub reached_upstream: bool,
+        /// The path the upstream saw, when it saw the request.
+        pub upstream_path: Option<String>,
+    }
+
+    /// How closely a denial's status must match.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Statuses {
+        /// The very status the harness gives (the filter sees what the client sent).
+        Exact,
+        /// Any 4xx: Envoy rewrote the path first (`normalize_path`), so the filter
+        /// may refuse the rewritten path for another reason, 403 rather than 400.
+        AnyDenial,
+    }
+
+    impl Observed {
+        /// Allowed means 200 from the upstream, which saw the request; denied means
+        /// the expected status (or any 4xx, as `statuses` says) and an upstream that
+        /// never saw it.
+        pub fn as_expected(&self, statuses: Statuses) -> bool {
+            match (self.case.expect_in_envoy(), statuses) {
+                (Expect::Allowed, _) => self.status == 200 && self.reached_upstream,
+                (Expect::Denied(status), Statuses::Exact) => {
+                    self.status == status && !self.reached_upstream
+                }
+                (Expect::Denied(_), Statuses::AnyDenial) => {
+                    (400..500).contains(&self.status) && !self.reached_upstream
+                }
+            }
+        }
+
+        /// `denied 403`, `allowed`, or the status and where the request went.
+        pub fn describe(&self) -> String {
+            match (self.reached_upstream, self.status) {
+                (true, 200) => "allowed".to_string(),
+                (false, status) => format!("denied {status}"),
+                (true, status) => format!("{status}, reached the upstream"),
+            }
+        }
+    }
+
+    fn send(envoy: &Envoy, case: &Case) -> Result<http::Response> {
+        let mut req = format!(
+            "GET {} HTTP/1.1\r\nhost: {AUTHORITY}\r\nconnection: close\r\n",
+            case.target()
+        );
+        for (name, value) in &case.headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        http::raw_request(envoy.listener_addr(INGRESS)?, req.as_bytes())
+    }
+
+    /// Sends every case of `family` in `cases` through `envoy` (whose only upstream is
+    /// `echo`, with the authz filter configured by `security::config()`), one at a
+    /// time. Fails naming every case whose outcome differs; returns them all.
+    pub fn check(
+        envoy: &Envoy,
+        echo: &EchoServer,
+        cases: &[Case],
+        family: Family,
+        statuses: Statuses,
+    ) -> Result<Vec<Observed>> {
+        let mut observed = Vec::new();
+        for case in cases.iter().filter(|c| c.family == family) {
+            let before = echo.requests();
+            let resp = send(envoy, case)?;
+            let reached_upstream = echo.requests() > before;
+            let upstream_path = reached_upstream
+                .then(|| Echo::parse(&resp.body).ok().map(|e| e.path))
+                .flatten();
+            observed.push(Observed {
+                case: case.clone(),
+                status: resp.status,
+                reached_upstream,
+                upstream_path,
+            });
+        }
+        let wrong: Vec<String> = observed
+            .iter()
+            .filter(|o| !o.as_expected(statuses))
+            .map(|o| {
+                format!(
+                    "{} {:?}: expected {}, got {}",
+                    o.case.name,
+                    o.case.target(),
+                    o.case.expect_in_envoy().describe(),
+                    o.describe()
+                )
+            })
+            .collect();
+        let attacks = observed.iter().filter(|o| o.case.attack).count();
+        let denied = observed
+            .iter()
+            .filter(|o| o.case.attack && !o.reached_upstream)
+            .count();
+        eprintln!(
+            "{} corpus: {denied} of {attacks} attack cases denied, {} cases in all",
+            family.name(),
+            observed.len()
+        );
+        for o in &observed {
+            eprintln!(
+                "| {} | {} | `{}` | {} | {} |",
+                family.name(),
+                o.case.name,
+                o.case.policy,
+                o.case.expect_in_envoy().describe(),
+                o.describe()
+            );
+        }
+        if !wrong.is_empty() {
+            bail!(
+                "{} of {} {} cases differ:\n{}\n{}",
+                wrong.len(),
+                observed.len(),
+                family.name(),
+                wrong.join("\n"),
+                envoy.log_tail(20)
+            );
+        }
+        Ok(observed)
+    }
+}

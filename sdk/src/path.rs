@@ -19,6 +19,15 @@
 //!    `backslash_is_slash` is off.
 //! 6. Repeated slashes are merged, and `.` and `..` segments are resolved
 //!    (RFC 3986 section 5.2.4); `..` never climbs above the root.
+//! 7. Path parameters (`;` and what follows, up to the next `/`) are dropped from each
+//!    segment, as Tomcat, Jetty and Spring do, so `/admin;jsessionid=1` matches as
+//!    `/admin`. A parameter on an empty, `.` or `..` segment (`/a/..;/admin`) is
+//!    refused: such an upstream climbs there while one that keeps `;` does not.
+//!
+//! Two encodings that some upstreams decode and others do not are refused outright,
+//! as escaped slashes are: a double-encoded escape (`%25` followed by two hex digits,
+//! `%252e`), and escapes that do not decode to UTF-8 (overlong forms such as
+//! `%C0%AE`, which lenient decoders read as `.`).
 //!
 //! Case is kept: matching is case-sensitive unless a rule asks otherwise.
 
@@ -65,6 +74,12 @@ pub enum PathError {
     ControlCharacter,
     BadEscape,
     EscapedSlash,
+    /// `%25` followed by two hex digits: an escape escaped again.
+    DoubleEncoded,
+    /// Escapes whose bytes are not UTF-8 (overlong forms such as `%C0%AE`).
+    InvalidUtf8,
+    /// A path parameter on an empty, `.` or `..` segment (`/a/..;/admin`).
+    ParameterOnDotSegment,
 }
 
 impl fmt::Display for PathError {
@@ -75,6 +90,9 @@ impl fmt::Display for PathError {
             PathError::ControlCharacter => "control character in path",
             PathError::BadEscape => "malformed percent escape in path",
             PathError::EscapedSlash => "escaped slash (%2F or %5C) in path",
+            PathError::DoubleEncoded => "double percent-encoding (%25XX) in path",
+            PathError::InvalidUtf8 => "percent escapes in path are not UTF-8",
+            PathError::ParameterOnDotSegment => "path parameter (;) on an empty or dot segment",
         })
     }
 }
@@ -115,18 +133,21 @@ pub fn normalize<'a>(raw: &'a str, opts: &PathOptions) -> Result<NormalizedPath<
             query,
         });
     }
+    if !escapes_are_utf8(path) {
+        return Err(PathError::InvalidUtf8);
+    }
     let decoded = decode_escapes(path, opts)?;
     Ok(NormalizedPath {
-        path: Cow::Owned(remove_dot_segments(&decoded)),
+        path: Cow::Owned(remove_dot_segments(&strip_parameters(&decoded)?)),
         query,
     })
 }
 
 /// True when no step would change the path: no escapes, no backslashes, no empty,
-/// `.` or `..` segments.
+/// `.` or `..` segments, no path parameters.
 fn is_already_normal(path: &str) -> bool {
     let bytes = path.as_bytes();
-    if bytes.iter().any(|&b| b == b'%' || b == b'\\') {
+    if bytes.iter().any(|&b| b == b'%' || b == b'\\' || b == b';') {
         return false;
     }
     // Every segment after the leading '/' must be non-empty (except a final trailing
@@ -151,6 +172,51 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
+/// Whether the path, every escape decoded, is UTF-8. The raw text is (it is a `str`),
+/// so only escapes can break it: an overlong `%C0%AE` or a stray `%FF`.
+fn escapes_are_utf8(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if !bytes.windows(2).any(|w| w[0] == b'%' && w[1] >= b'8') {
+        return true;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hi = bytes.get(i + 1).copied().and_then(hex_value);
+        let lo = bytes.get(i + 2).copied().and_then(hex_value);
+        match (bytes[i], hi, lo) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
+}
+
+/// Step 7: drops each segment's `;` parameters; refuses one on an empty or dot segment.
+fn strip_parameters(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if !path.contains(';') {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match segment.split_once(';') {
+            Some(("" | "." | "..", _)) => return Err(PathError::ParameterOnDotSegment),
+            Some((name, _)) => out.push_str(name),
+            None => out.push_str(segment),
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
 /// Steps 3 to 5: decode what is safe to decode, and map backslashes.
 fn decode_escapes(path: &str, opts: &PathOptions) -> Result<String, PathError> {
     let bytes = path.as_bytes();
@@ -165,6 +231,11 @@ fn decode_escapes(path: &str, opts: &PathOptions) -> Result<String, PathError> {
                 return Err(PathError::BadEscape);
             };
             let decoded = hi * 16 + lo;
+            let hex_at = |at: usize| bytes.get(at).copied().and_then(hex_value).is_some();
+            if decoded == b'%' && hex_at(i + 3) && hex_at(i + 4) {
+                // `%25` + `2e` is `%2e` once decoded, `.` twice.
+                return Err(PathError::DoubleEncoded);
+            }
             if is_unreserved(decoded) {
                 out.push(decoded);
             } else if decoded == b'/' || decoded == b'\\' {
@@ -281,8 +352,50 @@ mod tests {
         assert_eq!(norm("/a%7eb").unwrap(), "/a~b");
         assert_eq!(norm("/a%20b").unwrap(), "/a%20b");
         assert_eq!(norm("/a%3fb").unwrap(), "/a%3Fb");
-        // No double decoding: %2561 is "%61" literally, not "a".
-        assert_eq!(norm("/%2561dmin").unwrap(), "/%2561dmin");
+        // A literal percent sign stays escaped.
+        assert_eq!(norm("/100%25").unwrap(), "/100%25");
+        assert_eq!(norm("/100%25off").unwrap(), "/100%25off");
+    }
+
+    #[test]
+    fn double_encoding_is_refused() {
+        // Decoded once it is "%61", twice "a": upstreams differ, so neither is guessed.
+        assert_eq!(norm("/%2561dmin"), Err(PathError::DoubleEncoded));
+        assert_eq!(norm("/a/%252e%252e/admin"), Err(PathError::DoubleEncoded));
+        assert_eq!(norm("/a%252Fadmin"), Err(PathError::DoubleEncoded));
+    }
+
+    #[test]
+    fn escapes_that_are_not_utf8_are_refused() {
+        // Overlong forms of `.` and `/`, which lenient decoders accept.
+        assert_eq!(norm("/a/%C0%AE%C0%AE/admin"), Err(PathError::InvalidUtf8));
+        assert_eq!(norm("/a%c0%afadmin"), Err(PathError::InvalidUtf8));
+        assert_eq!(norm("/a/%E0%80%AE/admin"), Err(PathError::InvalidUtf8));
+        assert_eq!(norm("/a%FF"), Err(PathError::InvalidUtf8));
+        assert_eq!(norm("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        assert_eq!(norm("/café").unwrap(), "/café");
+    }
+
+    #[test]
+    fn path_parameters_are_dropped_for_matching() {
+        assert_eq!(norm("/admin;jsessionid=1").unwrap(), "/admin");
+        assert_eq!(norm("/admin;x=1/users;y").unwrap(), "/admin/users");
+        assert_eq!(norm("/a;v=2/../admin").unwrap(), "/admin");
+        // An escaped `;` is not a parameter to any upstream: it stays.
+        assert_eq!(norm("/admin%3Bx").unwrap(), "/admin%3Bx");
+    }
+
+    #[test]
+    fn a_parameter_on_a_dot_segment_is_refused() {
+        for p in [
+            "/a/..;/admin",
+            "/a/.;x/admin",
+            "/a/%2e%2e;/admin",
+            "/a/;x/../admin",
+            "/a/;",
+        ] {
+            assert_eq!(norm(p), Err(PathError::ParameterOnDotSegment), "{p}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   `WASMESH_HARNESS_MODULE`, with the mesh module's stages and their quiet configs.
 //! * [`fuzz`] — the bounded fuzzer that drives each compiled filter and the mesh
 //!   module with mutated configs and hostile requests (`tests/fuzz.rs`, `scripts/fuzz.sh`).
+//! * [`security`] — the authz attack corpus (paths, JWTs, forwarded-for) as named
+//!   cases with their expected outcome, run by the harness and through real Envoy.
 //! * [`mint`] — fixed signing keys, their JWKS, and tokens (valid ones and the attack
 //!   corpus) for authz's unit, harness and real-Envoy tests and its bench.
 
@@ -16,6 +18,7 @@
 
 pub mod fuzz;
 pub mod mint;
+pub mod security;
 pub mod under_test;
 
 pub use under_test::{config_refusal, filter_under_test, through_mesh};

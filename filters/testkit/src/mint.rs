@@ -45,6 +45,20 @@ pub fn rsa_public_der() -> &'static [u8] {
     include_bytes!("../../authz/tests/keys/rsa-pub.der")
 }
 
+/// The RSA public key as PEM, the other form an attacker would try as an HMAC secret.
+pub fn rsa_public_pem() -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(rsa_public_der());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
