@@ -292,6 +292,7 @@ fn up(project: &str, opts: &UpOptions) -> Result<State> {
         prometheus_url: Some(format!("http://127.0.0.1:{}", opts.prometheus_port)),
         processes: Vec::new(),
         docker: Some(run_info.clone()),
+        supervisor: None,
     };
     // Saved before anything starts: an interrupted `up` leaves enough for `down`.
     state::save(dir, &st)?;
