@@ -474,7 +474,11 @@ fn disk_full_at_up_is_a_clear_error_and_leaves_nothing_started() {
     );
     assert!(processes_using(&state_dir).is_empty());
     assert!(!state_dir.join("state.json").exists());
-    let first = text.lines().find(|l| l.contains("error")).unwrap_or("").to_string();
+    let first = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or("")
+        .to_string();
     drop(fs);
 
     // Room for the configs and certificates, then for exactly one process: its log
@@ -507,6 +511,10 @@ fn disk_full_at_up_is_a_clear_error_and_leaves_nothing_started() {
         processes_using(&state_dir)
     );
     assert!(!state_dir.join("state.json").exists());
-    let second = text.lines().find(|l| l.contains("error")).unwrap_or("").to_string();
+    let second = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or("")
+        .to_string();
     eprintln!("disk full: `{first}`; inodes out after the first process: `{second}`");
 }

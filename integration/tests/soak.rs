@@ -63,7 +63,10 @@ fn client(gateway: &str, offset: usize, stop: &AtomicBool) -> Tally {
             Ok(r) if r.status == want => {
                 *t.answered.entry(label).or_default() += 1;
                 if path.contains("format=json") {
-                    let degraded = r.json().ok().and_then(|p| p["degraded"].as_array().cloned());
+                    let degraded = r
+                        .json()
+                        .ok()
+                        .and_then(|p| p["degraded"].as_array().cloned());
                     let degraded = degraded.unwrap_or_default();
                     if degraded.iter().any(|d| d == "reviews" || d == "details") {
                         t.unexpected.push(format!("{label}: degraded {degraded:?}"));
@@ -142,8 +145,8 @@ fn bookinfo_soak_memory_stays_flat_and_answers_stay_as_configured() {
     let total = Duration::from_secs(secs);
     let warmup = total / 3;
     let sample_every = Duration::from_secs((secs / 60).clamp(2, 10));
-    let mesh = ProcessMesh::start(&paths::workspace_root().join("examples/bookinfo/mesh.yaml"))
-        .unwrap();
+    let mesh =
+        ProcessMesh::start(&paths::workspace_root().join("examples/bookinfo/mesh.yaml")).unwrap();
     let st = read_state(mesh.state_dir()).unwrap();
     let envoys: Vec<(String, i32)> = st["processes"]
         .as_array()
@@ -174,8 +177,8 @@ fn bookinfo_soak_memory_stays_flat_and_answers_stay_as_configured() {
         while started.elapsed() < total {
             let at = started.elapsed();
             for (name, pid) in &envoys {
-                let (rss, wasm) = memory(*pid)
-                    .unwrap_or_else(|| panic!("{name} (pid {pid}) is gone at {at:?}"));
+                let (rss, wasm) =
+                    memory(*pid).unwrap_or_else(|| panic!("{name} (pid {pid}) is gone at {at:?}"));
                 writeln!(csv, "{:.0},{name},{rss},{wasm}", at.as_secs_f64()).unwrap();
                 if at >= warmup {
                     let e = series.entry(name.clone()).or_default();

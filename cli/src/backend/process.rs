@@ -158,7 +158,13 @@ impl Backend for Process {
     /// With the command and environment `up` recorded.
     /// With the command and environment `up` recorded; under the state's lock, so the
     /// supervisor never starts the same process a second time.
-    fn start_instance(&self, dir: &Path, st: State, instance: &str, timeout: Duration) -> Result<()> {
+    fn start_instance(
+        &self,
+        dir: &Path,
+        st: State,
+        instance: &str,
+        timeout: Duration,
+    ) -> Result<()> {
         let started = Instant::now();
         let (st, idx) = state::locked(dir, || {
             let mut st = state::load(dir)?.unwrap_or(st);

@@ -31,8 +31,8 @@ pub const LOG_FILE: &str = "supervisor.log";
 /// mesh) and records it in the state file.
 pub fn start(root: &Path, dir: &Path) -> Result<Running> {
     let exe = std::env::current_exe().context("finding the wasmesh binary")?;
-    let abs_dir = std::path::absolute(dir)
-        .with_context(|| format!("resolving {}", dir.display()))?;
+    let abs_dir =
+        std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     let mut r = Running {
         name: "supervisor".into(),
         kind: "supervisor".into(),
