@@ -150,7 +150,7 @@ fn killed_sidecar_recovers_without_manual_action(mesh: &mut ProcessMesh) -> Stri
         .to_string();
     let status = mesh.run(&["status", "--interval", "0.5"]).unwrap();
     assert!(
-        status.contains(&format!("{victim} 1")) && status.contains("supervisor: running"),
+        status.contains(&format!("{victim} (1)")) && status.contains("supervisor: running"),
         "status does not show the restart:\n{status}"
     );
     let after = pages_stay_whole(mesh, 200, "after the supervisor restarted it");

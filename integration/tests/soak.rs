@@ -2,10 +2,11 @@
 //! steady mixed load through its gateway, every Envoy's memory sampled as it runs.
 //!
 //! `WASMESH_SOAK_SECS` long (default 60, what `cargo test` runs; `scripts/soak.sh`
-//! runs 600). Memory per Envoy: its RSS, and the resident part of its Wasm linear
-//! memories (V8 reserves each Wasm memory as one mapping of several GiB, guard pages
-//! included, so the mappings of 4 GiB and more in `/proc/PID/smaps` are exactly those;
-//! their `Rss` is the linear memory the filters have touched). Passes when, after the
+//! runs 600). Memory per Envoy: its RSS, and the size of its Wasm linear memories (V8
+//! reserves each Wasm memory as 8 GiB of address space and makes its first pages
+//! accessible as the memory grows, so in `/proc/PID/smaps` each linear memory is a
+//! read-write mapping followed directly by an inaccessible one of 4 GiB or more; its
+//! `Size` is what `memory.grow` made it). Passes when, after the
 //! warm-up (the first third of the run), no Envoy's RSS or Wasm memory grew by 5% or
 //! more, and every answer was the one the mesh is configured to give (the ratings fault
 //! degrades a page's ratings, never the page; an unrouted path is the gateway's 404).
@@ -100,24 +101,35 @@ fn memory(pid: i32) -> Option<(u64, u64)> {
         .parse()
         .ok()?;
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-    let (mut wasm, mut in_wasm) = (0u64, false);
+    // Mappings in address order: (start, end, perms, size KiB).
+    let mut maps: Vec<(u64, u64, String, u64)> = Vec::new();
     for line in smaps.lines() {
-        let kib = |l: &str, key: &str| -> Option<u64> {
-            l.strip_prefix(key)?
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
         };
-        if let Some(size) = kib(line, "Size:") {
-            in_wasm = size >= 4 * 1024 * 1024;
-        } else if let Some(r) = kib(line, "Rss:") {
-            if in_wasm {
-                wasm += r;
+        if let Some((a, b)) = range.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                maps.push((a, b, perms.to_string(), 0));
+                continue;
             }
         }
+        if let (Some(m), Some(kib)) = (maps.last_mut(), line.strip_prefix("Size:")) {
+            m.3 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+        }
     }
+    // A Wasm memory: the accessible (rw) start of a V8 reservation whose rest is an
+    // inaccessible mapping of 4 GiB or more right after it.
+    let wasm = maps
+        .windows(2)
+        .filter(|w| {
+            w[0].2.starts_with("rw")
+                && w[0].1 == w[1].0
+                && w[1].2.starts_with("---")
+                && w[1].3 >= 4 * 1024 * 1024
+        })
+        .map(|w| w[0].3)
+        .sum();
     Some((rss, wasm))
 }
 

@@ -213,7 +213,7 @@ pub fn summary(st: &State) -> String {
         .processes
         .iter()
         .filter(|p| p.restarts > 0)
-        .map(|p| format!("{} {}", p.name, p.restarts))
+        .map(|p| format!("{} ({})", p.name, p.restarts))
         .collect();
     let restarted = if restarted.is_empty() {
         "none".to_string()
