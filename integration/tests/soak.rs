@@ -30,19 +30,35 @@ const PACE: Duration = Duration::from_millis(50);
 const ENDS: usize = 3;
 const MAX_GROWTH_PERCENT: f64 = 5.0;
 
-/// The request mix, in turn: (label, path, extra header, expected status).
-const MIX: [(&str, &str, Option<(&str, &str)>, u16); 6] = [
-    ("page json", "/productpage?format=json", None, 200),
-    ("page html", "/productpage", None, 200),
-    (
-        "test user",
-        "/productpage?format=json",
-        Some(("end-user", "jason")),
-        200,
-    ),
-    ("products api", "/api/v1/products", None, 200),
-    ("index", "/", None, 200),
-    ("unrouted", "/no-such-route", None, 404),
+/// One kind of request of the mix, and the status the mesh is configured to answer.
+struct Kind {
+    label: &'static str,
+    path: &'static str,
+    header: Option<(&'static str, &'static str)>,
+    want: u16,
+}
+
+const fn kind(label: &'static str, path: &'static str, want: u16) -> Kind {
+    Kind {
+        label,
+        path,
+        header: None,
+        want,
+    }
+}
+
+/// The request mix, sent in turn.
+const MIX: [Kind; 6] = [
+    kind("page json", "/productpage?format=json", 200),
+    kind("page html", "/productpage", 200),
+    Kind {
+        header: Some(("end-user", "jason")),
+        ..kind("test user", "/productpage?format=json", 200)
+    },
+    kind("products api", "/api/v1/products", 200),
+    kind("index", "/", 200),
+    // Not routed by the gateway: its 404.
+    kind("unrouted", "/no-such-route", 404),
 ];
 
 #[derive(Default)]
@@ -57,7 +73,12 @@ fn client(gateway: &str, offset: usize, stop: &AtomicBool) -> Tally {
     let mut i = offset;
     while !stop.load(Ordering::SeqCst) {
         let sent = Instant::now();
-        let (label, path, header, want) = MIX[i % MIX.len()];
+        let Kind {
+            label,
+            path,
+            header,
+            want,
+        } = MIX[i % MIX.len()];
         i += 1;
         let headers: Vec<(&str, &str)> = header.into_iter().collect();
         match http::get_with(&format!("{gateway}{path}"), &headers) {
@@ -115,7 +136,12 @@ fn memory(pid: i32) -> Option<(u64, u64)> {
             }
         }
         if let (Some(m), Some(kib)) = (maps.last_mut(), line.strip_prefix("Size:")) {
-            m.3 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            m.3 = kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
         }
     }
     // A Wasm memory: the accessible (rw) start of a V8 reservation whose rest is an
