@@ -216,6 +216,13 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Restart the processes of the mesh in --state-dir that exit (`up` starts this
+    /// detached; `down` stops it). Internal: not meant to be run by hand.
+    #[command(hide = true)]
+    Supervise {
+        #[command(flatten)]
+        state: StateDirArg,
+    },
     /// Certificates of the mesh.
     Certs {
         #[command(subcommand)]
@@ -462,6 +469,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 std::time::Duration::from_secs(timeout),
             )?;
             println!("started {instance}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Supervise { state } => {
+            backend::supervise::run(&state.state_dir)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs {

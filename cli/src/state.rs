@@ -15,6 +15,7 @@ use crate::runplan::{Process, ProcessKind};
 
 pub const DEFAULT_STATE_DIR: &str = ".wasmesh/run";
 pub const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "state.lock";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
@@ -34,6 +35,11 @@ pub struct State {
     /// Absent from state files of process mode, and of wasmesh versions before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerRun>,
+    /// Process mode: the `wasmesh supervise` process `up` left behind to restart
+    /// processes that exit (backend::supervise). Absent before it started, in docker
+    /// mode, and in state files of wasmesh versions before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<Running>,
     /// Process mode: how `up` generated the mesh, so `apply` generates it alike.
     /// Absent from state files of wasmesh versions before `apply`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +93,13 @@ pub struct Running {
     pub ports: BTreeMap<String, u16>,
     pub health_url: Option<String>,
     pub log: PathBuf,
+    /// Times the supervisor started it again after it exited.
+    #[serde(default)]
+    pub restarts: u32,
+    /// Stopped on purpose (`wasmesh stop`): the supervisor leaves it down until
+    /// `wasmesh start`.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 impl Running {
@@ -114,6 +127,8 @@ impl Running {
             ports: p.ports.clone(),
             health_url: p.health_url.clone(),
             log,
+            restarts: 0,
+            stopped: false,
         }
     }
 
@@ -160,6 +175,28 @@ pub fn save(dir: &Path, state: &State) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Runs `f` holding an exclusive lock on the state directory (`flock` on
+/// `state.lock`), so a read-modify-write of the state file by the supervisor and one by
+/// `wasmesh stop`/`start` never interleave. The lock goes with the process, so a
+/// killed holder never leaves it held.
+pub fn locked<T>(dir: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", path.display()));
+    }
+    // Closing `file` after `f` releases the lock.
+    f()
 }
 
 pub fn remove(dir: &Path) -> Result<()> {

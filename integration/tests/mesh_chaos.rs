@@ -2,15 +2,16 @@
 //! what the mesh survives, and what `wasmesh` does when its own state goes wrong.
 //! docs/reliability.md has the table.
 //!
-//! Bringing Bookinfo up costs tens of seconds, so the two faults that need a running
-//! mesh (Prometheus down, a sidecar killed) share one, one after the other; the
-//! crash of `wasmesh up` needs its own half-started mesh, and the unwritable state
-//! directory none at all.
+//! Bringing Bookinfo up costs tens of seconds, so Prometheus down and a sidecar killed
+//! share one mesh, one after the other; the kill under load has its own (its figure
+//! must not mix with other faults), the crash of `wasmesh up` its own half-started one,
+//! and the unwritable state directory and the full disk none at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmesh_integration::localmesh::process::{
@@ -83,60 +84,104 @@ fn pages_stay_whole(mesh: &ProcessMesh, n: usize, while_: &str) -> String {
     format!("{whole}/{n} pages whole {while_}")
 }
 
-/// Prometheus killed: it only scrapes, so pages through the mesh stay whole. `wasmesh
-/// start prometheus` brings it back (nothing restarts it by itself).
+/// Prometheus killed: it only scrapes, so pages through the mesh stay whole; the
+/// supervisor starts it again.
 fn prometheus_down_leaves_requests_unaffected(mesh: &mut ProcessMesh) -> String {
     let prometheus = pid_of(mesh, "prometheus");
     kill(prometheus);
     let during = pages_stay_whole(mesh, 200, "with Prometheus killed");
-    mesh.run(&["start", "prometheus"]).unwrap();
-    mesh.reload_state().unwrap();
-    assert!(running(pid_of(mesh, "prometheus")));
-    during
+    let back = restarted_by_supervisor(mesh, "prometheus", prometheus);
+    format!("{during}; the supervisor restarted it as pid {back}")
 }
 
-/// A sidecar killed: the service's other replica takes its calls (retries, outlier
-/// detection) so pages stay whole. `wasmesh` has no supervisor: the sidecar stays
-/// dead, `status` says so, and `wasmesh start INSTANCE` restarts just that process.
-fn killed_sidecar_is_routed_around_and_restarted_by_start(mesh: &mut ProcessMesh) -> String {
+/// Polls the state file until the supervisor has started `name` again (a live PID
+/// other than `old`): the new PID.
+fn restarted_by_supervisor(mesh: &mut ProcessMesh, name: &str, old: i32) -> i32 {
+    poll(
+        &format!("the supervisor to restart {name}"),
+        Duration::from_secs(30),
+        || {
+            mesh.reload_state().ok()?;
+            let pid = pid_of(mesh, name);
+            (pid != old && running(pid)).then_some(pid)
+        },
+    )
+}
+
+fn supervisor_log(mesh: &ProcessMesh) -> String {
+    std::fs::read_to_string(mesh.state_dir().join("logs/supervisor.log")).unwrap_or_default()
+}
+
+fn supervisor_pid(mesh: &ProcessMesh) -> i32 {
+    let st = read_state(mesh.state_dir()).unwrap();
+    st["supervisor"]["pid"]
+        .as_i64()
+        .expect("no supervisor in the state") as i32
+}
+
+/// A sidecar SIGKILLed recovers with no command run: the supervisor `up` left behind
+/// restarts it (logged, counted in `status`), its inbound port answers again, and pages
+/// stay whole afterwards. An instance stopped on purpose (`wasmesh stop`) is left down
+/// until `wasmesh start`.
+fn killed_sidecar_recovers_without_manual_action(mesh: &mut ProcessMesh) -> String {
     let victim = "reviews-v1-0-sidecar";
     let pid = pid_of(mesh, victim);
     let app = pid_of(mesh, "reviews-v1-0");
+    let killed_at = Instant::now();
     kill(pid);
-    let during = pages_stay_whole(mesh, 200, &format!("with {victim} killed"));
-    assert!(!running(pid), "{victim} came back by itself");
-    // `status` reads each sidecar's admin endpoint: the dead one's instance is `down`.
-    let status = mesh.run(&["status", "--interval", "0.5"]).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.split_whitespace().any(|w| w == "reviews-v1-0"))
-        .unwrap_or_else(|| panic!("status does not list reviews-v1-0:\n{status}"));
-    assert!(
-        line.trim_end().ends_with("down"),
-        "status on the dead {victim}: {line}"
-    );
-    mesh.run(&["start", "reviews-v1-0"]).unwrap();
-    mesh.reload_state().unwrap();
-    let restarted = pid_of(mesh, victim);
-    assert_ne!(restarted, pid);
-    assert!(running(restarted));
-    assert_eq!(
-        pid_of(mesh, "reviews-v1-0"),
-        app,
-        "the live app was restarted too"
-    );
+    let restarted = restarted_by_supervisor(mesh, victim, pid);
     let inbound = wasmesh_integration::localmesh::LocalMesh::inbound_addr(mesh, "reviews-v1-0");
     poll(
         "the restarted sidecar's inbound port",
         Duration::from_secs(30),
         || TcpStream::connect_timeout(&inbound, Duration::from_secs(1)).ok(),
     );
-    let after = pages_stay_whole(mesh, 100, "after `wasmesh start reviews-v1-0`");
-    format!("{during}; status line `{}`; {after}", line.trim())
+    let recovered_in = killed_at.elapsed();
+    assert_eq!(
+        pid_of(mesh, "reviews-v1-0"),
+        app,
+        "the live app was restarted too"
+    );
+    let log = supervisor_log(mesh);
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("restarted {victim}: pid {pid} had exited")))
+        .unwrap_or_else(|| panic!("the supervisor logged no restart of {victim}:\n{log}"))
+        .to_string();
+    let status = mesh.run(&["status", "--interval", "0.5"]).unwrap();
+    assert!(
+        status.contains(&format!("{victim} (1)")) && status.contains("supervisor: running"),
+        "status does not show the restart:\n{status}"
+    );
+    let after = pages_stay_whole(mesh, 200, "after the supervisor restarted it");
+
+    // Stopped on purpose: left down, and said so in the log.
+    mesh.run(&["stop", "reviews-v1-0"]).unwrap();
+    poll(
+        "the supervisor to leave the stopped instance down",
+        Duration::from_secs(10),
+        || {
+            let log = supervisor_log(mesh);
+            (log.contains("leaving reviews-v1-0 down")
+                && log.contains(&format!("leaving {victim} down")))
+            .then_some(())
+        },
+    );
+    mesh.reload_state().unwrap();
+    assert!(!running(pid_of(mesh, victim)) && !running(pid_of(mesh, "reviews-v1-0")));
+    mesh.run(&["start", "reviews-v1-0"]).unwrap();
+    mesh.reload_state().unwrap();
+    assert!(running(pid_of(mesh, victim)) && running(pid_of(mesh, "reviews-v1-0")));
+    format!(
+        "serving again {:.1} s after the kill (pid {pid} -> {restarted}); log `{}`; {after}; \
+         `wasmesh stop` left it down until `start`",
+        recovered_in.as_secs_f64(),
+        line.trim()
+    )
 }
 
 #[test]
-fn prometheus_down_and_a_killed_sidecar() {
+fn prometheus_down_and_a_killed_sidecar_recovers_by_itself() {
     let started = Instant::now();
     let mut mesh = ProcessMesh::start(&bookinfo()).unwrap();
     eprintln!("up in {:.1} s", started.elapsed().as_secs_f64());
@@ -147,11 +192,100 @@ fn prometheus_down_and_a_killed_sidecar() {
     );
     let prometheus = prometheus_down_leaves_requests_unaffected(&mut mesh);
     eprintln!("prometheus_down_leaves_requests_unaffected: {prometheus}");
-    let sidecar = killed_sidecar_is_routed_around_and_restarted_by_start(&mut mesh);
-    eprintln!("killed_sidecar_is_routed_around_and_restarted_by_start: {sidecar}");
+    let sidecar = killed_sidecar_recovers_without_manual_action(&mut mesh);
+    eprintln!("killed_sidecar_recovers_without_manual_action: {sidecar}");
+    let supervisor = supervisor_pid(&mesh);
     let out = mesh.down().unwrap();
     assert!(out.contains("is down"), "{out}");
+    assert!(!running(supervisor), "down left the supervisor running");
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// What one load client saw.
+#[derive(Default)]
+struct Tally {
+    whole: usize,
+    failed: Vec<String>,
+}
+
+/// A replica killed while a concurrent load runs through the gateway: 4 clients, each
+/// at most 20 pages/s (the gateway's rate limit is 100/s per client IP), for 30 s; the
+/// reviews-v1-0 sidecar is SIGKILLed at 5 s and the reviews-v1-1 app at 15 s. Every
+/// request is counted; at least 99% must be whole (200, reviews not degraded).
+#[test]
+fn replica_killed_under_load_keeps_99_percent_of_requests() {
+    let mut mesh = ProcessMesh::start(&bookinfo()).unwrap();
+    let url = format!(
+        "{}/productpage?format=json",
+        wasmesh_integration::localmesh::LocalMesh::gateway_url(&mesh)
+    );
+    let stop = AtomicBool::new(false);
+    let sidecar = pid_of(&mesh, "reviews-v1-0-sidecar");
+    let app = pid_of(&mesh, "reviews-v1-1");
+    let tallies: Vec<Tally> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| load_client(&url, &stop)))
+            .collect();
+        let t0 = Instant::now();
+        // The fault schedule of a load test, not a readiness wait.
+        std::thread::sleep(Duration::from_secs(5));
+        kill(sidecar);
+        std::thread::sleep(Duration::from_secs(15).saturating_sub(t0.elapsed()));
+        kill(app);
+        std::thread::sleep(Duration::from_secs(30).saturating_sub(t0.elapsed()));
+        stop.store(true, Ordering::SeqCst);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let whole: usize = tallies.iter().map(|t| t.whole).sum();
+    let failed: Vec<&String> = tallies.iter().flat_map(|t| &t.failed).collect();
+    let n = whole + failed.len();
+    eprintln!(
+        "replica_killed_under_load: {whole}/{n} requests whole ({:.2}%), {} failed: {:?}",
+        100.0 * whole as f64 / n.max(1) as f64,
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+    assert!(n >= 400, "only {n} requests in 30 s: the load did not run");
+    assert!(
+        whole * 100 >= n * 99,
+        "{whole}/{n} whole with a replica killed under load; want >= 99%: {failed:?}"
+    );
+    // Both came back by themselves.
+    restarted_by_supervisor(&mut mesh, "reviews-v1-0-sidecar", sidecar);
+    restarted_by_supervisor(&mut mesh, "reviews-v1-1", app);
+    mesh.down().unwrap();
+}
+
+/// One client of the load: pages until `stop`, at most one per 50 ms; every answer
+/// counted (a 429 too: the load is paced to stay under the limit).
+fn load_client(url: &str, stop: &AtomicBool) -> Tally {
+    let mut t = Tally::default();
+    while !stop.load(Ordering::SeqCst) {
+        let sent = Instant::now();
+        match wasmesh_integration::http::get(url) {
+            Ok(r) if r.status == 200 => {
+                let degraded = r
+                    .json()
+                    .ok()
+                    .and_then(|p| p["degraded"].as_array().cloned())
+                    .unwrap_or_default();
+                if degraded.iter().any(|d| d == "reviews") {
+                    t.failed.push("200 with reviews degraded".into());
+                } else {
+                    t.whole += 1;
+                }
+            }
+            Ok(r) => t.failed.push(format!(
+                "{} {}",
+                r.status,
+                r.text().chars().take(80).collect::<String>()
+            )),
+            Err(e) => t.failed.push(format!("error: {e:#}")),
+        }
+        // Pacing the client, not waiting for readiness.
+        std::thread::sleep(Duration::from_millis(50).saturating_sub(sent.elapsed()));
+    }
+    t
 }
 
 /// `wasmesh up` SIGKILLed half-way: the processes it started run on (they are
@@ -249,4 +383,138 @@ fn unwritable_state_dir_at_up_is_a_clear_error_and_starts_nothing() {
         processes_using(&state_dir)
     );
     assert!(!state_dir.join("state.json").exists());
+}
+
+/// A size-limited tmpfs mounted on a directory, so the disk really fills (ENOSPC from
+/// the kernel, not a simulated error); unmounted on drop. Needs root (or
+/// CAP_SYS_ADMIN): without it the test fails saying so.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs ({options}) on {} to fill the disk: {} \
+             (the disk-full test needs root or CAP_SYS_ADMIN, as in CI's container)",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn remount(&self, options: &str) {
+        let out = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.0)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "remount {options}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Inodes in use (files and directories, the root included).
+    fn inodes_used(&self) -> u64 {
+        let path = std::ffi::CString::new(self.0.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: statvfs(3) fills the zeroed struct we own from a NUL-terminated path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        st.f_files - st.f_ffree
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a process still holding a file there must not keep the mount busy.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `file` until the kernel answers ENOSPC.
+fn fill(file: &Path) {
+    let mut f = std::fs::File::create(file).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(e) = std::io::Write::write_all(&mut f, &chunk) {
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "filling: {e}");
+            return;
+        }
+    }
+}
+
+/// The disk full at `up`, two ways, on a real full filesystem (a tmpfs): no byte left
+/// (the configs cannot be written), and no inode left once the first process is
+/// started (its successor's log file cannot be created). Either way `up` fails with
+/// the kernel's "No space left on device" naming the file, and nothing runs after it.
+#[test]
+fn disk_full_at_up_is_a_clear_error_and_leaves_nothing_started() {
+    let wasmesh = build_binaries().unwrap();
+    let scratch = TempDir::new("chaos-disk-full").unwrap();
+
+    // No space at all.
+    let state_dir = scratch.join("full");
+    let fs = Tmpfs::mount(&state_dir, "size=1m");
+    fill(&state_dir.join("filler"));
+    let (ok, text) = run_up(UpCommand::new(&wasmesh, &bookinfo(), &state_dir, &[]).unwrap());
+    assert!(!ok, "up succeeded on a full disk:\n{text}");
+    assert!(
+        text.contains("No space left on device") && text.contains(&*state_dir.to_string_lossy()),
+        "the error does not say the disk is full, or where:\n{text}"
+    );
+    assert!(processes_using(&state_dir).is_empty());
+    assert!(!state_dir.join("state.json").exists());
+    let first = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or("")
+        .to_string();
+    drop(fs);
+
+    // Room for the configs and certificates, then for exactly one process: its log
+    // and the state file that records it. The second log cannot be created.
+    let state_dir = scratch.join("inodes");
+    let fs = Tmpfs::mount(&state_dir, "size=64m");
+    let generate = std::process::Command::new(&wasmesh)
+        .arg("generate")
+        .arg(bookinfo())
+        .arg("--out")
+        .arg(state_dir.join("config"))
+        .arg("--certs")
+        .arg(state_dir.join("certs"))
+        .current_dir(paths::workspace_root())
+        .output()
+        .unwrap();
+    assert!(generate.status.success(), "{generate:?}");
+    // The logs directory, the first log, the state file's temporary name.
+    let budget = fs.inodes_used() + 3;
+    fs.remount(&format!("nr_inodes={budget}"));
+    let (ok, text) = run_up(UpCommand::new(&wasmesh, &bookinfo(), &state_dir, &[]).unwrap());
+    assert!(!ok, "up succeeded with no inode left:\n{text}");
+    assert!(
+        text.contains("No space left on device") && text.contains(".log"),
+        "the error does not say the disk is full, or where:\n{text}"
+    );
+    assert!(
+        processes_using(&state_dir).is_empty(),
+        "half-started: {:?}",
+        processes_using(&state_dir)
+    );
+    assert!(!state_dir.join("state.json").exists());
+    let second = text
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("disk full: `{first}`; inodes out after the first process: `{second}`");
 }

@@ -293,6 +293,7 @@ fn up(project: &str, opts: &UpOptions) -> Result<State> {
         processes: Vec::new(),
         docker: Some(run_info.clone()),
         up: None,
+        supervisor: None,
     };
     // Saved before anything starts: an interrupted `up` leaves enough for `down`.
     state::save(dir, &st)?;

@@ -15,6 +15,7 @@ mod inotify;
 mod launch;
 pub mod modules;
 pub mod process;
+pub mod supervise;
 
 use anyhow::{anyhow, bail, Result};
 use std::net::TcpListener;
@@ -102,7 +103,8 @@ fn refuse_if_up(dir: &Path) -> Result<()> {
         return Ok(());
     };
     // A docker-mode state has no processes to ask: only `down` knows it is gone.
-    if old.docker.is_some() || old.processes.iter().any(Running::is_alive) {
+    let supervised = old.supervisor.as_ref().is_some_and(Running::is_alive);
+    if old.docker.is_some() || supervised || old.processes.iter().any(Running::is_alive) {
         bail!(
             "a mesh ({}) is already up with state in {}: run `wasmesh down{}` first",
             old.mesh,

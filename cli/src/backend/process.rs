@@ -72,13 +72,18 @@ impl Backend for Process {
                 native: opts.filter_target == crate::FilterTarget::Native,
                 allow_unsupported: opts.allow_unsupported,
             }),
+            supervisor: None,
         };
-        let result = start_all(&root, dir, &mut st, procs, opts.timeout, started);
-        if let Err(e) = result {
-            let all: Vec<&Running> = st.processes.iter().collect();
-            state::stop_groups(&all, STOP_GRACE);
-            let _ = state::remove(dir);
-            return Err(e);
+        let result = start_all(&root, dir, &mut st, procs, opts.timeout, started)
+            .and_then(|()| super::supervise::start(&root, dir));
+        match result {
+            Ok(supervisor) => st.supervisor = Some(supervisor),
+            Err(e) => {
+                let all: Vec<&Running> = st.processes.iter().collect();
+                state::stop_groups(&all, STOP_GRACE);
+                let _ = state::remove(dir);
+                return Err(e);
+            }
         }
         Ok(st)
     }
@@ -92,6 +97,10 @@ impl Backend for Process {
     /// its log file in this state directory). Only dead processes left: nothing to do,
     /// and a success.
     fn down(&self, dir: &Path, st: &State) -> Result<String> {
+        // The supervisor first, so it restarts nothing being stopped; then the state
+        // again, with the PIDs of whatever it restarted since `st` was read.
+        super::supervise::stop(st.supervisor.as_ref());
+        let st = &state::load(dir)?.unwrap_or_else(|| st.clone());
         let procs: Vec<&Running> = st.processes.iter().rev().collect();
         // Started by an `up` that died before recording them: found by their log files.
         let unrecorded = state::unrecorded_groups(&dir.join("logs"), &procs);
@@ -125,50 +134,70 @@ impl Backend for Process {
     }
 
     fn status(&self, st: &State, interval: Duration) -> Result<String> {
-        Ok(crate::status::table(st, interval))
+        Ok(crate::status::table(st, interval) + &super::supervise::summary(st))
     }
 
-    fn stop_instance(&self, _dir: &Path, st: &State, instance: &str) -> Result<()> {
+    /// Marked `stopped` in the state first, so the supervisor does not restart it.
+    fn stop_instance(&self, dir: &Path, st: &State, instance: &str) -> Result<()> {
+        let st = state::locked(dir, || {
+            let mut st = state::load(dir)?.unwrap_or_else(|| st.clone());
+            let mut found = false;
+            for p in &mut st.processes {
+                if p.instance == instance || p.name == instance {
+                    p.stopped = true;
+                    found = true;
+                }
+            }
+            if !found {
+                bail!("no instance {instance} in mesh {}", st.mesh);
+            }
+            state::save(dir, &st)?;
+            Ok(st)
+        })?;
         let procs: Vec<&Running> = st
             .processes
             .iter()
             .filter(|p| p.instance == instance || p.name == instance)
             .collect();
-        if procs.is_empty() {
-            bail!("no instance {instance} in mesh {}", st.mesh);
-        }
         state::stop_groups(&procs, STOP_GRACE);
         Ok(())
     }
 
     /// With the command and environment `up` recorded.
+    /// With the command and environment `up` recorded; under the state's lock, so the
+    /// supervisor never starts the same process a second time.
     fn start_instance(
         &self,
         dir: &Path,
-        mut st: State,
+        st: State,
         instance: &str,
         timeout: Duration,
     ) -> Result<()> {
-        let idx: Vec<usize> = st
-            .processes
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.instance == instance || p.name == instance)
-            .map(|(i, _)| i)
-            .collect();
-        if idx.is_empty() {
-            bail!("no instance {instance} in mesh {}", st.mesh);
-        }
         let started = Instant::now();
-        let root = st.root.clone();
-        for &i in &idx {
-            if let Some(p) = st.processes.get_mut(i) {
-                if !p.is_alive() {
-                    spawn(&root, p)?;
+        let (st, idx) = state::locked(dir, || {
+            let mut st = state::load(dir)?.unwrap_or(st);
+            let idx: Vec<usize> = st
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.instance == instance || p.name == instance)
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                bail!("no instance {instance} in mesh {}", st.mesh);
+            }
+            let root = st.root.clone();
+            for &i in &idx {
+                if let Some(p) = st.processes.get_mut(i) {
+                    p.stopped = false;
+                    if !p.is_alive() {
+                        spawn(&root, p)?;
+                    }
                 }
             }
-        }
-        state::save(dir, &st)?;
+            state::save(dir, &st)?;
+            Ok((st, idx))
+        })?;
         let procs: Vec<&Running> = idx.iter().filter_map(|&i| st.processes.get(i)).collect();
         wait_ready(&procs, timeout, started)
     }
@@ -301,6 +330,8 @@ fn prometheus(bin: &Path, plan: &RunPlan, opts: &UpOptions, logs: &Path) -> Runn
         ports: [("http".to_string(), opts.prometheus_port)].into(),
         health_url: Some(format!("http://127.0.0.1:{}/-/ready", opts.prometheus_port)),
         log: logs.join("prometheus.log"),
+        restarts: 0,
+        stopped: false,
     }
 }
 
