@@ -108,7 +108,14 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         },
     ];
     let mut missing = Vec::new();
-    for name in ["headers", "ratelimit", "fault", "authz", "telemetry"] {
+    for name in [
+        "headers",
+        "ratelimit",
+        "fault",
+        "authz",
+        "telemetry",
+        "cors",
+    ] {
         if inputs.module(name).exists()
             && inputs
                 .root
@@ -132,6 +139,7 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         ("ratelimit", "ratelimit", "ratelimit-native"),
         ("authz", "authz", "authz-native"),
         ("telemetry", "telemetry", "telemetry-native"),
+        ("cors", "cors", "cors-native"),
         ("mesh", "mesh", "chain-mesh-native"),
     ] {
         if inputs.native_module_built() {
@@ -185,6 +193,7 @@ pub fn baseline(inputs: &Inputs, dir: &Path) -> Result<Vec<BenchConfig>> {
         ("fault", "fault"),
         ("authz", "authz"),
         ("telemetry", "telemetry"),
+        ("cors", "cors"),
         ("mesh", "chain-mesh"),
     ] {
         let path = dir.join(format!("{module}.wasm"));

@@ -3,12 +3,13 @@
 //! A mesh has up to three chains per place: each service's inbound chain (on its
 //! sidecar's inbound listener), its outbound chain (the calls its app makes), and the
 //! gateway's. The outbound chain also carries a fault filter the generator makes from
-//! the route faults of the services it calls. Bootstraps, `wasmesh validate` (per
+//! the route faults of the services it calls, and a cors filter made from their route
+//! CORS policies (the gateway's chain gets its own routes'). Bootstraps, `wasmesh validate` (per
 //! filter and per bundle) and the Kubernetes output all read [`all`] or its parts, so
 //! a new chain or a new config rule is written here once.
 
 use crate::model::{
-    FailurePolicy, FilterName, FilterSpec, MatchSpec, Matcher, MeshFile, ServiceSpec,
+    CorsPolicy, FailurePolicy, FilterName, FilterSpec, MatchSpec, Matcher, MeshFile, ServiceSpec,
 };
 use crate::names;
 use serde_json::{json, Value};
@@ -96,6 +97,9 @@ pub fn inbound(mesh: &MeshFile, i: usize) -> Chain {
 /// `rules`, or a new fault filter). Faults run at the caller, before its router, as
 /// Istio injects them: on the callee's inbound side the caller's retries would retry
 /// the injected aborts.
+///
+/// The callees' route `corsPolicy`s go the same way, into the cors filter: Envoy
+/// applies a route's CORS policy where the route is chosen, at the caller.
 pub fn outbound(mesh: &MeshFile, i: usize) -> Chain {
     let mut chain = outbound_as_written(mesh, i);
     if let Some(s) = mesh.services.get(i) {
@@ -103,6 +107,21 @@ pub fn outbound(mesh: &MeshFile, i: usize) -> Chain {
         if !rules.is_empty() {
             merge_fault_rules(&mut chain.filters, rules, i);
         }
+        let cors: Vec<Value> = callees(mesh, s)
+            .into_iter()
+            .flat_map(|c| {
+                c.routes.iter().enumerate().filter_map(|(j, r)| {
+                    let policy = r.cors_policy.as_ref()?;
+                    Some(cors_rule(names::service_route_names(c, j, r), policy))
+                })
+            })
+            .collect();
+        merge_rules(
+            &mut chain.filters,
+            FilterName::Cors,
+            cors,
+            format!("services[{i}].calls"),
+        );
     }
     chain
 }
@@ -118,10 +137,70 @@ pub fn outbound_as_written(mesh: &MeshFile, i: usize) -> Chain {
     )
 }
 
-/// The gateway's chain (empty without a gateway).
+/// The gateway's chain as Envoy runs it (empty without a gateway): its filters, and
+/// its routes' `corsPolicy`s as the cors filter's rules.
 pub fn gateway(mesh: &MeshFile) -> Chain {
+    let mut chain = gateway_as_written(mesh);
+    if let Some(g) = &mesh.gateway {
+        let cors = g
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| {
+                let policy = r.cors_policy.as_ref()?;
+                Some(cors_rule(names::gateway_route_names(&g.name, j, r), policy))
+            })
+            .collect();
+        merge_rules(
+            &mut chain.filters,
+            FilterName::Cors,
+            cors,
+            "gateway.routes".into(),
+        );
+    }
+    chain
+}
+
+/// The gateway's filters as the mesh file writes them, without the generated ones: for
+/// Istio, which applies route CORS policies itself.
+pub fn gateway_as_written(mesh: &MeshFile) -> Chain {
     let filters = mesh.gateway.as_ref().map(|g| g.filters.as_slice());
     as_written(Site::Gateway, "gateway.filters".into(), filters)
+}
+
+/// A route's CORS policy as a rule of the cors filter: it holds for the Envoy routes
+/// the route became (matched by route name, so exactly when Envoy chose that route),
+/// and its policy is Istio's, field for field.
+fn cors_rule(route_names: Vec<String>, c: &CorsPolicy) -> Value {
+    let origins: Vec<Value> = c
+        .allow_origins
+        .iter()
+        .filter_map(|m| {
+            Some(match m.single()? {
+                Matcher::Exact(v) => json!({ "exact": v }),
+                Matcher::Prefix(v) => json!({ "prefix": v }),
+                Matcher::Regex(v) => json!({ "regex": v }),
+            })
+        })
+        .collect();
+    let mut policy = serde_json::Map::new();
+    policy.insert("allowOrigins".into(), Value::Array(origins));
+    for (key, list) in [
+        ("allowMethods", &c.allow_methods),
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
+        if !list.is_empty() {
+            policy.insert(key.into(), json!(list));
+        }
+    }
+    if let Some(age) = c.max_age {
+        policy.insert("maxAge".into(), json!(age.envoy()));
+    }
+    if let Some(credentials) = c.allow_credentials {
+        policy.insert("allowCredentials".into(), json!(credentials));
+    }
+    json!({ "match": { "route_names": route_names }, "corsPolicy": policy })
 }
 
 /// Where `s` stands in the mesh file's service list.
@@ -285,10 +364,23 @@ fn sdk_match(m: &MatchSpec) -> serde_json::Map<String, Value> {
 /// Adds route-fault rules to the chain's fault filter, creating one if needed (a
 /// generated filter, reported at `services[i].calls`).
 fn merge_fault_rules(filters: &mut Vec<ChainFilter>, rules: Vec<Value>, i: usize) {
-    if let Some(f) = filters
-        .iter_mut()
-        .find(|f| f.spec.name == FilterName::Fault)
-    {
+    merge_rules(
+        filters,
+        FilterName::Fault,
+        rules,
+        format!("services[{i}].calls"),
+    );
+}
+
+/// Appends `rules` to the `rules` of the chain's `name` filter (after the ones the mesh
+/// file writes), creating the filter if there is none (a generated filter, reported at
+/// `cause`, failing open: a route feature should not fail the requests it does not
+/// touch). No rules: the chain is left as it is.
+fn merge_rules(filters: &mut Vec<ChainFilter>, name: FilterName, rules: Vec<Value>, cause: String) {
+    if rules.is_empty() {
+        return;
+    }
+    if let Some(f) = filters.iter_mut().find(|f| f.spec.name == name) {
         if let Some(obj) = f.spec.config.as_object_mut() {
             let entry = obj.entry("rules").or_insert_with(|| Value::Array(vec![]));
             if let Some(list) = entry.as_array_mut() {
@@ -298,12 +390,106 @@ fn merge_fault_rules(filters: &mut Vec<ChainFilter>, rules: Vec<Value>, i: usize
         return;
     }
     filters.push(ChainFilter {
-        path: format!("services[{i}].calls"),
+        path: cause,
         spec: FilterSpec {
-            name: FilterName::Fault,
+            name,
             config: json!({ "rules": rules }),
             failure_policy: FailurePolicy::FailOpen,
             module: None,
         },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const MESH: &str = r#"
+mesh: { name: m }
+services:
+  - name: web
+    port: 8080
+    routes:
+      - name: api
+        match: [{ path: { prefix: /api } }, { path: { prefix: /v2 } }]
+        corsPolicy:
+          allowOrigins: [{ exact: "https://shop.example" }, { prefix: "https://app." }]
+          allowMethods: [GET]
+          maxAge: 90s
+          allowCredentials: true
+      - name: plain
+        match: [{ path: { prefix: /plain } }]
+  - name: client
+    port: 8081
+    calls: [web]
+    filters:
+      outbound: [{ name: cors, config: { rules: [{ match: { hosts: [other] }, corsPolicy: {} }] } }]
+gateway:
+  routes:
+    - route: [{ service: web }]
+      corsPolicy: { allowOrigins: [{ regex: "https://.*" }] }
+"#;
+
+    fn mesh() -> MeshFile {
+        crate::model::parse(Path::new("mesh.yaml"), MESH).unwrap()
+    }
+
+    fn cors_config(chain: &Chain) -> Option<Value> {
+        chain
+            .filters
+            .iter()
+            .find(|f| f.spec.name == FilterName::Cors)
+            .map(|f| f.spec.config.clone())
+    }
+
+    #[test]
+    fn a_route_cors_policy_becomes_a_rule_on_its_callers_outbound_chain() {
+        let mesh = mesh();
+        // web calls every service (web itself included): a generated cors filter.
+        let web = outbound(&mesh, 0);
+        let generated = web
+            .filters
+            .iter()
+            .find(|f| f.spec.name == FilterName::Cors)
+            .unwrap();
+        assert_eq!(generated.path, "services[0].calls");
+        assert_eq!(generated.spec.failure_policy, FailurePolicy::FailOpen);
+        assert_eq!(
+            generated.spec.config,
+            json!({"rules": [{
+                "match": {"route_names": ["web.api.0", "web.api.1"]},
+                "corsPolicy": {
+                    "allowOrigins": [{"exact": "https://shop.example"}, {"prefix": "https://app."}],
+                    "allowMethods": ["GET"],
+                    "maxAge": "90s",
+                    "allowCredentials": true,
+                },
+            }]})
+        );
+        // client's own cors filter keeps its rules first and gets web's appended.
+        let client = cors_config(&outbound(&mesh, 1)).unwrap();
+        let rules = client["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0]["match"], json!({"hosts": ["other"]}));
+        assert_eq!(
+            rules[1]["match"]["route_names"],
+            json!(["web.api.0", "web.api.1"])
+        );
+        // Inbound chains and Istio's view of the outbound chain get none.
+        assert!(cors_config(&inbound(&mesh, 0)).is_none());
+        assert_eq!(cors_config(&outbound_as_written(&mesh, 0)), None);
+    }
+
+    #[test]
+    fn a_gateway_route_cors_policy_goes_on_the_gateway_chain_only() {
+        let mesh = mesh();
+        let config = cors_config(&gateway(&mesh)).unwrap();
+        assert_eq!(
+            config["rules"][0],
+            json!({"match": {"route_names": ["ingressgateway.0"]},
+                   "corsPolicy": {"allowOrigins": [{"regex": "https://.*"}]}})
+        );
+        assert!(cors_config(&gateway_as_written(&mesh)).is_none());
+    }
 }

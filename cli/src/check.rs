@@ -105,7 +105,7 @@ impl Checker<'_> {
             for (j, r) in g.routes.iter().enumerate() {
                 self.route(&format!("gateway.routes[{j}]"), r, None, &services);
             }
-            self.filters(&chains::gateway(mesh));
+            self.filters(&chains::gateway_as_written(mesh));
         }
         let mut hosts = BTreeSet::new();
         for (i, e) in mesh.egress.iter().enumerate() {

@@ -164,8 +164,6 @@ pub enum TypedConfig {
     DynamicModuleFilter(Box<DynamicModuleFilter>),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
     Router(Empty),
-    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors")]
-    Cors(Empty),
     #[serde(
         rename = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
     )]
@@ -357,9 +355,6 @@ pub struct Route {
     pub response_headers_to_add: Vec<HeaderValueOption>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_remove: Vec<String>,
-    /// Per-route config of HTTP filters by filter name (the CORS policy).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub typed_per_filter_config: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -5,7 +5,7 @@
 //! back, so each is written here once and every output (bootstraps, certificates,
 //! compose, Kubernetes) calls the same function.
 
-use crate::model::ServiceSpec;
+use crate::model::{RouteSpec, ServiceSpec};
 
 /// The inbound listener of a sidecar (Istio's name).
 pub const INBOUND_LISTENER: &str = "virtualInbound";
@@ -40,6 +40,29 @@ pub fn service_domains(s: &ServiceSpec) -> Vec<String> {
 }
 
 /// One replica's sidecar: `reviews-v2-0`.
+/// The Envoy route names of `r`, the `j`th route of service `s`: `SERVICE.NAME` (the
+/// route's `name`, else its index), plus `.K` per match when it has several (route
+/// names must be unique). Stages that follow a route (cors) match these names.
+pub fn service_route_names(s: &ServiceSpec, j: usize, r: &RouteSpec) -> Vec<String> {
+    let name = r.name.clone().unwrap_or_else(|| j.to_string());
+    route_names(&format!("{}.{name}", s.name), r)
+}
+
+/// The Envoy route names of the gateway's `j`th route: `GATEWAY.J`, plus `.K` per match.
+pub fn gateway_route_names(gateway: &str, j: usize, r: &RouteSpec) -> Vec<String> {
+    route_names(&format!("{gateway}.{j}"), r)
+}
+
+/// One name per match of `r` (none written: one): `base`, or `base.K` for several.
+pub fn route_names(base: &str, r: &RouteSpec) -> Vec<String> {
+    let count = r.effective_matches().len();
+    if count > 1 {
+        (0..count).map(|k| format!("{base}.{k}")).collect()
+    } else {
+        vec![base.to_string()]
+    }
+}
+
 pub fn instance(service: &str, version: &str, replica: u32) -> String {
     format!("{service}-{version}-{replica}")
 }

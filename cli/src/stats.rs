@@ -28,6 +28,8 @@ pub fn fixed_labels(filter: FilterName) -> &'static [&'static str] {
         FilterName::Fault | FilterName::Ratelimit => &["rule"],
         // Header edits are counted by Envoy's own request stats.
         FilterName::Headers => &[],
+        // No metrics of its own: preflights show as Envoy's local replies.
+        FilterName::Cors => &[],
         FilterName::Telemetry => &[],
     }
 }

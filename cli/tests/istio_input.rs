@@ -901,10 +901,11 @@ fn redirect_rewrite_headers_and_query_params_reach_envoy_and_round_trip() {
     );
 }
 
-/// Istio's corsPolicy: Envoy's CORS filter first in the chains whose routes have one,
-/// the policy per route; accepted by Envoy; written back by `wasmesh k8s`.
+/// Istio's corsPolicy: the cors filter first in the outbound chain of the route's
+/// callers, the policy a rule for the route's Envoy name; accepted by Envoy; written
+/// back by `wasmesh k8s`.
 #[test]
-fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
+fn a_cors_policy_becomes_the_cors_stage_for_its_route_and_round_trips() {
     let extra = format!(
         "{VS_HEAD}{}",
         r#"    - corsPolicy:
@@ -931,23 +932,36 @@ fn a_cors_policy_puts_envoys_cors_filter_in_front_and_round_trips() {
         .find(|l| l["name"] == "virtualOutbound")
         .unwrap();
     let hcm = &outbound["filter_chains"][0]["filters"][0]["typed_config"];
-    assert_eq!(hcm["http_filters"][0]["name"], "envoy.filters.http.cors");
+    let first = &hcm["http_filters"][0];
+    assert_eq!(first["name"], "wasmesh.cors", "{first}");
     let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
-    let policy = &route["typed_per_filter_config"]["envoy.filters.http.cors"];
+    let route_name = route["name"].as_str().unwrap();
+    assert!(route.get("typed_per_filter_config").is_none(), "{route}");
+    let config: serde_json::Value = serde_json::from_str(
+        first["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let rule = &config["rules"][0];
     assert_eq!(
-        policy["allow_origin_string_match"][0]["exact"],
-        "https://shop.example"
+        rule["match"]["route_names"],
+        serde_json::json!([route_name])
     );
-    assert_eq!(policy["allow_methods"], "GET,POST");
-    assert_eq!(policy["max_age"], "86400");
-    assert_eq!(policy["allow_credentials"], true);
-    // The inbound listener has no CORS routes: no CORS filter.
+    let policy = &rule["corsPolicy"];
+    assert_eq!(policy["allowOrigins"][0]["exact"], "https://shop.example");
+    assert_eq!(policy["allowMethods"], serde_json::json!(["GET", "POST"]));
+    assert_eq!(policy["maxAge"], "86400s");
+    assert_eq!(policy["allowCredentials"], true);
+    // Envoy's own CORS filter is not used.
+    assert!(!bootstrap.to_string().contains("envoy.filters.http.cors"));
+    // The inbound listener's chain has no route policies: no cors filter.
     let inbound = listeners
         .iter()
         .find(|l| l["name"] == "virtualInbound")
         .unwrap();
     let text = inbound.to_string();
-    assert!(!text.contains("envoy.filters.http.cors"), "{text}");
+    assert!(!text.contains("wasmesh.cors"), "{text}");
     common::validate_with_envoy(env!("CARGO_BIN_EXE_wasmesh"), &dir, Some(2));
     assert_eq!(
         k8s_read_back(&mesh).services[0].routes,

@@ -111,12 +111,9 @@ impl Builder<'_> {
                 }],
             });
         }
-        let http_filters = with_cors(
-            &vhosts,
-            self.http_filters(
-                &chains::outbound(self.mesh, chains::service_index(self.mesh, s)).specs(),
-                None,
-            ),
+        let http_filters = self.http_filters(
+            &chains::outbound(self.mesh, chains::service_index(self.mesh, s)).specs(),
+            None,
         );
         let hcm = HttpConnectionManager {
             stat_prefix: "outbound_0.0.0.0_15001".into(),
@@ -172,10 +169,7 @@ impl Builder<'_> {
             domains,
             routes,
         }];
-        let http_filters = with_cors(
-            &vhosts,
-            self.http_filters(&chains::gateway(self.mesh).specs(), None),
-        );
+        let http_filters = self.http_filters(&chains::gateway(self.mesh).specs(), None);
         let hcm = HttpConnectionManager {
             stat_prefix: format!("gateway_{}", g.port),
             codec_type: "AUTO",
@@ -268,22 +262,6 @@ pub(super) fn chain(
         }],
         transport_socket: tls,
     }
-}
-
-/// `filters` with Envoy's CORS filter first when a route of `vhosts` has a CORS
-/// policy (as Istio puts it before the rest); unchanged otherwise.
-fn with_cors(vhosts: &[VirtualHost], mut filters: Vec<HttpFilter>) -> Vec<HttpFilter> {
-    let any = vhosts
-        .iter()
-        .flat_map(|v| &v.routes)
-        .any(|r| r.typed_per_filter_config.contains_key(routes::CORS_FILTER));
-    if any {
-        filters.insert(
-            0,
-            HttpFilter::inline(routes::CORS_FILTER, TypedConfig::Cors(Empty {})),
-        );
-    }
-    filters
 }
 
 fn tls_inspector() -> ListenerFilter {

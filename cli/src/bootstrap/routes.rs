@@ -116,17 +116,11 @@ impl Builder<'_> {
                 .map(|inline_string| InlineString { inline_string }),
         });
         let edits = r.headers.clone().unwrap_or_default();
-        let matches = r.effective_matches();
-        let many = matches.len() > 1;
-        matches
+        r.effective_matches()
             .iter()
-            .enumerate()
-            .map(|(k, m)| Route {
-                name: if many {
-                    format!("{name}.{k}")
-                } else {
-                    name.to_string()
-                },
+            .zip(names::route_names(name, r))
+            .map(|(m, name)| Route {
+                name,
                 matcher: route_match(m),
                 route: (redirect.is_none() && direct.is_none()).then(|| action.clone()),
                 direct_response: direct.clone(),
@@ -135,12 +129,6 @@ impl Builder<'_> {
                 request_headers_to_remove: edits.request.remove.clone(),
                 response_headers_to_add: header_options(&edits.response),
                 response_headers_to_remove: edits.response.remove.clone(),
-                typed_per_filter_config: r
-                    .cors_policy
-                    .as_ref()
-                    .map(|c| (CORS_FILTER.to_string(), cors_policy(c)))
-                    .into_iter()
-                    .collect(),
             })
             .collect()
     }
@@ -175,43 +163,6 @@ fn hash_policy(s: &ServiceSpec) -> Vec<HashPolicy> {
         })
         .into_iter()
         .collect()
-}
-
-/// Envoy's CORS filter: in a listener's chain (first) when one of its routes has a
-/// CORS policy, which the route carries as the filter's per-route config.
-pub(crate) const CORS_FILTER: &str = "envoy.filters.http.cors";
-
-/// Istio's CorsPolicy as Envoy's per-route `CorsPolicy`.
-fn cors_policy(c: &crate::model::CorsPolicy) -> serde_json::Value {
-    let origins: Vec<StringMatcher> = c
-        .allow_origins
-        .iter()
-        .map(|m| string_matcher(m.single()))
-        .collect();
-    let mut out = serde_json::Map::new();
-    out.insert(
-        "@type".into(),
-        json!("type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"),
-    );
-    out.insert("allow_origin_string_match".into(), json!(origins));
-    let mut list = |key: &str, items: &[String]| {
-        if !items.is_empty() {
-            out.insert(key.into(), json!(items.join(",")));
-        }
-    };
-    list("allow_methods", &c.allow_methods);
-    list("allow_headers", &c.allow_headers);
-    list("expose_headers", &c.expose_headers);
-    if let Some(age) = c.max_age {
-        out.insert(
-            "max_age".into(),
-            json!((age.as_millis() / 1000).to_string()),
-        );
-    }
-    if let Some(credentials) = c.allow_credentials {
-        out.insert("allow_credentials".into(), json!(credentials));
-    }
-    serde_json::Value::Object(out)
 }
 
 /// Envoy's name of a redirect status (`wasmesh validate` refuses any other code).

@@ -337,7 +337,11 @@ fn gateway(
         },
     };
     out.push(ns, "VirtualService", &g.name, &vs)?;
-    for f in chains::gateway(mesh).filters.iter().map(|f| &f.spec) {
+    for f in chains::gateway_as_written(mesh)
+        .filters
+        .iter()
+        .map(|f| &f.spec)
+    {
         let name = format!("{}-{}", g.name, f.name);
         let config = chains::generated_config(
             mesh,

@@ -37,10 +37,13 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// Our filters. The order of the variants is Istio's phase order in the chain:
-/// authn/authz first, then the traffic filters, stats last.
+/// CORS first (a preflight is answered before authn/authz could refuse it for lacking
+/// credentials, where Envoy's CORS filter also goes), authn/authz, then the traffic
+/// filters, stats last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FilterName {
+    Cors,
     Authz,
     Ratelimit,
     Headers,
@@ -49,7 +52,8 @@ pub enum FilterName {
 }
 
 impl FilterName {
-    pub const ALL: [FilterName; 5] = [
+    pub const ALL: [FilterName; 6] = [
+        FilterName::Cors,
         FilterName::Authz,
         FilterName::Ratelimit,
         FilterName::Headers,
@@ -59,6 +63,7 @@ impl FilterName {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            FilterName::Cors => "cors",
             FilterName::Authz => "authz",
             FilterName::Ratelimit => "ratelimit",
             FilterName::Headers => "headers",
@@ -76,7 +81,7 @@ impl FilterName {
     /// traffic filters go in AUTHZ (after authz's AUTHN) to keep our order.
     pub fn istio_phase(self) -> &'static str {
         match self {
-            FilterName::Authz => "AUTHN",
+            FilterName::Cors | FilterName::Authz => "AUTHN",
             FilterName::Telemetry => "STATS",
             FilterName::Ratelimit | FilterName::Headers | FilterName::Fault => "AUTHZ",
         }
@@ -85,7 +90,8 @@ impl FilterName {
     /// Istio WasmPlugin priority within the phase (higher runs first).
     pub fn istio_priority(self) -> i32 {
         match self {
-            FilterName::Ratelimit => 30,
+            // Before authz in the same phase.
+            FilterName::Cors | FilterName::Ratelimit => 30,
             FilterName::Headers => 20,
             FilterName::Authz | FilterName::Fault | FilterName::Telemetry => 10,
         }

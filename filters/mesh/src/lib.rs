@@ -11,7 +11,14 @@ use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::ConfigError;
 
 /// The stage names this module offers, as they appear in `stages[i].name`.
-pub const STAGES: [&str; 5] = ["authz", "fault", "headers", "ratelimit", "telemetry"];
+pub const STAGES: [&str; 6] = [
+    "authz",
+    "cors",
+    "fault",
+    "headers",
+    "ratelimit",
+    "telemetry",
+];
 
 pub struct Mesh;
 
@@ -21,6 +28,7 @@ impl Registry for Mesh {
     fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
         Some(match kind {
             "authz" => build_stage::<wasmesh_authz::AuthzStage>(config),
+            "cors" => build_stage::<wasmesh_cors::CorsStage>(config),
             "fault" => build_stage::<wasmesh_fault::FaultStage>(config),
             "headers" => build_stage::<wasmesh_headers::HeadersStage>(config),
             "ratelimit" => build_stage::<wasmesh_ratelimit::RateLimitStage>(config),

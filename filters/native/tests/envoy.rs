@@ -73,6 +73,18 @@ fn headers_edits_reach_the_upstream_and_the_client() {
     scenarios::headers::check_edits(&envoy).unwrap();
 }
 
+/// The Wasm filter's cors scenario (integration/tests/cors.rs), which Envoy's own CORS
+/// filter passes too: the native stage answers the same, and refuses hostile origins.
+#[test]
+fn cors_answers_as_envoys_cors_filter_does() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter("cors", scenarios::cors::config());
+    let bootstrap = scenarios::cors::bootstrap(echo.port(), vec![filter], false);
+    let envoy = Envoy::start_with(&bootstrap, &options()).unwrap();
+    scenarios::cors::check_policy(&envoy, &echo).unwrap();
+    scenarios::cors::check_hostile_origins(&envoy).unwrap();
+}
+
 #[test]
 fn fault_abort_answers_locally() {
     let echo = EchoServer::start().unwrap();

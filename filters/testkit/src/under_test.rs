@@ -1,6 +1,6 @@
 //! The module a filter's harness tests run. By default the filter's own; with
-//! `WASMESH_HARNESS_MODULE=mesh`, the one-VM mesh module with all five stages, the
-//! filter's config in its own stage and quiet configs in the other four, so the same
+//! `WASMESH_HARNESS_MODULE=mesh`, the one-VM mesh module with all six stages, the
+//! filter's config in its own stage and quiet configs in the other five, so the same
 //! tests show that the filter behaves the same as a stage of `mesh.wasm`.
 
 use wasmesh_harness::{build, Module};
@@ -14,10 +14,11 @@ const MESH: &str = "wasmesh-mesh";
 
 /// The mesh module's stages in the generator's order (`FilterName`'s), each with a
 /// config under which it leaves requests, responses and metrics alone: no policy or
-/// edit, ratelimit's one rule (it needs one) on a path no test sends, fault's abort
+/// edit (cors with no policy), ratelimit's one rule (it needs one) on a path no test sends, fault's abort
 /// at 0% (it needs a fault), and telemetry with its metrics, exchange header and
 /// tracing off. A stage's filter is the package `wasmesh-<stage>`.
-const STAGES: [(&str, &str); 5] = [
+const STAGES: [(&str, &str); 6] = [
+    ("cors", "{}"),
     ("authz", "{}"),
     (
         "ratelimit",

@@ -54,6 +54,11 @@ fn no_input_traps_authz() {
 }
 
 #[test]
+fn no_input_traps_cors() {
+    fuzz_target("cors");
+}
+
+#[test]
 fn no_input_traps_ratelimit() {
     fuzz_target("ratelimit");
 }

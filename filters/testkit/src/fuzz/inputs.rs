@@ -49,6 +49,9 @@ const NAMES: &[&str] = &[
     "x-envoy-original-path",
     "x-envoy-peer-metadata",
     "x-envoy-peer-metadata-id",
+    "origin",
+    "access-control-request-method",
+    "access-control-request-headers",
 ];
 
 /// Tokens made once per process: signing is slow, mutating is cheap.
@@ -132,7 +135,7 @@ fn with_scheme(rng: &mut Rng, token: Vec<u8>) -> Vec<u8> {
 }
 
 fn header_value(rng: &mut Rng) -> Vec<u8> {
-    match rng.below(14) {
+    match rng.below(15) {
         0..=3 => rng.ascii(40).into_bytes(),
         4 => rng.bytes(64),                                    // non-UTF-8
         5 => [b"ok".as_slice(), &[0x80, 0xff, 0xc3]].concat(), // obs-text
@@ -166,7 +169,29 @@ fn header_value(rng: &mut Rng) -> Vec<u8> {
         10 => "w=client;n=default;".repeat(rng.below(50) + 1).into_bytes(),
         11 => "x".repeat(rng.size(8192, &[65_536, 1 << 20])).into_bytes(), // huge
         12 => mint::b64(&rng.bytes(200)).into_bytes(),
+        13 => origin(rng),
         _ => Vec::new(),
+    }
+}
+
+/// Origins that look allowed and are not: look-alike hosts, case, paths, lists, null.
+fn origin(rng: &mut Rng) -> Vec<u8> {
+    let base = rng.pick(&[
+        "https://shop.example",
+        "https://shop.example.evil.com",
+        "https://SHOP.example",
+        "https://app.shop.example:8443",
+        "null",
+        "https://shop.example/",
+        "https://user@shop.example",
+        "https://shop.example, https://evil.example",
+        "https://[::1]:443",
+        "*",
+    ]);
+    match rng.below(4) {
+        0 => [base.as_bytes(), &rng.bytes(4)].concat(),
+        1 => format!("{base}{}", "a".repeat(rng.size(1, &[2048, 70_000]))).into_bytes(),
+        _ => base.as_bytes().to_vec(),
     }
 }
 

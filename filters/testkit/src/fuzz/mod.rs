@@ -24,7 +24,7 @@ use wasmesh_harness::{build, Action, Host, Module, PropertyValue, Stream};
 /// Requests per batch (per host built).
 pub const BATCH: u64 = 32;
 
-/// A module under fuzz: a filter's own, or the mesh module with all five stages.
+/// A module under fuzz: a filter's own, or the mesh module with all its stages.
 pub struct Target {
     pub name: &'static str,
     package: &'static str,
@@ -40,8 +40,9 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 6] = [
+pub const TARGETS: [Target; 7] = [
     target("authz", "wasmesh-authz"),
+    target("cors", "wasmesh-cors"),
     target("ratelimit", "wasmesh-ratelimit"),
     target("headers", "wasmesh-headers"),
     target("fault", "wasmesh-fault"),
