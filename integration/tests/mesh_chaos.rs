@@ -481,21 +481,17 @@ fn disk_full_at_up_is_a_clear_error_and_leaves_nothing_started() {
         .to_string();
     drop(fs);
 
-    // Room for the configs and certificates, then for exactly one process: its log
-    // and the state file that records it. The second log cannot be created.
+    // Room for what `up` writes before it starts a process (the configs and their xDS
+    // files, the digest-named module copies, the certificates), then for exactly one
+    // process: its log and the state file that records it. The second log cannot be
+    // created. A first `up` and `down` leave the former in place; their logs go.
     let state_dir = scratch.join("inodes");
     let fs = Tmpfs::mount(&state_dir, "size=64m");
-    let generate = std::process::Command::new(&wasmesh)
-        .arg("generate")
-        .arg(bookinfo())
-        .arg("--out")
-        .arg(state_dir.join("config"))
-        .arg("--certs")
-        .arg(state_dir.join("certs"))
-        .current_dir(paths::workspace_root())
-        .output()
-        .unwrap();
-    assert!(generate.status.success(), "{generate:?}");
+    let (ok, text) = run_up(UpCommand::new(&wasmesh, &bookinfo(), &state_dir, &[]).unwrap());
+    assert!(ok, "up on the roomy filesystem:\n{text}");
+    let out = wasmesh_in(&wasmesh, &state_dir, &["down"]).unwrap();
+    assert!(out.contains("is down"), "{out}");
+    std::fs::remove_dir_all(state_dir.join("logs")).unwrap();
     // The logs directory, the first log, the state file's temporary name.
     let budget = fs.inodes_used() + 3;
     fs.remount(&format!("nr_inodes={budget}"));
