@@ -51,13 +51,6 @@ pub struct ResourceFile {
     pub response: Value,
 }
 
-impl ResourceFile {
-    /// The digest Envoy reports back as the subscription's `version_info`.
-    pub fn version(&self) -> &str {
-        self.response["version_info"].as_str().unwrap_or_default()
-    }
-}
-
 /// Which subscription a file feeds; `apply` writes them in make-before-break order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subscription {
@@ -130,8 +123,8 @@ fn externalise_listener(
                 continue;
             };
             if let Some(rc) = hcm.route_config.take() {
-                let name = unique_route_name(&rc.name, &to_value(&rc), routes);
                 let mut value = to_value(&rc);
+                let name = unique_route_name(&rc.name, &value, routes);
                 value["name"] = json!(name);
                 hcm.rds = Some(Rds {
                     route_config_name: name.clone(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,13 +17,7 @@ use wasmesh_integration::http;
 
 const MESH: &str = "cli/tests/meshes/upgrades.yaml";
 
-fn wasmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmesh"))
-        .args(args)
-        .current_dir(common::workspace_root())
-        .output()
-        .unwrap()
-}
+use common::wasmesh;
 
 fn text(out: &Output) -> String {
     format!(

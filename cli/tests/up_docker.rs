@@ -31,13 +31,7 @@ fn requested() -> bool {
     false
 }
 
-fn wasmesh(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmesh"))
-        .args(args)
-        .current_dir(common::workspace_root())
-        .output()
-        .unwrap()
-}
+use common::wasmesh;
 
 fn show(out: &Output) -> String {
     format!(

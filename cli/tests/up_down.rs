@@ -9,18 +9,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use wasmesh::state;
 use wasmesh_integration::http;
 
-fn wasmesh(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wasmesh"))
-        .args(args)
-        .current_dir(common::workspace_root())
-        .output()
-        .unwrap()
-}
+use common::wasmesh;
 
 fn pids_alive(dir: &Path) -> Vec<String> {
     let st = state::load(dir).unwrap().expect("state written by up");

@@ -7,6 +7,15 @@ use std::sync::OnceLock;
 use wasmesh::certs::Ca;
 use wasmesh::model::{FilterName, MeshFile};
 
+/// The `wasmesh` binary run with `args` from the workspace root, as a user runs it.
+pub fn wasmesh(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap()
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
