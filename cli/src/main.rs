@@ -51,6 +51,34 @@ impl From<FilterTargetArg> for wasmesh::FilterTarget {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ProxyConfigKind {
+    Listeners,
+    Routes,
+    Clusters,
+    Secrets,
+    All,
+}
+
+impl From<ProxyConfigKind> for wasmesh::proxyconfig::Kind {
+    fn from(k: ProxyConfigKind) -> Self {
+        use wasmesh::proxyconfig::Kind;
+        match k {
+            ProxyConfigKind::Listeners => Kind::Listeners,
+            ProxyConfigKind::Routes => Kind::Routes,
+            ProxyConfigKind::Clusters => Kind::Clusters,
+            ProxyConfigKind::Secrets => Kind::Secrets,
+            ProxyConfigKind::All => Kind::All,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum AuthzArg {
     Native,
     Wasm,
@@ -201,6 +229,19 @@ enum Command {
         /// Seconds between the two samples.
         #[arg(long, default_value_t = 2.0)]
         interval: f64,
+    },
+    /// What one running Envoy holds (listeners, routes, clusters, secrets), read from its
+    /// admin /config_dump, as tables; like `istioctl proxy-config` (docs/observability.md).
+    ProxyConfig {
+        /// A sidecar's instance (`reviews-v2-0`) or the gateway's name.
+        instance: String,
+        #[arg(value_enum, default_value = "all")]
+        kind: ProxyConfigKind,
+        /// `json`: the dump's sections of that kind as Envoy gave them.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputArg,
+        #[command(flatten)]
+        state: StateDirArg,
     },
     /// Stop one instance of the running mesh (its app and sidecar), as if its pod died.
     Stop {
@@ -448,6 +489,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
             let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
             print!("{}", backend::of_state(&st).status(&st, interval)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyConfig {
+            instance,
+            kind,
+            output,
+            state,
+        } => {
+            use wasmesh::proxyconfig;
+            let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
+            if st.docker.is_some() {
+                anyhow::bail!("proxy-config reads the admin ports of process mode; the compose project does not publish them");
+            }
+            let envoy = proxyconfig::find(&st, &instance)?;
+            let dump = proxyconfig::fetch(envoy)?;
+            match output {
+                OutputArg::Table => print!("{}", proxyconfig::render(&dump, kind.into())),
+                OutputArg::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&proxyconfig::raw(&dump, kind.into()))?
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { instance, state } => {
