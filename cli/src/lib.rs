@@ -20,6 +20,7 @@ pub mod digest;
 pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
+pub mod graph;
 pub mod istio;
 pub mod istio_input;
 pub mod k8s;

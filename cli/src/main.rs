@@ -243,6 +243,18 @@ enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Serve the traffic graph of the running mesh (services, requests/s, errors, p99,
+    /// mTLS per edge, from its Prometheus) as a page and as /graph.json.
+    Graph {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:20001")]
+        listen: String,
+        /// The rate window of the queries (a PromQL duration).
+        #[arg(long, default_value = "1m")]
+        window: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
     /// Stop one instance of the running mesh (its app and sidecar), as if its pod died.
     Stop {
         instance: String,
@@ -511,6 +523,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     serde_json::to_string_pretty(&proxyconfig::raw(&dump, kind.into()))?
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph {
+            listen,
+            window,
+            state,
+        } => {
+            let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
+            let prometheus = st.prometheus_url.clone().ok_or_else(|| {
+                anyhow::anyhow!("mesh {} runs without Prometheus (install prometheus and `wasmesh up` again): the graph comes from its data", st.mesh)
+            })?;
+            let listener = std::net::TcpListener::bind(&listen)
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "graph of mesh {}: http://{}/",
+                st.mesh,
+                listener.local_addr()?
+            );
+            wasmesh::graph::serve(listener, &prometheus, &window, &st.mesh)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { instance, state } => {

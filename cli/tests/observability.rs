@@ -1,11 +1,18 @@
 //! What a person looks at on a running mesh, as they run it: `wasmesh proxy-config`
 //! on Bookinfo in real Envoy names the routes, clusters, listeners and certificates
-//! those Envoys really hold.
+//! those Envoys really hold; `wasmesh graph` draws Bookinfo's real traffic from its
+//! Prometheus, checked as pixels of a screenshot in headless Chromium and as its DOM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
 
 use common::{wasmesh, DownOnDrop, Up};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wasmesh::graph::{EDGE_OK, NODE_FILL};
+use wasmesh_integration::http;
 
 fn run(args: &[&str]) -> String {
     let out = wasmesh(args);
@@ -136,4 +143,278 @@ fn proxy_config_shows_what_the_running_envoys_hold() {
         err.contains("no Envoy \"nosuch\"") && err.contains("reviews-v2-0"),
         "{err}"
     );
+}
+
+/// Chromium from Debian (`scripts/setup.sh` installs it): the test fails without it.
+fn chromium() -> PathBuf {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|n| std::env::split_paths(&paths).map(move |d| d.join(n)))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("no chromium on PATH: run scripts/setup.sh (apt-get install chromium)")
+        })
+}
+
+/// `wasmesh graph` as a child, killed (by its own handle) however the test ends.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const EDGES: [(&str, &str); 4] = [
+    ("ingressgateway", "productpage"),
+    ("productpage", "details"),
+    ("productpage", "reviews"),
+    ("reviews", "ratings"),
+];
+
+fn page(gateway: u16) {
+    let r = http::get(&format!(
+        "http://127.0.0.1:{gateway}/productpage?format=json"
+    ))
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+fn edge<'g>(g: &'g Value, from: &str, to: &str) -> Option<&'g Value> {
+    g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == from && e["to"] == to)
+}
+
+/// Every Bookinfo edge with traffic in the window, a p99, and mTLS seen by the callee.
+fn complete(g: &Value) -> bool {
+    EDGES.iter().all(|(f, t)| {
+        edge(g, f, t).is_some_and(|e| {
+            e["rps"].as_f64().unwrap_or(0.0) > 0.0 && e["p99_ms"].is_number() && e["mtls"] == true
+        })
+    })
+}
+
+fn run_chromium(args: &[&str], url: &str, profile: &Path) -> std::process::Output {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// RGB of `#rrggbb`.
+fn rgb(hex: &str) -> [u8; 3] {
+    let v = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).unwrap();
+    [v(1), v(3), v(5)]
+}
+
+struct Picture {
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+}
+
+impl Picture {
+    fn load(path: &Path) -> Picture {
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        let rgba = buf[..info.buffer_size()]
+            .chunks(channels)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        Picture {
+            width: info.width,
+            height: info.height,
+            rgba,
+        }
+    }
+
+    fn at(&self, x: u32, y: u32) -> [u8; 3] {
+        let i = 4 * (y * self.width + x) as usize;
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]]
+    }
+
+    /// Pixels of exactly `colour` in the box.
+    fn count(&self, colour: [u8; 3], x: u32, y: u32, w: u32, h: u32) -> u32 {
+        let mut n = 0;
+        for yy in y..(y + h).min(self.height) {
+            for xx in x..(x + w).min(self.width) {
+                n += u32::from(self.at(xx, yy) == colour);
+            }
+        }
+        n
+    }
+}
+
+#[test]
+fn graph_page_draws_the_mesh_traffic_in_a_real_browser() {
+    let chromium_bin = chromium();
+    let Up { dir, gateway, .. } = common::up("obs-graph", &[]);
+    let dir_s = dir.to_str().unwrap();
+    let _down = DownOnDrop(dir_s);
+    let st = wasmesh::state::load(&dir).unwrap().unwrap();
+    assert!(
+        st.prometheus_url.is_some(),
+        "up ran no Prometheus (scripts/setup.sh installs it): the graph needs its data"
+    );
+
+    let port = wasmesh_integration::ports::free_range(1).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let _graph = Served(
+        Command::new(env!("CARGO_BIN_EXE_wasmesh"))
+            .args(["graph", "--listen", &listen, "--state-dir", dir_s])
+            .current_dir(common::workspace_root())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://{listen}/");
+
+    // Traffic, and Prometheus' view of it polled until every edge is there (its scrape
+    // interval is 5 s and a rate needs two scrapes). A page per poll keeps the rates up.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let graph = loop {
+        page(gateway);
+        let g = http::get(&format!("{url}graph.json"))
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.json().ok());
+        if let Some(g) = g.filter(complete) {
+            break g;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never had every edge");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let nodes = graph["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "details",
+            "ingressgateway",
+            "productpage",
+            "ratings",
+            "reviews"
+        ]
+    );
+
+    let scratch = common::scratch("graph-shot");
+    let shot = scratch.join("graph.png");
+    let (w, h) = (
+        graph["width"].as_u64().unwrap(),
+        graph["height"].as_u64().unwrap(),
+    );
+    run_chromium(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            &format!("--window-size={w},{}", h + 200),
+            "--force-device-scale-factor=1",
+        ],
+        &url,
+        &scratch.join("profile-shot"),
+    );
+    let pic = Picture::load(&shot);
+    assert!(
+        pic.width as u64 >= w && pic.height as u64 >= h,
+        "{}x{}",
+        pic.width,
+        pic.height
+    );
+
+    // Each node's box is drawn in the node colour (its name in white covers a little).
+    for n in nodes {
+        let [x, y, bw, bh] = ["x", "y", "w", "h"].map(|k| n[k].as_u64().unwrap() as u32);
+        let filled = pic.count(rgb(NODE_FILL), x, y, bw, bh);
+        assert!(
+            filled * 10 >= bw * bh * 7,
+            "node {}: {filled} of {} pixels in {NODE_FILL}",
+            n["name"],
+            bw * bh
+        );
+    }
+    // Each edge is drawn in its colour a quarter of the way along its line, and every
+    // edge colour in use covers at least a line's worth of pixels.
+    let node = |name: &str| nodes.iter().find(|n| n["name"] == name).unwrap();
+    for (f, t) in EDGES {
+        let e = edge(&graph, f, t).unwrap();
+        let colour = rgb(e["colour"].as_str().unwrap());
+        let (a, b) = (node(f), node(t));
+        let u = |n: &Value, k: &str| n[k].as_u64().unwrap() as u32;
+        let (x1, y1) = (u(a, "x") + u(a, "w"), u(a, "y") + u(a, "h") / 2);
+        let (x2, y2) = (u(b, "x"), u(b, "y") + u(b, "h") / 2);
+        let (qx, qy) = ((3 * x1 + x2) / 4, (3 * y1 + y2) / 4);
+        let near = pic.count(colour, qx - 2, qy - 2, 5, 5);
+        assert!(
+            near > 0,
+            "edge {f} -> {t}: no {} at ({qx},{qy})",
+            e["colour"]
+        );
+        let all = pic.count(colour, 0, 0, pic.width, pic.height);
+        assert!(
+            all >= 300,
+            "edge {f} -> {t}: only {all} pixels of {}",
+            e["colour"]
+        );
+    }
+    let healthy = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["colour"] == EDGE_OK)
+        .count();
+    assert!(
+        healthy >= 2,
+        "gateway, details and reviews calls have no faults: {graph}"
+    );
+
+    // The DOM Chromium rendered names every node and labels every edge.
+    let dom = run_chromium(&["--dump-dom"], &url, &scratch.join("profile-dom"));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for n in &names {
+        assert!(
+            dom.contains(&format!("data-name=\"{n}\"")),
+            "node {n} missing from the DOM"
+        );
+        assert!(
+            dom.contains(&format!(">{n}</text>")),
+            "node {n} has no label"
+        );
+    }
+    for (f, t) in EDGES {
+        let g = format!("class=\"edge\" data-from=\"{f}\" data-to=\"{t}\"");
+        let at = dom
+            .find(&g)
+            .unwrap_or_else(|| panic!("edge {f} -> {t} missing: {dom}"));
+        let label = &dom[at..dom[at..].find("</g>").unwrap() + at];
+        assert!(
+            label.contains(" rps · ") && label.contains("% 5xx · p99 ") && label.contains("mTLS"),
+            "{label}"
+        );
+    }
+    drop(chromium_bin);
+    let _ = std::fs::remove_dir_all(&scratch);
 }
