@@ -418,3 +418,67 @@ fn graph_page_draws_the_mesh_traffic_in_a_real_browser() {
     drop(chromium_bin);
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// Every PromQL of the generated Grafana dashboards parses in the mesh's real
+/// Prometheus, and the volume panels have data once traffic has flowed.
+#[test]
+fn grafana_dashboards_query_the_real_prometheus() {
+    let Up {
+        dir,
+        gateway,
+        prometheus,
+        ..
+    } = common::up("obs-grafana", &[]);
+    let dir_s = dir.to_str().unwrap();
+    let _down = DownOnDrop(dir_s);
+    let prom = format!("http://127.0.0.1:{prometheus}");
+    let dashboards: Vec<Value> = ["wasmesh-mesh.json", "wasmesh-service.json"]
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(dir.join("config/grafana/dashboards").join(n))
+                .unwrap_or_else(|e| panic!("up wrote no {n}: {e}"));
+            serde_json::from_str(&text).unwrap()
+        })
+        .collect();
+    let mut volume_panels = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for d in &dashboards {
+        for p in d["panels"].as_array().unwrap() {
+            let title = p["title"].as_str().unwrap();
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$service", "productpage");
+                let volume = title.contains("Request Volume");
+                // A volume panel is polled (with traffic) until Prometheus has the
+                // series: two scrapes 5 s apart make a rate.
+                let answer = loop {
+                    page(gateway);
+                    let a = wasmesh::graph::query(&prom, &expr)
+                        .unwrap_or_else(|e| panic!("panel {title:?}: {expr}: {e:#}"));
+                    let has_data = a["data"]["result"].as_array().is_some_and(|r| {
+                        r.iter().any(|s| {
+                            s["value"][1]
+                                .as_str()
+                                .and_then(|v| v.parse::<f64>().ok())
+                                .unwrap_or(0.0)
+                                > 0.0
+                        })
+                    });
+                    if !volume || has_data {
+                        break a;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "panel {title:?} never had data: {a}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                };
+                assert_eq!(answer["status"], "success", "{title}: {answer}");
+                volume_panels += usize::from(volume);
+            }
+        }
+    }
+    assert!(volume_panels >= 3, "{volume_panels} volume panels checked");
+}
