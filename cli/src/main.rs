@@ -171,6 +171,9 @@ enum Command {
         gateway_port: Option<u16>,
         #[arg(long, default_value_t = wasmesh::runplan::PROMETHEUS_PORT)]
         prometheus_port: u16,
+        /// Grafana's port, when `grafana` or `grafana-server` is on PATH (process mode).
+        #[arg(long, default_value_t = wasmesh::backend::GRAFANA_PORT)]
+        grafana_port: u16,
         /// Do not start Prometheus even if it is installed.
         #[arg(long)]
         no_prometheus: bool,
@@ -419,6 +422,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             port_base,
             gateway_port,
             prometheus_port,
+            grafana_port,
             no_prometheus,
             certs,
             timeout,
@@ -437,6 +441,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 gateway_port,
                 prometheus_port,
                 prometheus: !no_prometheus,
+                grafana_port,
                 timeout: std::time::Duration::from_secs(timeout),
                 bundle,
                 filter_target: if native {

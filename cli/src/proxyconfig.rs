@@ -91,6 +91,12 @@ fn type_is(section: &Value, name: &str) -> bool {
         .is_some_and(|t| t.rsplit('.').next() == Some(name))
 }
 
+/// The entries of a section's static and dynamic lists, statics first.
+fn entries<'s>(s: &'s Value, statics: &str, dynamics: &str) -> impl Iterator<Item = &'s Value> {
+    let list = |k: &str| s[k].as_array().into_iter().flatten();
+    list(statics).chain(list(dynamics))
+}
+
 fn section<'d>(dump: &'d Value, name: &str) -> &'d Value {
     section_list(dump)
         .find(|c| type_is(c, name))
@@ -237,9 +243,8 @@ fn short_filter(name: &str) -> &str {
 fn routes(dump: &Value) -> String {
     let s = section(dump, "RoutesConfigDump");
     let mut rows = Vec::new();
-    let statics = s["static_route_configs"].as_array().into_iter().flatten();
-    let dynamics = s["dynamic_route_configs"].as_array().into_iter().flatten();
-    for rc in statics.chain(dynamics).map(|e| &e["route_config"]) {
+    let configs = entries(s, "static_route_configs", "dynamic_route_configs");
+    for rc in configs.map(|e| &e["route_config"]) {
         for vh in rc["virtual_hosts"].as_array().into_iter().flatten() {
             let domains = domains_summary(&vh["domains"]);
             for r in vh["routes"].as_array().into_iter().flatten() {
@@ -331,12 +336,7 @@ fn clusters(dump: &Value) -> String {
     let s = section(dump, "ClustersConfigDump");
     let eds = section(dump, "EndpointsConfigDump");
     let mut rows = Vec::new();
-    let statics = s["static_clusters"].as_array().into_iter().flatten();
-    let dynamics = s["dynamic_active_clusters"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    for c in statics.chain(dynamics).map(|e| &e["cluster"]) {
+    for c in entries(s, "static_clusters", "dynamic_active_clusters").map(|e| &e["cluster"]) {
         let name = str_of(&c["name"]);
         let kind = c["type"]
             .as_str()
@@ -360,16 +360,7 @@ fn clusters(dump: &Value) -> String {
 /// The cluster's endpoints with their health as Envoy sees it (from the EDS section
 /// `include_eds` adds), or its own load assignment's.
 fn endpoints_of(cluster: &Value, eds: &Value, name: &str) -> String {
-    let from_eds = eds["dynamic_endpoint_configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            eds["static_endpoint_configs"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        )
+    let from_eds = entries(eds, "static_endpoint_configs", "dynamic_endpoint_configs")
         .map(|e| &e["endpoint_config"])
         .find(|e| e["cluster_name"].as_str() == Some(name));
     let assignment = from_eds.unwrap_or(&cluster["load_assignment"]);
@@ -422,9 +413,7 @@ fn tls_summary(ts: &Value) -> String {
 fn secrets(dump: &Value) -> String {
     let s = section(dump, "SecretsConfigDump");
     let mut rows = Vec::new();
-    let statics = s["static_secrets"].as_array().into_iter().flatten();
-    let dynamics = s["dynamic_active_secrets"].as_array().into_iter().flatten();
-    for entry in statics.chain(dynamics) {
+    for entry in entries(s, "static_secrets", "dynamic_active_secrets") {
         let secret = &entry["secret"];
         let (kind, pem) = if !secret["tls_certificate"].is_null() {
             (

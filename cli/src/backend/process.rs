@@ -39,13 +39,33 @@ impl Backend for Process {
         let prometheus_url = prometheus_bin
             .as_ref()
             .map(|_| format!("http://127.0.0.1:{}", opts.prometheus_port));
-        check_ports_free(&plan, prometheus_url.as_ref().map(|_| opts.prometheus_port))?;
+        // Grafana only with Prometheus: its dashboards have no other source.
+        let grafana_bin = prometheus_url.as_ref().and(super::grafana::find());
+        let mut extra_ports: Vec<(&str, u16)> = Vec::new();
+        if prometheus_url.is_some() {
+            extra_ports.push(("prometheus http", opts.prometheus_port));
+        }
+        if grafana_bin.is_some() {
+            extra_ports.push(("grafana http", opts.grafana_port));
+        }
+        check_ports_free(&plan, &extra_ports)?;
 
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let mut procs = plan_processes(&root, &envoy, &plan, &logs)?;
         if let Some(bin) = &prometheus_bin {
             procs.push(prometheus(bin, &plan, opts, &logs));
+        }
+        if let (Some((bin, subcommand)), Some(url)) = (&grafana_bin, &prometheus_url) {
+            let state_dir = root.join(&opts.state_dir);
+            procs.push(super::grafana::process(
+                bin,
+                *subcommand,
+                &state_dir,
+                opts.grafana_port,
+                url,
+                &logs,
+            ));
         }
 
         let gateway_url = plan
@@ -356,7 +376,7 @@ fn start_all(
 
 /// Fails fast, before starting anything, when a port of the plan is taken: the usual
 /// cause is another mesh, which a half-started one would only confuse.
-fn check_ports_free(plan: &RunPlan, prometheus: Option<u16>) -> Result<()> {
+fn check_ports_free(plan: &RunPlan, extra: &[(&str, u16)]) -> Result<()> {
     let ports = plan
         .processes
         .iter()
@@ -365,13 +385,13 @@ fn check_ports_free(plan: &RunPlan, prometheus: Option<u16>) -> Result<()> {
                 .iter()
                 .map(move |(role, port)| (format!("{} {role}", p.name), *port))
         })
-        .chain(prometheus.map(|port| ("prometheus http".to_string(), port)));
+        .chain(extra.iter().map(|(what, port)| (what.to_string(), *port)));
     let busy = ports_in_use("127.0.0.1", ports);
     if busy.is_empty() {
         Ok(())
     } else {
         bail!(
-            "ports in use: {}. Is another mesh up (`wasmesh down`)? Or pick others with --port-base / --gateway-port / --prometheus-port",
+            "ports in use: {}. Is another mesh up (`wasmesh down`)? Or pick others with --port-base / --gateway-port / --prometheus-port / --grafana-port",
             busy.join(", ")
         )
     }
