@@ -322,13 +322,21 @@ fn url_encode(s: &str) -> String {
     out
 }
 
-/// Prometheus' answer to an instant query.
+/// Prometheus' answer to an instant query, now or at Unix time `at`.
 pub fn query(prometheus: &str, promql: &str) -> Result<Value> {
-    let url = format!(
+    query_at(prometheus, promql, None)
+}
+
+/// [`query`] evaluated at Unix time `at` (`None`: now).
+pub fn query_at(prometheus: &str, promql: &str, at: Option<f64>) -> Result<Value> {
+    let mut url = format!(
         "{}/api/v1/query?query={}",
         prometheus.trim_end_matches('/'),
         url_encode(promql)
     );
+    if let Some(at) = at {
+        let _ = write!(url, "&time={at:.3}");
+    }
     let r = localhttp::get(&url, Duration::from_secs(10))?;
     let v: Value = serde_json::from_slice(&r.body)
         .with_context(|| format!("{url}: HTTP {}: not JSON", r.status))?;
@@ -338,15 +346,28 @@ pub fn query(prometheus: &str, promql: &str) -> Result<Value> {
     Ok(v)
 }
 
-/// The graph now, from the Prometheus at `prometheus`.
-pub fn fetch(prometheus: &str, window: &str) -> Result<Graph> {
+/// The graph from the Prometheus at `prometheus`, now or as it was at Unix time `at`
+/// (`?at=` on the page and `/graph.json`: the same `at` gives the same graph, so a
+/// picture and the data can be compared).
+pub fn fetch(prometheus: &str, window: &str, at: Option<f64>) -> Result<Graph> {
     let [q1, q2, q3] = queries(window);
     Ok(build(
         window,
-        &query(prometheus, &q1)?,
-        &query(prometheus, &q2)?,
-        &query(prometheus, &q3)?,
+        &query_at(prometheus, &q1, at)?,
+        &query_at(prometheus, &q2, at)?,
+        &query_at(prometheus, &q3, at)?,
     ))
+}
+
+/// The path and the `at` parameter of a request target (`/graph.json?at=1765000000.5`).
+fn target(t: &str) -> (&str, Option<f64>) {
+    let (path, query) = t.split_once('?').unwrap_or((t, ""));
+    let at = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("at="))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite());
+    (path, at)
 }
 
 /// Serves `/` (the page) and `/graph.json` on `listener`, one connection at a time,
@@ -366,8 +387,8 @@ pub fn serve(listener: TcpListener, prometheus: &str, window: &str, mesh: &str) 
         while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
             line.clear();
         }
-        let path = request_line.split(' ').nth(1).unwrap_or("/");
-        let (status, ctype, body) = match (path, fetch(prometheus, window)) {
+        let (path, at) = target(request_line.split(' ').nth(1).unwrap_or("/"));
+        let (status, ctype, body) = match (path, fetch(prometheus, window, at)) {
             ("/graph.json", Ok(g)) => (
                 "200 OK",
                 "application/json",
@@ -529,6 +550,13 @@ mod tests {
             !html.contains("src=") && !html.contains("<script"),
             "nothing fetched"
         );
+    }
+
+    #[test]
+    fn requests_may_name_a_time() {
+        assert_eq!(target("/graph.json?at=17.5"), ("/graph.json", Some(17.5)));
+        assert_eq!(target("/?x=1&at=nope"), ("/", None));
+        assert_eq!(target("/"), ("/", None));
     }
 
     #[test]

@@ -292,19 +292,26 @@ fn graph_page_draws_the_mesh_traffic_in_a_real_browser() {
             .spawn()
             .unwrap(),
     );
-    let url = format!("http://{listen}/");
 
     // Traffic, and Prometheus' view of it polled until every edge is there (its scrape
     // interval is 5 s and a rate needs two scrapes). A page per poll keeps the rates up.
+    // Each poll asks for the graph as it was a little in the past (`at`, after the
+    // scrapes covering it have landed), and the picture and DOM are taken of that same
+    // `at`: the same data, however the calls go on (ratings aborts 10% at random).
     let deadline = Instant::now() + Duration::from_secs(120);
-    let graph = loop {
+    let (graph, url) = loop {
         page(gateway);
-        let g = http::get(&format!("{url}graph.json"))
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let url = format!("http://{listen}/?at={:.3}", now - 6.0);
+        let g = http::get(&url.replace("/?", "/graph.json?"))
             .ok()
             .filter(|r| r.status == 200)
             .and_then(|r| r.json().ok());
         if let Some(g) = g.filter(complete) {
-            break g;
+            break (g, url);
         }
         assert!(Instant::now() < deadline, "Prometheus never had every edge");
         std::thread::sleep(Duration::from_millis(200));
