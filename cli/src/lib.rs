@@ -36,6 +36,7 @@ pub mod stats;
 pub mod status;
 pub mod summary;
 pub mod topology;
+pub mod traces;
 pub mod xds_files;
 
 use model::{MeshError, MeshFile};

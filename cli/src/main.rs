@@ -258,6 +258,16 @@ enum Command {
         #[command(flatten)]
         state: StateDirArg,
     },
+    /// Run a Zipkin-compatible trace store: takes Envoy's spans at /api/v2/spans,
+    /// keeps the newest traces in memory, serves Zipkin's read API and a waterfall page.
+    Traces {
+        /// Address to serve on (where the mesh file's `tracing.address` points).
+        #[arg(long, default_value = wasmesh::traces::DEFAULT_LISTEN)]
+        listen: String,
+        /// How many traces to keep; the oldest are dropped first.
+        #[arg(long, default_value_t = wasmesh::traces::DEFAULT_MAX_TRACES)]
+        max_traces: usize,
+    },
     /// Stop one instance of the running mesh (its app and sidecar), as if its pod died.
     Stop {
         instance: String,
@@ -547,6 +557,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 listener.local_addr()?
             );
             wasmesh::graph::serve(listener, &prometheus, &window, &st.mesh)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Traces { listen, max_traces } => {
+            let listener = std::net::TcpListener::bind(&listen)
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "traces: http://{}/ (Zipkin v2 spans at /api/v2/spans, newest {max_traces} traces kept)",
+                listener.local_addr()?
+            );
+            wasmesh::traces::serve(listener, max_traces)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { instance, state } => {

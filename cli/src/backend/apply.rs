@@ -119,7 +119,7 @@ fn refuse_topology_change(st: &State, new: &Rendered) -> Result<()> {
     let running: BTreeSet<(&str, Vec<(&String, &u16)>)> = st
         .processes
         .iter()
-        .filter(|p| p.kind != "prometheus" && p.kind != "grafana")
+        .filter(|p| !matches!(p.kind.as_str(), "prometheus" | "grafana" | "traces"))
         .map(|p| (p.name.as_str(), p.ports.iter().collect()))
         .collect();
     let planned: BTreeSet<(&str, Vec<(&String, &u16)>)> = new

@@ -17,6 +17,7 @@ mod launch;
 pub mod modules;
 pub mod process;
 pub mod supervise;
+mod traces;
 
 use anyhow::{anyhow, bail, Result};
 use std::net::TcpListener;

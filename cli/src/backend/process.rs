@@ -28,7 +28,7 @@ impl Backend for Process {
         let root = std::env::current_dir().context("reading the current directory")?;
         let dir = &opts.state_dir;
         refuse_if_up(dir)?;
-        let (plan, files) = generate(opts, &root)?;
+        let (plan, files, mesh) = generate(opts, &root)?;
         super::inotify::check_budget(super::inotify::needed(&files))?;
         let envoy = envoy_path(&root)?;
         let prometheus_bin = if opts.prometheus {
@@ -48,6 +48,11 @@ impl Backend for Process {
         if grafana_bin.is_some() {
             extra_ports.push(("grafana http", opts.grafana_port));
         }
+        // The tracer posts to this machine: run the trace store there.
+        let traces_port = super::traces::local_zipkin_port(&mesh);
+        if let Some(port) = traces_port {
+            extra_ports.push(("trace store (tracing.address)", port));
+        }
         check_ports_free(&plan, &extra_ports)?;
 
         let logs = dir.join("logs");
@@ -66,6 +71,10 @@ impl Backend for Process {
                 url,
                 &logs,
             ));
+        }
+
+        if let Some(port) = traces_port {
+            procs.push(super::traces::process(port, &logs)?);
         }
 
         let gateway_url = plan
@@ -225,7 +234,7 @@ impl Backend for Process {
 
 /// Generates the process target into `STATE_DIR/config` (named relative to the root,
 /// as the plan wants) and issues missing certificates; the run plan and the files.
-fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
+fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::OutputFile>, MeshFile)> {
     let r = render(opts, root)?;
     let config_dir = opts.state_dir.join("config");
     // Stale configs of an earlier, different mesh must not linger.
@@ -233,7 +242,7 @@ fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::Output
     crate::write_files(&config_dir, &r.files)
         .with_context(|| format!("writing into {}", config_dir.display()))?;
     certs::ensure(&r.mesh, &opts.certs_dir)?;
-    Ok((r.plan, r.files))
+    Ok((r.plan, r.files, r.mesh))
 }
 
 /// A mesh generated for the process target, not yet written.
