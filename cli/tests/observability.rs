@@ -1,7 +1,9 @@
 //! What a person looks at on a running mesh, as they run it: `wasmesh proxy-config`
 //! on Bookinfo in real Envoy names the routes, clusters, listeners and certificates
 //! those Envoys really hold; `wasmesh graph` draws Bookinfo's real traffic from its
-//! Prometheus, checked as pixels of a screenshot in headless Chromium and as its DOM.
+//! Prometheus, checked as pixels of a screenshot in headless Chromium and as its DOM;
+//! the trace store `up` starts for a local Zipkin address holds one trace across the
+//! gateway and the sidecars and draws it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests fail loudly.
 
 mod common;
@@ -488,4 +490,115 @@ fn grafana_dashboards_query_the_real_prometheus() {
         }
     }
     assert!(volume_panels >= 3, "{volume_panels} volume panels checked");
+}
+
+/// The services in a Zipkin trace as the read API gave it, and the trace ids its spans
+/// carry.
+fn services_and_ids(trace: &Value) -> (Vec<String>, Vec<String>) {
+    let spans = trace.as_array().unwrap();
+    let mut names: Vec<String> = spans
+        .iter()
+        .filter_map(|s| s["localEndpoint"]["serviceName"].as_str())
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut ids: Vec<String> = spans
+        .iter()
+        .map(|s| s["traceId"].as_str().unwrap().to_string())
+        .collect();
+    ids.dedup();
+    (names, ids)
+}
+
+#[test]
+fn up_runs_a_trace_store_that_shows_one_trace_across_the_gateway_and_sidecars() {
+    let port = wasmesh_integration::ports::free_port().unwrap();
+    let text = std::fs::read_to_string(common::bookinfo_path()).unwrap();
+    let traced = text.replacen(
+        "  mtls: STRICT\n",
+        &format!("  mtls: STRICT\n  tracing: {{ provider: zipkin, address: \"127.0.0.1:{port}\", sampling: 100 }}\n"),
+        1,
+    );
+    assert_ne!(traced, text, "Bookinfo's mesh section changed shape");
+    let scratch = common::scratch("obs-traces-mesh");
+    let mesh = scratch.join("mesh.yaml");
+    std::fs::write(&mesh, traced).unwrap();
+    let Up {
+        dir,
+        gateway,
+        stdout,
+        ..
+    } = common::up("obs-traces", &["--no-prometheus", mesh.to_str().unwrap()]);
+    let dir_s = dir.to_str().unwrap();
+    let down = DownOnDrop(dir_s);
+    let store = format!("http://127.0.0.1:{port}");
+    assert!(
+        stdout.contains(&format!("traces      {store}/")),
+        "{stdout}"
+    );
+
+    // Pages through the gateway until the store holds a trace with the gateway and at
+    // least two sidecars in it (Envoy's Zipkin reporter flushes every few seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (trace_id, services) = loop {
+        let r = http::get(&format!("http://127.0.0.1:{gateway}/productpage")).unwrap();
+        assert!(r.status == 200 || r.status == 429, "{}", r.status);
+        let r = http::get(&format!("{store}/api/v2/traces?limit=100")).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let traces: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+        let found = traces.iter().find_map(|t| {
+            let (names, ids) = services_and_ids(t);
+            let gw = names.iter().any(|n| n.contains("gateway"));
+            let sidecars = names.iter().filter(|n| !n.contains("gateway")).count();
+            (gw && sidecars >= 2 && ids.len() == 1).then(|| (ids[0].clone(), names))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace through the gateway and two sidecars; store has {}",
+            serde_json::to_string(&traces).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    // The read API agrees with itself: the trace by id, its services listed.
+    let r = http::get(&format!("{store}/api/v2/trace/{trace_id}")).unwrap();
+    assert_eq!(r.status, 200);
+    let (names, ids) = services_and_ids(&serde_json::from_slice(&r.body).unwrap());
+    assert_eq!(ids, [trace_id.clone()]);
+    assert!(names.len() >= services.len(), "{names:?} vs {services:?}");
+    let listed: Vec<String> =
+        serde_json::from_slice(&http::get(&format!("{store}/api/v2/services")).unwrap().body)
+            .unwrap();
+    for s in &services {
+        assert!(listed.contains(s), "{s} not in {listed:?}");
+    }
+
+    // The pages: the list links the trace, the waterfall names every service.
+    let list = http::get(&format!("{store}/")).unwrap().text();
+    assert!(
+        list.contains(&format!("href=\"/trace/{trace_id}\"")),
+        "{list}"
+    );
+    let page = http::get(&format!("{store}/trace/{trace_id}")).unwrap();
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    for s in &services {
+        assert!(
+            page.contains(s.as_str()),
+            "{s} missing from the waterfall:\n{page}"
+        );
+    }
+    assert!(page.contains("<svg") && !page.contains("<script"));
+
+    // `down` stops the store with the rest.
+    drop(down);
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the trace store still listens after down"
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -133,7 +133,7 @@ pub fn waterfall(spans: &[Span]) -> String {
         if sum.error { " · <span class=\"err\">error</span>" } else { "" }
     );
     let height = ROW_H * (rows.len() as u32 + 1);
-    let width = LABEL_W + BAR_W + 20;
+    let width = LABEL_W + BAR_W + 80;
     let _ = write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
