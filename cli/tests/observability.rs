@@ -568,7 +568,7 @@ fn up_runs_a_trace_store_that_shows_one_trace_across_the_gateway_and_sidecars() 
     let r = http::get(&format!("{store}/api/v2/trace/{trace_id}")).unwrap();
     assert_eq!(r.status, 200);
     let (names, ids) = services_and_ids(&serde_json::from_slice(&r.body).unwrap());
-    assert_eq!(ids, [trace_id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&trace_id));
     assert!(names.len() >= services.len(), "{names:?} vs {services:?}");
     let listed: Vec<String> =
         serde_json::from_slice(&http::get(&format!("{store}/api/v2/services")).unwrap().body)

@@ -70,23 +70,7 @@ pub(super) fn process(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    Running {
-        name: "grafana".into(),
-        kind: "grafana".into(),
-        service: None,
-        version: None,
-        instance: "grafana".into(),
-        pid: 0,
-        pgid: 0,
-        start_ticks: None,
-        argv,
-        env,
-        ports: [("http".to_string(), port)].into(),
-        health_url: Some(format!("http://127.0.0.1:{port}/api/health")),
-        log: logs.join("grafana.log"),
-        restarts: 0,
-        stopped: false,
-    }
+    Running::tool("grafana", argv, env, port, "/api/health", logs)
 }
 
 #[cfg(test)]

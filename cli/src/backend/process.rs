@@ -345,23 +345,14 @@ fn prometheus(bin: &Path, plan: &RunPlan, opts: &UpOptions, logs: &Path) -> Runn
             argv.push(a.clone());
         }
     }
-    Running {
-        name: "prometheus".into(),
-        kind: "prometheus".into(),
-        service: None,
-        version: None,
-        instance: "prometheus".into(),
-        pid: 0,
-        pgid: 0,
-        start_ticks: None,
+    Running::tool(
+        "prometheus",
         argv,
-        env: Default::default(),
-        ports: [("http".to_string(), opts.prometheus_port)].into(),
-        health_url: Some(format!("http://127.0.0.1:{}/-/ready", opts.prometheus_port)),
-        log: logs.join("prometheus.log"),
-        restarts: 0,
-        stopped: false,
-    }
+        Default::default(),
+        opts.prometheus_port,
+        "/-/ready",
+        logs,
+    )
 }
 
 /// Starts `procs` in order, recording each in the state file as soon as it runs (so

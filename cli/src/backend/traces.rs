@@ -30,28 +30,13 @@ pub(super) fn process(port: u16, logs: &Path) -> Result<Running> {
 }
 
 fn process_of(exe: &Path, port: u16, logs: &Path) -> Running {
-    Running {
-        name: "traces".into(),
-        kind: "traces".into(),
-        service: None,
-        version: None,
-        instance: "traces".into(),
-        pid: 0,
-        pgid: 0,
-        start_ticks: None,
-        argv: vec![
-            exe.to_string_lossy().into_owned(),
-            "traces".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        env: Default::default(),
-        ports: [("http".to_string(), port)].into(),
-        health_url: Some(format!("http://127.0.0.1:{port}/health")),
-        log: logs.join("traces.log"),
-        restarts: 0,
-        stopped: false,
-    }
+    let argv = vec![
+        exe.to_string_lossy().into_owned(),
+        "traces".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+    ];
+    Running::tool("traces", argv, Default::default(), port, "/health", logs)
 }
 
 #[cfg(test)]
