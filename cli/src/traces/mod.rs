@@ -14,6 +14,7 @@ pub mod store;
 use anyhow::Result;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -157,9 +158,11 @@ fn json(v: &impl serde::Serialize) -> Answer {
 /// The answer to one request.
 pub fn answer(store: &Mutex<Store>, method: &str, target: &str, body: &[u8]) -> Answer {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let Ok(mut st) = store.lock() else {
-        return text("500 Internal Server Error", "store poisoned\n");
-    };
+    // A panicked handler must not take the store with it: the data stays sound (each
+    // change is one insert or removal).
+    let mut st = store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let html = "text/html; charset=utf-8";
     match (method, path) {
         ("POST", "/api/v2/spans") => match store::parse(body) {
@@ -217,13 +220,38 @@ fn handle(store: &Mutex<Store>, conn: TcpStream) {
     );
 }
 
+/// Connections answered at once; past this a client gets 503 (a flood of slow clients
+/// must not grow threads without bound).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Counts a connection's thread while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Serves the store on `listener` until killed.
 pub fn serve(listener: TcpListener, max_traces: usize) -> Result<()> {
     let store = Arc::new(Mutex::new(Store::new(max_traces)));
+    let busy = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
+        let Ok(mut conn) = conn else { continue };
+        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            let _ = conn.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            continue;
+        }
+        let slot = Slot(Arc::clone(&busy));
         let store = Arc::clone(&store);
-        std::thread::spawn(move || handle(&store, conn));
+        std::thread::spawn(move || {
+            let _slot = slot;
+            handle(&store, conn);
+        });
     }
     Ok(())
 }
@@ -321,5 +349,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got.text(), "[\"gw\",\"pp\"]");
+    }
+
+    #[test]
+    fn connections_past_the_cap_get_503_until_one_closes() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(listener, 10));
+        // Idle clients hold every slot.
+        let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut extra = TcpStream::connect(addr).unwrap();
+        let mut out = String::new();
+        extra.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        drop(idle);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = crate::localhttp::get(&format!("http://{addr}/health"), Duration::from_secs(5))
+                .unwrap();
+            if r.status == 200 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "slots never freed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

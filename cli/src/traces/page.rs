@@ -14,6 +14,13 @@ const BAR_W: u32 = 640;
 pub const BAR_OK: &str = "#3367d6";
 pub const BAR_ERROR: &str = "#d32f2f";
 
+/// `part` of `total` microseconds as pixels of `BAR_W` (in u128: timestamps come from
+/// the network and may be anything).
+fn px(part: u64, total: u64) -> u32 {
+    let part = u128::from(part.min(total));
+    (part * u128::from(BAR_W) / u128::from(total.max(1))) as u32
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
@@ -139,7 +146,7 @@ pub fn waterfall(spans: &[Span]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
     );
     for (tick, label) in [(0u64, 0u64), (total / 2, total / 2), (total, total)] {
-        let x = LABEL_W + (tick * u64::from(BAR_W) / total) as u32;
+        let x = LABEL_W + px(tick, total);
         let _ = write!(
             out,
             "<line x1=\"{x}\" y1=\"{ROW_H}\" x2=\"{x}\" y2=\"{height}\" stroke=\"#ccc\"/><text x=\"{x}\" y=\"16\" text-anchor=\"middle\">{}</text>",
@@ -149,9 +156,9 @@ pub fn waterfall(spans: &[Span]) -> String {
     for (row, (depth, s)) in rows.iter().enumerate() {
         let y = ROW_H * (row as u32 + 1);
         let offset = s.timestamp.unwrap_or(start).saturating_sub(start);
-        let x = LABEL_W + (offset.min(total) * u64::from(BAR_W) / total) as u32;
-        let w = ((s.duration.unwrap_or(0) * u64::from(BAR_W) / total) as u32)
-            .clamp(2, LABEL_W + BAR_W - x + 1);
+        // At most the bar area's width, less where the span starts.
+        let x = (LABEL_W + px(offset, total)).min(LABEL_W + BAR_W - 2);
+        let w = px(s.duration.unwrap_or(0), total).clamp(2, LABEL_W + BAR_W - x);
         let colour = if s.is_error() { BAR_ERROR } else { BAR_OK };
         let label = format!(
             "{} {} {}",
@@ -245,6 +252,22 @@ mod tests {
                 (3, "reviews", "SERVER"),
             ]
         );
+    }
+
+    #[test]
+    fn any_timestamps_draw_without_overflow() {
+        let mut end = span("0000000000000001", None, "SERVER", "a", u64::MAX - 1, "200");
+        end.duration = Some(u64::MAX);
+        let spans = vec![
+            span("0000000000000002", None, "SERVER", "b", 0, "200"),
+            end,
+            // Zero duration at the very end of the trace.
+            span("0000000000000003", None, "SERVER", "c", u64::MAX, "200"),
+        ];
+        let html = waterfall(&spans);
+        assert!(html.contains(">c op server<"));
+        let one = vec![span("0000000000000004", None, "SERVER", "d", 7, "200")];
+        assert!(waterfall(&one).contains(">d op server<"));
     }
 
     #[test]

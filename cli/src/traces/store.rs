@@ -57,7 +57,7 @@ impl Span {
     }
 
     pub fn end(&self) -> Option<u64> {
-        Some(self.timestamp? + self.duration.unwrap_or(0))
+        Some(self.timestamp?.saturating_add(self.duration.unwrap_or(0)))
     }
 
     /// Zipkin's `error` tag, or a 5xx `http.status_code`.
