@@ -49,7 +49,7 @@ impl Backend for Process {
             extra_ports.push(("grafana http", opts.grafana_port));
         }
         // The tracer posts to this machine: run the trace store there.
-        let traces_port = super::traces::local_zipkin_port(&mesh);
+        let traces_port = super::traces::port_to_start(&mesh);
         if let Some(port) = traces_port {
             extra_ports.push(("trace store (tracing.address)", port));
         }

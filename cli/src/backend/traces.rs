@@ -23,6 +23,18 @@ pub(super) fn local_zipkin_port(mesh: &MeshFile) -> Option<u16> {
         .filter(|p| *p != 0)
 }
 
+/// The port to start the store on: a local Zipkin address with no listener. One that
+/// already listens is a collector the user runs (or a store left running): the
+/// sidecars report to it and `up` says so instead of refusing the port.
+pub(super) fn port_to_start(mesh: &MeshFile) -> Option<u16> {
+    let port = local_zipkin_port(mesh)?;
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return Some(port);
+    }
+    println!("tracing: 127.0.0.1:{port} already listens; the sidecars report there and no trace store is started");
+    None
+}
+
 /// The trace store as a process of the mesh: this very binary, `traces --listen`.
 pub(super) fn process(port: u16, logs: &Path) -> Result<Running> {
     let exe = std::env::current_exe().context("finding the wasmesh binary")?;
@@ -71,6 +83,18 @@ mod tests {
             None
         );
         assert_eq!(local_zipkin_port(&mesh("null")), None);
+    }
+
+    #[test]
+    fn a_port_that_already_listens_is_left_to_its_collector() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let m = mesh(&format!(
+            "{{ provider: zipkin, address: \"127.0.0.1:{port}\" }}"
+        ));
+        assert_eq!(port_to_start(&m), None);
+        drop(taken);
+        assert_eq!(port_to_start(&m), Some(port));
     }
 
     #[test]
