@@ -519,7 +519,7 @@ mod tests {
         let err = config("nope", json!({})).err().unwrap().to_string();
         assert_eq!(
             err,
-            "unknown filter_name `nope`; this module offers authz, cors, fault, headers, mesh, ratelimit, telemetry"
+            "unknown filter_name `nope`; this module offers authz, body, cors, fault, headers, mesh, ratelimit, telemetry"
         );
     }
 }
