@@ -627,7 +627,8 @@ impl<S: Stage> HttpContext for Http<S> {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.shared.state.borrow().replied {
-            return Action::Pause;
+            // Our own local reply's body, on its way out.
+            return Action::Continue;
         }
         self.shared.body_phase(RESP, Some(body_size), end_of_stream)
     }
