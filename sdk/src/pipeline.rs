@@ -284,7 +284,9 @@ impl<R: Registry> Stage for Pipeline<R> {
     /// chain; otherwise the body is held if any stage holds it.
     fn on_request_body(&self, body: &mut Body<'_>, stream: &mut PipelineStream) -> BodyAction {
         let stages = self.stages.iter().zip(stream.streams.iter_mut());
-        body_chain(stages, body, |stage, body, s| stage.on_request_body(body, s))
+        body_chain(stages, body, |stage, body, s| {
+            stage.on_request_body(body, s)
+        })
     }
 
     /// As the request body, in response order, through the stages that saw the request.

@@ -261,7 +261,10 @@ impl TransformConfig {
             Ok(Edit::Set(to, serde_json::Value::from(s.value.clone())))
         })?);
         if edits.is_empty() {
-            return Err(ConfigError::at("", "list at least one remove, rename or set"));
+            return Err(ConfigError::at(
+                "",
+                "list at least one remove, rename or set",
+            ));
         }
         Ok(Transform { edits })
     }
@@ -283,31 +286,47 @@ mod tests {
     fn bad_fields_are_named() {
         assert!(err(r#"{"limit":{}}"#).starts_with("limit: set maxRequestBytes"));
         assert!(err(r#"{"limit":{"maxRequestBytes":1,"status":99}}"#).starts_with("limit.status"));
-        assert!(err(r#"{"limit":{"maxRequestBytes":1,"responseOverLimit":"DROP"}}"#)
-            .starts_with("limit.responseOverLimit"));
-        assert!(err(r#"{"json":{"request":{"remove":["a"]}}}"#)
-            .starts_with("json.request.remove[0]"));
-        assert!(err(r#"{"json":{"request":{"rename":[{"from":"/a","to":"/a/b"}]}}}"#)
-            .starts_with("json.request.rename[0].to"));
+        assert!(
+            err(r#"{"limit":{"maxRequestBytes":1,"responseOverLimit":"DROP"}}"#)
+                .starts_with("limit.responseOverLimit")
+        );
+        assert!(
+            err(r#"{"json":{"request":{"remove":["a"]}}}"#).starts_with("json.request.remove[0]")
+        );
+        assert!(
+            err(r#"{"json":{"request":{"rename":[{"from":"/a","to":"/a/b"}]}}}"#)
+                .starts_with("json.request.rename[0].to")
+        );
         assert!(err(r#"{"json":{"request":{}}}"#).starts_with("json.request: list at least one"));
-        assert!(err(r#"{"json":{"request":{"remove":["/a"]},"malformed":"DROP"}}"#)
-            .starts_with("json.malformed"));
-        assert!(err(r#"{"json":{"response":{"remove":["/a"]},"maxBytes":0}}"#)
-            .starts_with("json.maxBytes"));
+        assert!(
+            err(r#"{"json":{"request":{"remove":["/a"]},"malformed":"DROP"}}"#)
+                .starts_with("json.malformed")
+        );
+        assert!(
+            err(r#"{"json":{"response":{"remove":["/a"]},"maxBytes":0}}"#)
+                .starts_with("json.maxBytes")
+        );
         assert!(err(r#"{"rules":[{"match":{},"json":{}}]}"#).starts_with("rules[0].json"));
         assert!(err(r#"{"limits":{}}"#).contains("limits"));
     }
 
     #[test]
     fn defaults_are_envoys() {
-        let cfg = validate(r#"{"limit":{"maxRequestBytes":10},"json":{"response":{"remove":["/a"]}}}"#)
-            .unwrap();
+        let cfg =
+            validate(r#"{"limit":{"maxRequestBytes":10},"json":{"response":{"remove":["/a"]}}}"#)
+                .unwrap();
         let policy = &cfg.policies[cfg.default.unwrap()];
         let limit = policy.limit.as_ref().unwrap();
-        assert_eq!((limit.status, limit.body.as_str()), (413, "Payload Too Large"));
+        assert_eq!(
+            (limit.status, limit.body.as_str()),
+            (413, "Payload Too Large")
+        );
         assert_eq!(limit.response_over_limit, ResponseOverLimit::Reply);
         let json = policy.json.as_ref().unwrap();
         assert_eq!(json.max_bytes, DEFAULT_MAX_JSON_BYTES);
-        assert_eq!((json.over_max_bytes, json.malformed), (Refusal::Pass, Refusal::Pass));
+        assert_eq!(
+            (json.over_max_bytes, json.malformed),
+            (Refusal::Pass, Refusal::Pass)
+        );
     }
 }

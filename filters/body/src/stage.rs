@@ -157,7 +157,11 @@ impl BodyStage {
         let Some(json) = policy.json.as_ref().filter(|_| stream.rewriting[dir]) else {
             return BodyAction::Continue;
         };
-        let transform = if dir == REQ { &json.request } else { &json.response };
+        let transform = if dir == REQ {
+            &json.request
+        } else {
+            &json.response
+        };
         let Some(transform) = transform else {
             return BodyAction::Continue;
         };
@@ -291,10 +295,23 @@ mod tests {
         (s.on_request(&mut req, &mut stream), stream)
     }
 
-    fn chunk(s: &BodyStage, stream: &mut Stream, received: u64, bytes: &[u8], eos: bool) -> (BodyAction, Vec<u8>, HeaderMap) {
+    fn chunk(
+        s: &BodyStage,
+        stream: &mut Stream,
+        received: u64,
+        bytes: &[u8],
+        eos: bool,
+    ) -> (BodyAction, Vec<u8>, HeaderMap) {
         let owned = bytes.to_vec();
         let fetch = move |_: usize| owned.clone();
-        let mut body = Body::new(bytes.len(), bytes.len(), received, eos, &fetch, headers(&[("content-length", "99")]));
+        let mut body = Body::new(
+            bytes.len(),
+            bytes.len(),
+            received,
+            eos,
+            &fetch,
+            headers(&[("content-length", "99")]),
+        );
         let action = s.on_request_body(&mut body, stream);
         let out = body.bytes().to_vec();
         (action, out, body.headers)
@@ -305,8 +322,13 @@ mod tests {
     #[test]
     fn content_length_over_the_limit_is_413_and_exactly_the_limit_passes() {
         let s = stage(LIMIT);
-        assert!(matches!(request(&s, &[("content-length", "11")]).0, Decision::Reply(r) if r.status == 413));
-        assert_eq!(request(&s, &[("content-length", "10")]).0, Decision::Continue);
+        assert!(
+            matches!(request(&s, &[("content-length", "11")]).0, Decision::Reply(r) if r.status == 413)
+        );
+        assert_eq!(
+            request(&s, &[("content-length", "10")]).0,
+            Decision::Continue
+        );
     }
 
     #[test]
@@ -314,9 +336,17 @@ mod tests {
         let s = stage(LIMIT);
         let (d, mut stream) = request(&s, &[]);
         assert_eq!(d, Decision::Continue);
-        assert_eq!(chunk(&s, &mut stream, 6, b"aaaaaa", false).0, BodyAction::Continue);
-        assert_eq!(chunk(&s, &mut stream, 10, b"aaaa", false).0, BodyAction::Continue);
-        assert!(matches!(chunk(&s, &mut stream, 11, b"a", false).0, BodyAction::Reply(r) if r.status == 413));
+        assert_eq!(
+            chunk(&s, &mut stream, 6, b"aaaaaa", false).0,
+            BodyAction::Continue
+        );
+        assert_eq!(
+            chunk(&s, &mut stream, 10, b"aaaa", false).0,
+            BodyAction::Continue
+        );
+        assert!(
+            matches!(chunk(&s, &mut stream, 11, b"a", false).0, BodyAction::Reply(r) if r.status == 413)
+        );
     }
 
     const JSON: &str = r#"{"json":{"request":{"set":[{"pointer":"/v","value":2}]},"maxBytes":20,"malformed":"REJECT"}}"#;
@@ -326,7 +356,10 @@ mod tests {
         let s = stage(JSON);
         let (d, mut stream) = request(&s, &[("content-type", "application/json")]);
         assert_eq!(d, Decision::WaitForBody);
-        assert_eq!(chunk(&s, &mut stream, 3, b"{\"a", false).0, BodyAction::Buffer);
+        assert_eq!(
+            chunk(&s, &mut stream, 3, b"{\"a", false).0,
+            BodyAction::Buffer
+        );
         let (action, out, h) = chunk(&s, &mut stream, 8, b"{\"a\":1}", true);
         assert_eq!(action, BodyAction::Continue);
         assert_eq!(out, br#"{"a":1,"v":2}"#);
@@ -336,23 +369,51 @@ mod tests {
     #[test]
     fn only_json_is_rewritten_and_malformed_json_is_refused_when_configured() {
         let s = stage(JSON);
-        assert_eq!(request(&s, &[("content-type", "text/plain")]).0, Decision::Continue);
-        assert_eq!(request(&s, &[("content-type", "application/json"), ("content-encoding", "gzip")]).0, Decision::Continue);
+        assert_eq!(
+            request(&s, &[("content-type", "text/plain")]).0,
+            Decision::Continue
+        );
+        assert_eq!(
+            request(
+                &s,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip")
+                ]
+            )
+            .0,
+            Decision::Continue
+        );
         let (_, mut stream) = request(&s, &[("content-type", "application/json")]);
-        assert!(matches!(chunk(&s, &mut stream, 2, b"{x", true).0, BodyAction::Reply(r) if r.status == 400));
+        assert!(
+            matches!(chunk(&s, &mut stream, 2, b"{x", true).0, BodyAction::Reply(r) if r.status == 400)
+        );
     }
 
     #[test]
     fn bodies_over_the_cap_pass_untouched() {
         let s = stage(JSON);
-        assert_eq!(request(&s, &[("content-type", "application/json"), ("content-length", "21")]).0, Decision::Continue);
+        assert_eq!(
+            request(
+                &s,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-length", "21")
+                ]
+            )
+            .0,
+            Decision::Continue
+        );
         let (_, mut stream) = request(&s, &[("content-type", "application/json")]);
         let big = [b' '; 21];
         let (action, out, _) = chunk(&s, &mut stream, 21, &big, false);
         assert_eq!(action, BodyAction::Continue);
         assert_eq!(out, big);
         // Later chunks are no longer held.
-        assert_eq!(chunk(&s, &mut stream, 30, b"x", true).0, BodyAction::Continue);
+        assert_eq!(
+            chunk(&s, &mut stream, 30, b"x", true).0,
+            BodyAction::Continue
+        );
     }
 
     #[test]
@@ -360,12 +421,20 @@ mod tests {
         let s = stage(r#"{"limit":{"maxResponseBytes":4}}"#);
         let props = StaticProperties::new();
         let (_, mut stream) = request(&s, &[]);
-        let mut resp = Response::new(headers(&[(":status", "200"), ("content-length", "5")]), &props);
-        assert!(matches!(s.on_response(&mut resp, &mut stream), Decision::Reply(r) if r.status == 502));
+        let mut resp = Response::new(
+            headers(&[(":status", "200"), ("content-length", "5")]),
+            &props,
+        );
+        assert!(
+            matches!(s.on_response(&mut resp, &mut stream), Decision::Reply(r) if r.status == 502)
+        );
         let mut resp = Response::new(headers(&[(":status", "200")]), &props);
         assert_eq!(s.on_response(&mut resp, &mut stream), Decision::Continue);
         let fetch = |_: usize| Vec::new();
         let mut body = Body::new(5, 5, 5, false, &fetch, HeaderMap::default());
-        assert_eq!(s.on_response_body(&mut body, &mut stream), BodyAction::Reset);
+        assert_eq!(
+            s.on_response_body(&mut body, &mut stream),
+            BodyAction::Reset
+        );
     }
 }

@@ -103,10 +103,20 @@ mod tests {
 
     #[test]
     fn content_type_guard() {
-        for yes in ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"] {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
             assert!(is_json(yes), "{yes}");
         }
-        for no in ["text/json", "application/jsonx", "application/+json", "", "json"] {
+        for no in [
+            "text/json",
+            "application/jsonx",
+            "application/+json",
+            "",
+            "json",
+        ] {
             assert!(!is_json(no), "{no}");
         }
     }

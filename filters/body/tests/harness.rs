@@ -102,7 +102,10 @@ fn a_response_over_the_limit_is_502_by_length_and_reset_mid_body() {
     assert_eq!(s.response_body(b"01234567", false), Action::Continue);
     assert!(!s.response_closed());
     assert_eq!(s.response_body(b"8", true), Action::Pause);
-    assert!(s.response_closed(), "the response is reset: its headers went on");
+    assert!(
+        s.response_closed(),
+        "the response is reset: its headers went on"
+    );
     assert!(s.local_response().is_none());
 }
 
@@ -194,7 +197,10 @@ fn only_json_content_types_are_touched() {
         assert_eq!(s.request_body_bytes(), br#"{"password":1}"#, "{ct}");
     }
     let mut s = host.stream();
-    let h = post(&[("content-type", "application/json"), ("content-encoding", "gzip")]);
+    let h = post(&[
+        ("content-type", "application/json"),
+        ("content-encoding", "gzip"),
+    ]);
     assert_eq!(s.request_headers(&h, false), Action::Continue);
 }
 
@@ -237,10 +243,16 @@ fn bodies_over_the_cap_pass_untouched_or_are_refused() {
     let mut s = host_pass.stream();
     assert_eq!(s.request_headers(&json_post(None), false), Action::Pause);
     assert_eq!(s.request_body(&big.as_bytes()[..40], false), Action::Pause);
-    assert_eq!(s.request_body(&big.as_bytes()[40..], true), Action::Continue);
+    assert_eq!(
+        s.request_body(&big.as_bytes()[40..], true),
+        Action::Continue
+    );
     assert_eq!(s.request_body_bytes(), big.as_bytes(), "untouched");
 
-    let refuse = JSON.replace(r#""maxBytes":64"#, r#""maxBytes":64,"overMaxBytes":"REJECT""#);
+    let refuse = JSON.replace(
+        r#""maxBytes":64"#,
+        r#""maxBytes":64,"overMaxBytes":"REJECT""#,
+    );
     let host_refuse = host(&refuse);
     let mut s = host_refuse.stream();
     assert_eq!(

@@ -530,7 +530,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.starts_with("mesh: invalid configuration: stages[1].name: the body stage needs"), "{err}");
+        assert!(
+            err.starts_with("mesh: invalid configuration: stages[1].name: the body stage needs"),
+            "{err}"
+        );
         let err = config("nope", json!({})).err().unwrap().to_string();
         assert_eq!(
             err,

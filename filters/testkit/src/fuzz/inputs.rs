@@ -305,7 +305,9 @@ fn body(rng: &mut Rng) -> Option<Vec<u8>> {
 fn json_body(rng: &mut Rng) -> Vec<u8> {
     match rng.below(7) {
         0 => br#"{"user":"alice","items":[1,2,3]}"#.to_vec(),
-        1 => br#"{"user_name":"ann","password":"x","debug":{"a":[1,{"b":null}]},"a":[0,1]}"#.to_vec(),
+        1 => {
+            br#"{"user_name":"ann","password":"x","debug":{"a":[1,{"b":null}]},"a":[0,1]}"#.to_vec()
+        }
         2 => br#"{"a/b":1,"~":2,"a":{"x":"#.to_vec(),
         3 => {
             let depth = rng.size(200, &[10_000, 100_000]);
