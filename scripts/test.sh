@@ -27,7 +27,7 @@ fi
 trap 'echo; echo "== summary: $docker_summary"' EXIT
 cargo test --workspace --no-fail-fast "$@"
 # The filters' harness tests again, each filter now a stage of the one-VM mesh module
-# with all six stages (filters/testkit/src/under_test.rs): the same tests, the same outcomes.
+# with all seven stages (filters/testkit/src/under_test.rs): the same tests, the same outcomes.
 WASMESH_HARNESS_MODULE=mesh cargo test --no-fail-fast \
-  -p wasmesh-authz -p wasmesh-cors -p wasmesh-fault -p wasmesh-headers -p wasmesh-ratelimit -p wasmesh-telemetry \
+  -p wasmesh-authz -p wasmesh-body -p wasmesh-cors -p wasmesh-fault -p wasmesh-headers -p wasmesh-ratelimit -p wasmesh-telemetry \
   --test harness --test proptest

@@ -115,6 +115,7 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         "authz",
         "telemetry",
         "cors",
+        "body",
     ] {
         if inputs.module(name).exists()
             && inputs
@@ -140,6 +141,7 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         ("authz", "authz", "authz-native"),
         ("telemetry", "telemetry", "telemetry-native"),
         ("cors", "cors", "cors-native"),
+        ("body", "body", "body-native"),
         ("mesh", "mesh", "chain-mesh-native"),
     ] {
         if inputs.native_module_built() {
@@ -194,6 +196,7 @@ pub fn baseline(inputs: &Inputs, dir: &Path) -> Result<Vec<BenchConfig>> {
         ("authz", "authz"),
         ("telemetry", "telemetry"),
         ("cors", "cors"),
+        ("body", "body"),
         ("mesh", "chain-mesh"),
     ] {
         let path = dir.join(format!("{module}.wasm"));

@@ -30,6 +30,8 @@ pub fn fixed_labels(filter: FilterName) -> &'static [&'static str] {
         FilterName::Headers => &[],
         // No metrics of its own: preflights show as Envoy's local replies.
         FilterName::Cors => &[],
+        // No metrics of its own: refusals show as Envoy's local replies.
+        FilterName::Body => &[],
         FilterName::Telemetry => &[],
     }
 }

@@ -121,7 +121,7 @@ fn an_unknown_filter_is_a_schema_error_with_path_and_line() {
     let errs = errors(&yaml);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].starts_with("mesh.yaml:10: services[0].filters.inbound[0].name: unknown variant `waf`, expected one of `cors`, `authz`, `ratelimit`, `headers`, `fault`, `telemetry`"),
+        errs[0].starts_with("mesh.yaml:10: services[0].filters.inbound[0].name: unknown variant `waf`, expected one of `cors`, `authz`, `ratelimit`, `headers`, `fault`, `body`, `telemetry`"),
         "{}",
         errs[0]
     );

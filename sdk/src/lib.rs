@@ -9,6 +9,7 @@
 // types need to resolve too.
 extern crate self as wasmesh_sdk;
 
+pub mod body;
 pub mod config;
 pub mod duration;
 mod export;
@@ -31,6 +32,7 @@ pub mod shell;
 pub mod stage;
 pub mod timestamp;
 
+pub use body::{Body, BodyAction};
 pub use config::ConfigError;
 pub use headers::HeaderMap;
 pub use matcher::{MatchConfig, Matcher, Rules};

@@ -9,6 +9,7 @@
 //! A delay or callout pauses the chain at the stage that asked for it and resumes
 //! there. Each stage keeps its own path normalisation options.
 
+use crate::body::{Body, BodyAction};
 use crate::config::{ConfigError, FromJson, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
@@ -30,6 +31,8 @@ pub trait AnyStage {
         result: CalloutResult,
     ) -> Decision;
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision;
+    fn on_request_body(&self, body: &mut Body<'_>, stream: &mut dyn Any) -> BodyAction;
+    fn on_response_body(&self, body: &mut Body<'_>, stream: &mut dyn Any) -> BodyAction;
     fn wants_response(&self) -> bool;
     fn on_log(&self, log: &LogView<'_>, stream: &mut dyn Any);
 }
@@ -79,6 +82,16 @@ impl<S: Stage> AnyStage for Erased<S> {
     }
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision {
         with_stream::<S, _>(stream, Decision::Continue, |s| self.0.on_response(resp, s))
+    }
+    fn on_request_body(&self, body: &mut Body<'_>, stream: &mut dyn Any) -> BodyAction {
+        with_stream::<S, _>(stream, BodyAction::Continue, |s| {
+            self.0.on_request_body(body, s)
+        })
+    }
+    fn on_response_body(&self, body: &mut Body<'_>, stream: &mut dyn Any) -> BodyAction {
+        with_stream::<S, _>(stream, BodyAction::Continue, |s| {
+            self.0.on_response_body(body, s)
+        })
     }
     fn wants_response(&self) -> bool {
         self.0.wants_response()
@@ -131,6 +144,8 @@ pub struct PipelineStream {
     streams: Vec<Box<dyn Any>>,
     /// Index of the stage the request is at (paused there, or the last that saw it).
     at: usize,
+    /// A stage asked to hold the request headers until its body phase decides.
+    request_waits_for_body: bool,
 }
 
 impl<R: Registry> Pipeline<R> {
@@ -153,12 +168,18 @@ impl<R: Registry> Pipeline<R> {
             let Some(s) = stream.streams.get_mut(i) else {
                 return Decision::Continue;
             };
-            let decision = stage.on_request(req, s.as_mut());
-            if decision != Decision::Continue {
-                return decision;
+            match stage.on_request(req, s.as_mut()) {
+                Decision::Continue => {}
+                // The later stages still see the headers; the hold applies at the end.
+                Decision::WaitForBody => stream.request_waits_for_body = true,
+                other => return other,
             }
         }
-        Decision::Continue
+        if stream.request_waits_for_body {
+            Decision::WaitForBody
+        } else {
+            Decision::Continue
+        }
     }
 
     /// Finishes a paused stage's step, then runs the rest of the chain.
@@ -248,11 +269,36 @@ impl<R: Registry> Stage for Pipeline<R> {
                 continue;
             }
             let decision = stage.on_response(resp, s.as_mut());
-            if outcome == Decision::Continue {
+            // A reply wins over a hold; the first of each kind stands.
+            if outcome == Decision::Continue
+                || (outcome == Decision::WaitForBody && matches!(decision, Decision::Reply(_)))
+            {
                 outcome = decision;
             }
         }
         outcome
+    }
+
+    /// Every stage sees each chunk, in request order: a counting stage after a
+    /// buffering one still counts as the bytes arrive. A reply or reset stops the
+    /// chain; otherwise the body is held if any stage holds it.
+    fn on_request_body(&self, body: &mut Body<'_>, stream: &mut PipelineStream) -> BodyAction {
+        let stages = self.stages.iter().zip(stream.streams.iter_mut());
+        body_chain(stages, body, |stage, body, s| {
+            stage.on_request_body(body, s)
+        })
+    }
+
+    /// As the request body, in response order, through the stages that saw the request.
+    fn on_response_body(&self, body: &mut Body<'_>, stream: &mut PipelineStream) -> BodyAction {
+        let seen = (stream.at + 1).min(self.stages.len());
+        let stages = self.stages[..seen]
+            .iter()
+            .zip(stream.streams.iter_mut())
+            .rev();
+        body_chain(stages, body, |stage, body, s| {
+            stage.on_response_body(body, s)
+        })
     }
 
     fn wants_response(&self) -> bool {
@@ -264,6 +310,22 @@ impl<R: Registry> Stage for Pipeline<R> {
             stage.on_log(log, s.as_mut());
         }
     }
+}
+
+fn body_chain<'s>(
+    stages: impl Iterator<Item = (&'s Box<dyn AnyStage>, &'s mut Box<dyn Any>)>,
+    body: &mut Body<'_>,
+    step: impl Fn(&dyn AnyStage, &mut Body<'_>, &mut dyn Any) -> BodyAction,
+) -> BodyAction {
+    let mut outcome = BodyAction::Continue;
+    for (stage, s) in stages {
+        match step(stage.as_ref(), body, s.as_mut()) {
+            BodyAction::Continue => {}
+            BodyAction::Buffer => outcome = BodyAction::Buffer,
+            stop => return stop,
+        }
+    }
+    outcome
 }
 
 #[cfg(test)]

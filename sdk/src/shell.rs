@@ -7,6 +7,7 @@
 //! from the root context's tick, which all paused streams share) or pauses for a
 //! callout (resumed from the callout's response).
 
+use crate::body::{Body, BodyAction, BodyCount};
 use crate::config;
 use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
@@ -219,7 +220,19 @@ struct StreamState<T> {
     stream: T,
     /// A local reply was sent: Envoy refuses a second one.
     replied: bool,
+    /// The request waits on a delay or callout: its body is held, unseen by stages.
+    paused: bool,
+    /// Request body chunks arrived while paused (the stages never see those bytes).
+    held_while_paused: bool,
+    /// The headers ended the request / response (no body phase follows).
+    headers_ended: [bool; 2],
+    /// The request / response headers are held for the body phase (WaitForBody).
+    waiting: [bool; 2],
+    counts: [BodyCount; 2],
 }
+
+const REQ: usize = 0;
+const RESP: usize = 1;
 
 /// What a stream's context shares with the root's timer list.
 struct StreamShared<S: Stage> {
@@ -262,8 +275,30 @@ impl<S: Stage> StreamShared<S> {
     }
 
     fn carry_out(self: &Rc<Self>, decision: Decision) -> Next {
+        let next = self.carry_out_step(decision);
+        self.state.borrow_mut().paused = next == Next::Paused && !self.waiting(REQ);
+        next
+    }
+
+    fn waiting(&self, dir: usize) -> bool {
+        self.state.borrow().waiting[dir]
+    }
+
+    /// Holds the headers for the body phase, if a body follows and none went by
+    /// unseen during a pause (then the stages could not see it whole: go on).
+    fn hold_for_body(&self, dir: usize) -> Next {
+        let mut state = self.state.borrow_mut();
+        if state.headers_ended[dir] || (dir == REQ && state.held_while_paused) {
+            return Next::Continue;
+        }
+        state.waiting[dir] = true;
+        Next::Paused
+    }
+
+    fn carry_out_step(self: &Rc<Self>, decision: Decision) -> Next {
         match decision {
             Decision::Continue => Next::Continue,
+            Decision::WaitForBody => self.hold_for_body(REQ),
             Decision::Reply(reply) => {
                 self.reply(reply);
                 Next::Paused
@@ -310,6 +345,8 @@ impl<S: Stage> StreamShared<S> {
         step: impl FnOnce(&S, &mut Request<'_>, &mut S::Stream) -> Decision,
     ) {
         if self.run_request(step) == Next::Continue {
+            // The held body goes on with the headers, past this filter.
+            self.state.borrow_mut().counts[REQ].after(&BodyAction::Continue, 0);
             let _ = host::continue_stream(false);
         }
     }
@@ -333,6 +370,88 @@ impl<S: Stage> StreamShared<S> {
             &headers,
         ) {
             crate::error!("local reply {} failed: {e}", reply.status);
+        }
+    }
+}
+
+const BODY_TYPES: [BufferType; 2] = [BufferType::RequestBody, BufferType::ResponseBody];
+const HEADER_TYPES: [MapType; 2] = [MapType::RequestHeaders, MapType::ResponseHeaders];
+
+impl<S: Stage> StreamShared<S> {
+    /// Runs one body callback through the stage. `size` is what the host holds now;
+    /// `None` at trailers, where the body ended without end_of_stream and the held
+    /// bytes are read to learn their length.
+    fn body_phase(&self, dir: usize, size: Option<usize>, end_of_stream: bool) -> Action {
+        let kind = BODY_TYPES[dir];
+        let prefetched = match size {
+            Some(_) => None,
+            None => Some(host::buffer(kind, 0, usize::MAX).unwrap_or_default()),
+        };
+        let len = size.unwrap_or_else(|| prefetched.as_ref().map_or(0, Vec::len));
+        let fetch = |n: usize| match &prefetched {
+            Some(bytes) => bytes.clone(),
+            None => host::buffer(kind, 0, n).unwrap_or_default(),
+        };
+        let headers = match dir {
+            REQ => HeaderMap::lazy(host_request_headers),
+            _ => HeaderMap::lazy(host_response_headers),
+        };
+        let (chunk, received) = self.state.borrow_mut().counts[dir].on_chunk(len);
+        let mut body = Body::new(len, chunk, received, end_of_stream, &fetch, headers);
+        let mut action = {
+            let mut state = self.state.borrow_mut();
+            match dir {
+                REQ => self.stage.on_request_body(&mut body, &mut state.stream),
+                _ => self.stage.on_response_body(&mut body, &mut state.stream),
+            }
+        };
+        if end_of_stream && action == BodyAction::Buffer {
+            // Nothing more will come to release a held body.
+            action = BodyAction::Continue;
+        }
+        if let Some(bytes) = body.take_replacement() {
+            if let Err(e) = host::set_buffer(kind, len, &bytes) {
+                crate::warn!("body replacement failed: {e}");
+            }
+        }
+        let ops = body.headers.take_ops();
+        let waiting = self.waiting(dir);
+        if waiting {
+            apply_ops(HEADER_TYPES[dir], ops);
+        } else if !ops.is_empty() {
+            crate::warn!("header edits in a body phase dropped: the headers went on already");
+        }
+        let len_now = body.len();
+        self.state.borrow_mut().counts[dir].after(&action, len_now);
+        match action {
+            BodyAction::Continue => {
+                // Continuing the data continues the held headers with it.
+                self.state.borrow_mut().waiting[dir] = false;
+                Action::Continue
+            }
+            BodyAction::Buffer => Action::Pause,
+            BodyAction::Reply(reply) => {
+                self.reply(reply);
+                Action::Pause
+            }
+            BodyAction::Reset => {
+                if let Err(e) = host::close_stream(dir == RESP) {
+                    crate::warn!("stream reset failed: {e}");
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    /// Trailers end a body without end_of_stream: a stage holding the body gets its
+    /// last call here.
+    fn trailers_phase(&self, dir: usize) -> Action {
+        if !self.waiting(dir) || self.state.borrow().replied {
+            return Action::Continue;
+        }
+        match self.body_phase(dir, None, true) {
+            Action::Continue => Action::Continue,
+            _ => Action::Pause,
         }
     }
 }
@@ -472,7 +591,8 @@ pub fn is_envoy_failure_reply(status: u16, body: &[u8]) -> bool {
 }
 
 impl<S: Stage> HttpContext for Http<S> {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.shared.state.borrow_mut().headers_ended[REQ] = end_of_stream;
         match self
             .shared
             .run_request(|stage, req, stream| stage.on_request(req, stream))
@@ -482,7 +602,43 @@ impl<S: Stage> HttpContext for Http<S> {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        {
+            let mut state = self.shared.state.borrow_mut();
+            if state.paused {
+                // Continue here would let the held headers go on before the stage
+                // decided (Envoy continues stopped headers with the data).
+                state.held_while_paused = true;
+                // Counted, so a stage after the pause sees the true total.
+                state.counts[REQ].on_chunk(body_size);
+                state.counts[REQ].after(&BodyAction::Buffer, body_size);
+                return Action::Pause;
+            }
+            if state.replied {
+                return Action::Pause;
+            }
+        }
+        self.shared.body_phase(REQ, Some(body_size), end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.shared.trailers_phase(REQ)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.shared.state.borrow().replied {
+            // Our own local reply's body, on its way out.
+            return Action::Continue;
+        }
+        self.shared.body_phase(RESP, Some(body_size), end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.shared.trailers_phase(RESP)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.shared.state.borrow_mut().headers_ended[RESP] = end_of_stream;
         if !self.shared.stage.wants_response() {
             return Action::Continue;
         }
@@ -517,6 +673,10 @@ impl<S: Stage> StreamShared<S> {
                 self.reply(reply);
                 Action::Pause
             }
+            Decision::WaitForBody => match self.hold_for_body(RESP) {
+                Next::Continue => Action::Continue,
+                Next::Paused => Action::Pause,
+            },
             // Delays and callouts are request-phase tools; in the response phase they
             // are ignored rather than stalling a response that is already under way.
             _ => Action::Continue,

@@ -2,6 +2,7 @@
 //! returns a [`Decision`]; it never calls the host, so it is unit-tested natively with
 //! plain structs, and the SDK's shell ([`crate::shell`]) carries the decision out.
 
+use crate::body::{Body, BodyAction};
 use crate::config::ConfigError;
 use crate::headers::HeaderMap;
 use crate::path::PathOptions;
@@ -20,6 +21,12 @@ pub enum Decision {
     Delay(Duration),
     /// Pause, call out, and resume through [`Stage::on_callout_response`].
     Callout(Callout),
+    /// Hold the headers back until the body phase has decided (a stage that rewrites
+    /// the body needs it whole, and fixes `content-length` before the headers go on):
+    /// [`Stage::on_request_body`] / [`Stage::on_response_body`] then buffer, and edit
+    /// the headers through [`Body::headers`]. Without a body (headers end the stream)
+    /// it is `Continue`.
+    WaitForBody,
 }
 
 /// A response the filter answers itself.
@@ -177,6 +184,16 @@ pub trait Stage: Sized + 'static {
 
     fn on_response(&self, _resp: &mut Response<'_>, _stream: &mut Self::Stream) -> Decision {
         Decision::Continue
+    }
+
+    /// A request body chunk (only when the request went on, or waits for its body).
+    fn on_request_body(&self, _body: &mut Body<'_>, _stream: &mut Self::Stream) -> BodyAction {
+        BodyAction::Continue
+    }
+
+    /// A response body chunk (only after [`Stage::on_response`] let the headers by).
+    fn on_response_body(&self, _body: &mut Body<'_>, _stream: &mut Self::Stream) -> BodyAction {
+        BodyAction::Continue
     }
 
     /// Whether [`Stage::on_response`] does anything. A stage that returns false saves

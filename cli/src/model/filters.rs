@@ -39,7 +39,8 @@ fn empty_object() -> serde_json::Value {
 /// Our filters. The order of the variants is Istio's phase order in the chain:
 /// CORS first (a preflight is answered before authn/authz could refuse it for lacking
 /// credentials, where Envoy's CORS filter also goes), authn/authz, then the traffic
-/// filters, stats last.
+/// filters, the body stage after them (limits and rewrites once the request is let
+/// in), stats last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FilterName {
@@ -48,16 +49,18 @@ pub enum FilterName {
     Ratelimit,
     Headers,
     Fault,
+    Body,
     Telemetry,
 }
 
 impl FilterName {
-    pub const ALL: [FilterName; 6] = [
+    pub const ALL: [FilterName; 7] = [
         FilterName::Cors,
         FilterName::Authz,
         FilterName::Ratelimit,
         FilterName::Headers,
         FilterName::Fault,
+        FilterName::Body,
         FilterName::Telemetry,
     ];
 
@@ -68,6 +71,7 @@ impl FilterName {
             FilterName::Ratelimit => "ratelimit",
             FilterName::Headers => "headers",
             FilterName::Fault => "fault",
+            FilterName::Body => "body",
             FilterName::Telemetry => "telemetry",
         }
     }
@@ -83,7 +87,9 @@ impl FilterName {
         match self {
             FilterName::Cors | FilterName::Authz => "AUTHN",
             FilterName::Telemetry => "STATS",
-            FilterName::Ratelimit | FilterName::Headers | FilterName::Fault => "AUTHZ",
+            FilterName::Ratelimit | FilterName::Headers | FilterName::Fault | FilterName::Body => {
+                "AUTHZ"
+            }
         }
     }
 
@@ -94,6 +100,7 @@ impl FilterName {
             FilterName::Cors | FilterName::Ratelimit => 30,
             FilterName::Headers => 20,
             FilterName::Authz | FilterName::Fault | FilterName::Telemetry => 10,
+            FilterName::Body => 5,
         }
     }
 }

@@ -11,8 +11,9 @@ use wasmesh_sdk::pipeline::{build_stage, AnyStage, Pipeline, Registry};
 use wasmesh_sdk::ConfigError;
 
 /// The stage names this module offers, as they appear in `stages[i].name`.
-pub const STAGES: [&str; 6] = [
+pub const STAGES: [&str; 7] = [
     "authz",
+    "body",
     "cors",
     "fault",
     "headers",
@@ -28,6 +29,7 @@ impl Registry for Mesh {
     fn build(kind: &str, config: &Json) -> Option<Result<Box<dyn AnyStage>, ConfigError>> {
         Some(match kind {
             "authz" => build_stage::<wasmesh_authz::AuthzStage>(config),
+            "body" => build_stage::<wasmesh_body::BodyStage>(config),
             "cors" => build_stage::<wasmesh_cors::CorsStage>(config),
             "fault" => build_stage::<wasmesh_fault::FaultStage>(config),
             "headers" => build_stage::<wasmesh_headers::HeadersStage>(config),

@@ -2,7 +2,7 @@
 //! `envoy.filters.http.dynamic_modules` (Envoy 1.40.0) instead of a Proxy-Wasm VM.
 //!
 //! Envoy config: `DynamicModuleFilter { dynamic_module_config { name: "wasmesh_native" },
-//! filter_name: "authz" | "fault" | "headers" | "ratelimit" | "telemetry" | "mesh",
+//! filter_name: "authz" | "body" | "cors" | "fault" | "headers" | "ratelimit" | "telemetry" | "mesh",
 //! filter_config: <StringValue with the Wasm filter's JSON config> }`, with
 //! `libwasmesh_native.so` on `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
 //! One stage source, two shells: the stages are the filter crates' own, the Wasm shell

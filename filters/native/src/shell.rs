@@ -263,7 +263,9 @@ impl Filter {
 
     fn carry_out(&mut self, host: &dyn StreamHost, decision: Decision) -> bool {
         match decision {
-            Decision::Continue => true,
+            // No body phase here (see stages::build, which refuses the body stage):
+            // nothing asks for one.
+            Decision::Continue | Decision::WaitForBody => true,
             Decision::Reply(reply) => {
                 self.reply(host, reply);
                 false
@@ -516,10 +518,26 @@ mod tests {
             err.starts_with("headers: invalid configuration: request.set[0].name"),
             "{err}"
         );
+        let err = config("body", json!({"limit": {"maxRequestBytes": 1}}))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("needs the body phase"), "{err}");
+        let err = config(
+            "mesh",
+            json!({"stages": [{"name": "cors"}, {"name": "body", "config": {}}]}),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with("mesh: invalid configuration: stages[1].name: the body stage needs"),
+            "{err}"
+        );
         let err = config("nope", json!({})).err().unwrap().to_string();
         assert_eq!(
             err,
-            "unknown filter_name `nope`; this module offers authz, cors, fault, headers, mesh, ratelimit, telemetry"
+            "unknown filter_name `nope`; this module offers authz, body, cors, fault, headers, mesh, ratelimit, telemetry"
         );
     }
 }

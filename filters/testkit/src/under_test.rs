@@ -1,6 +1,6 @@
 //! The module a filter's harness tests run. By default the filter's own; with
-//! `WASMESH_HARNESS_MODULE=mesh`, the one-VM mesh module with all six stages, the
-//! filter's config in its own stage and quiet configs in the other five, so the same
+//! `WASMESH_HARNESS_MODULE=mesh`, the one-VM mesh module with all seven stages, the
+//! filter's config in its own stage and quiet configs in the other six, so the same
 //! tests show that the filter behaves the same as a stage of `mesh.wasm`.
 
 use wasmesh_harness::{build, Module};
@@ -17,7 +17,7 @@ const MESH: &str = "wasmesh-mesh";
 /// edit (cors with no policy), ratelimit's one rule (it needs one) on a path no test sends, fault's abort
 /// at 0% (it needs a fault), and telemetry with its metrics, exchange header and
 /// tracing off. A stage's filter is the package `wasmesh-<stage>`.
-const STAGES: [(&str, &str); 6] = [
+const STAGES: [(&str, &str); 7] = [
     ("cors", "{}"),
     ("authz", "{}"),
     (
@@ -26,6 +26,7 @@ const STAGES: [(&str, &str); 6] = [
     ),
     ("headers", "{}"),
     ("fault", r#"{"abort":{"http_status":503,"percentage":0}}"#),
+    ("body", "{}"),
     (
         "telemetry",
         r#"{"metrics":{"enabled":false},"exchange":{"enabled":false},"tracing":{"enabled":false}}"#,

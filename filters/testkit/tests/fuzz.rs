@@ -54,6 +54,11 @@ fn no_input_traps_authz() {
 }
 
 #[test]
+fn no_input_traps_body() {
+    fuzz_target("body");
+}
+
+#[test]
 fn no_input_traps_cors() {
     fuzz_target("cors");
 }

@@ -15,6 +15,14 @@ extern "C" {
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -326,4 +334,18 @@ pub fn set_effective_context(id: u32) -> Result<(), HostError> {
 pub fn continue_stream(response: bool) -> Result<(), HostError> {
     // SAFETY: plain value.
     HostError::from_status(unsafe { proxy_continue_stream(u32::from(response)) })
+}
+
+/// Resets the request (`response` false) or response (`response` true) stream.
+pub fn close_stream(response: bool) -> Result<(), HostError> {
+    // SAFETY: plain value.
+    HostError::from_status(unsafe { proxy_close_stream(u32::from(response)) })
+}
+
+/// Replaces the first `size` bytes of a buffer (all of it, given its length) with `data`.
+pub fn set_buffer(kind: BufferType, size: usize, data: &[u8]) -> Result<(), HostError> {
+    // SAFETY: `data` outlives the call.
+    HostError::from_status(unsafe {
+        proxy_set_buffer_bytes(kind as u32, 0, size, data.as_ptr(), data.len())
+    })
 }

@@ -294,20 +294,56 @@ fn body(rng: &mut Rng) -> Option<Vec<u8>> {
     match rng.below(8) {
         0..=3 => None,
         4 => Some(rng.bytes(256)),
-        5 => Some(br#"{"user":"alice","items":[1,2,3]}"#.to_vec()),
+        5 => Some(json_body(rng)),
         6 => Some(vec![b'z'; rng.size(4096, &[65_536, 1 << 20])]),
         _ => Some(Vec::new()),
     }
+}
+
+/// JSON-ish bodies for the body stage's rewrites: valid, cut short, deeply nested
+/// (past serde_json's depth limit), escaped keys, huge.
+fn json_body(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(7) {
+        0 => br#"{"user":"alice","items":[1,2,3]}"#.to_vec(),
+        1 => {
+            br#"{"user_name":"ann","password":"x","debug":{"a":[1,{"b":null}]},"a":[0,1]}"#.to_vec()
+        }
+        2 => br#"{"a/b":1,"~":2,"a":{"x":"#.to_vec(),
+        3 => {
+            let depth = rng.size(200, &[10_000, 100_000]);
+            [b"[".repeat(depth), b"]".repeat(depth)].concat()
+        }
+        4 => {
+            let n = rng.size(1000, &[50_000]);
+            let items = vec!["{\"k\":\"v\",\"n\":1.5e300}"; n].join(",");
+            format!("{{\"internal\":true,\"list\":[{items}]}}").into_bytes()
+        }
+        5 => br#"[1,2,3] trailing"#.to_vec(),
+        _ => rng.ascii(64).into_bytes(),
+    }
+}
+
+/// A JSON content type (the body stage rewrites only those), sometimes.
+fn json_type(rng: &mut Rng) -> Option<(String, Vec<u8>)> {
+    let value = match rng.below(6) {
+        0 => "application/json",
+        1 => "application/problem+json; charset=utf-8",
+        2 => "APPLICATION/JSON",
+        _ => return None,
+    };
+    Some(("content-type".to_string(), value.as_bytes().to_vec()))
 }
 
 pub fn request(rng: &mut Rng) -> Request {
     rng.huge = rng.chance(3);
     let mut headers = pseudo(rng);
     headers.extend(extra_headers(rng));
+    headers.extend(json_type(rng));
     let status = rng
         .pick(&["200", "404", "503", "0", "999", "abc", "", "200 OK"])
         .to_string();
     let mut response = vec![(":status".to_string(), status.into_bytes())];
+    response.extend(json_type(rng));
     if rng.chance(30) {
         response.extend(extra_headers(rng));
     }

@@ -40,8 +40,9 @@ impl Target {
     }
 }
 
-pub const TARGETS: [Target; 7] = [
+pub const TARGETS: [Target; 8] = [
     target("authz", "wasmesh-authz"),
+    target("body", "wasmesh-body"),
     target("cors", "wasmesh-cors"),
     target("ratelimit", "wasmesh-ratelimit"),
     target("headers", "wasmesh-headers"),
@@ -311,7 +312,14 @@ fn drive(host: &Host, rng: &mut Rng, r: &Request) -> Result<(Outcome, u64), Stri
     let more = r.body.is_some() || r.trailers.is_some();
     let mut last = s.request_headers(&r.headers, !more);
     if let Some(body) = &r.body {
-        last = s.request_body(body, r.trailers.is_none());
+        // In two chunks: a stage that counts or holds a body sees it arrive in parts.
+        let (first, rest) = body.split_at(body.len() / 2);
+        if !first.is_empty() {
+            last = s.request_body(first, false);
+        }
+        if s.local_response().is_none() {
+            last = s.request_body(rest, r.trailers.is_none());
+        }
     }
     if let Some(trailers) = &r.trailers {
         last = s.request_trailers(trailers);
@@ -341,7 +349,13 @@ fn drive(host: &Host, rng: &mut Rng, r: &Request) -> Result<(Outcome, u64), Stri
     } else if settled(&s) {
         s.response_headers(&r.response, r.response_body.is_none());
         if let Some(body) = &r.response_body {
-            s.response_body(body, true);
+            let (first, rest) = body.split_at(body.len() / 2);
+            if !first.is_empty() {
+                s.response_body(first, false);
+            }
+            if s.local_response().is_none() && !s.response_closed() {
+                s.response_body(rest, true);
+            }
         }
         trapped(host, &s)?;
         Outcome::Continued
