@@ -12,7 +12,7 @@
 use crate::config::{ConfigError, FromJson, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
-use crate::stage::{CalloutResult, Decision, LogView, Response, Stage};
+use crate::stage::{CalloutResult, Decision, GrpcResult, LogView, Response, Stage};
 use std::any::Any;
 use std::marker::PhantomData;
 
@@ -28,6 +28,12 @@ pub trait AnyStage {
         req: &mut Request<'_>,
         stream: &mut dyn Any,
         result: CalloutResult,
+    ) -> Decision;
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut dyn Any,
+        result: GrpcResult,
     ) -> Decision;
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision;
     fn wants_response(&self) -> bool;
@@ -75,6 +81,16 @@ impl<S: Stage> AnyStage for Erased<S> {
     ) -> Decision {
         with_stream::<S, _>(stream, Decision::Continue, |s| {
             self.0.on_callout_response(req, s, result)
+        })
+    }
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut dyn Any,
+        result: GrpcResult,
+    ) -> Decision {
+        with_stream::<S, _>(stream, Decision::Continue, |s| {
+            self.0.on_grpc_response(req, s, result)
         })
     }
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision {
@@ -234,6 +250,17 @@ impl<R: Registry> Stage for Pipeline<R> {
     ) -> Decision {
         self.resume(req, stream, |stage, req, s| {
             stage.on_callout_response(req, s, result)
+        })
+    }
+
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut PipelineStream,
+        result: GrpcResult,
+    ) -> Decision {
+        self.resume(req, stream, |stage, req, s| {
+            stage.on_grpc_response(req, s, result)
         })
     }
 
