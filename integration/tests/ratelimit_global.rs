@@ -142,3 +142,102 @@ fn a_changed_limit_applies_on_reload() {
     // A new limit counts afresh (its counter is named by the limit).
     assert_eq!(run(5), [200, 200, 200, 200, 429]);
 }
+
+/// What one request came back with: status, and the draft-03 limit and remaining.
+type Seen = (u16, Option<String>, Option<String>);
+
+/// The same exchange through the harness: each gRPC call the filter makes is
+/// forwarded, bytes as they are, to the real service through its client; a service
+/// that is gone answers as Envoy's gRPC client reports it (UNAVAILABLE, 14).
+fn through_harness(port: Option<u16>, n: usize, deny: bool) -> Vec<Seen> {
+    use prost::Message;
+    use wasmesh_harness::{request, Action, Host, Module};
+    use wasmesh_ratelimit_server::proto::RateLimitRequest;
+    use wasmesh_ratelimit_server::rls::rate_limit_service_client::RateLimitServiceClient;
+    let module = Module::load(wasm_module("wasmesh-ratelimit")).unwrap();
+    let host = Host::builder(&module)
+        .plugin_config(filter_config(deny).to_string())
+        .property(&["source", "address"], "127.0.0.1:5000")
+        .build()
+        .unwrap();
+    assert!(host.configured(), "{:?}", host.logs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let mut s = host.stream();
+        let action = s.request_headers(&request("GET", "/x", "example.com"), true);
+        assert_eq!(action, Action::Pause);
+        let call = host.pending_grpc_calls().remove(0);
+        assert_eq!(call.cluster, rls::CLUSTER);
+        let answer = port.and_then(|port| {
+            rt.block_on(async {
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                        .ok()?;
+                let mut client = RateLimitServiceClient::new(endpoint.connect().await.ok()?);
+                let req = RateLimitRequest::decode(call.messages[0].as_slice()).unwrap();
+                let resp = client.should_rate_limit(req).await.ok()?.into_inner();
+                Some(resp.encode_to_vec())
+            })
+        });
+        match answer {
+            Some(bytes) => host.respond_grpc_call(call.token, &bytes).unwrap(),
+            None => host.fail_grpc_call(call.token, 14).unwrap(),
+        }
+        let h = |m: &wasmesh_harness::HeaderMap, n: &str| m.get(n).map(str::to_string);
+        match s.local_response() {
+            Some(r) => seen.push((
+                r.status as u16,
+                h(&r.headers, "x-ratelimit-limit"),
+                h(&r.headers, "x-ratelimit-remaining"),
+            )),
+            None => {
+                s.response_headers(&[(":status", "200")], true);
+                let m = s.response_header_map();
+                seen.push((
+                    200,
+                    h(&m, "x-ratelimit-limit"),
+                    h(&m, "x-ratelimit-remaining"),
+                ));
+            }
+        }
+    }
+    seen
+}
+
+fn through_envoy(e: &Envoy, n: usize) -> Vec<Seen> {
+    (0..n)
+        .map(|_| {
+            let r = http::get(&url(e)).unwrap();
+            let h = |n: &str| r.header(n).map(str::to_string);
+            (r.status, h("x-ratelimit-limit"), h("x-ratelimit-remaining"))
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_the_same_exchange_gives_the_same_outcome_in_harness_and_envoy() {
+    let some = |s: &str| Some(s.to_string());
+    let want: Vec<Seen> = vec![
+        (200, some("3"), some("2")),
+        (200, some("3"), some("1")),
+        (200, some("3"), some("0")),
+        (429, some("3"), some("0")),
+        (429, some("3"), some("0")),
+    ];
+    // Each side gets its own service (and so its own counters).
+    let harness_server = rls::Server::start(&dir("conf-h"), &limit_yaml(3), 0).unwrap();
+    let mut harness = through_harness(Some(harness_server.port), 5, true);
+    let envoy_server = rls::Server::start(&dir("conf-e"), &limit_yaml(3), 0).unwrap();
+    let e = envoy(envoy_server.port, true);
+    let mut in_envoy = through_envoy(&e, 5);
+    assert_eq!(harness, want, "harness");
+    assert_eq!(in_envoy, want, "envoy");
+    // The service gone, fail-closed: 500 without the headers, on both.
+    let gone = ports::free_port().unwrap();
+    harness.extend(through_harness(Some(gone), 1, true));
+    envoy_server.stop();
+    in_envoy.extend(through_envoy(&e, 1));
+    assert_eq!(harness.last(), Some(&(500, None, None)));
+    assert_eq!(harness, in_envoy);
+}
