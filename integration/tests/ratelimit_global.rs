@@ -2,6 +2,8 @@
 //! limit shared by two Envoys is exact across both, the service going away gives the
 //! configured failure mode without a hang, and a changed limit applies on reload.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use wasmesh_harness::build::wasm_module;
