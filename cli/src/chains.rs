@@ -200,6 +200,9 @@ fn cors_rule(route_names: Vec<String>, c: &CorsPolicy) -> Value {
     if let Some(credentials) = c.allow_credentials {
         policy.insert("allowCredentials".into(), json!(credentials));
     }
+    if let Some(unmatched) = c.unmatched_preflights {
+        policy.insert("unmatchedPreflights".into(), json!(unmatched.as_str()));
+    }
     json!({ "match": { "route_names": route_names }, "corsPolicy": policy })
 }
 
@@ -418,6 +421,7 @@ services:
           allowMethods: [GET]
           maxAge: 90s
           allowCredentials: true
+          unmatchedPreflights: IGNORE
       - name: plain
         match: [{ path: { prefix: /plain } }]
   - name: client
@@ -464,6 +468,7 @@ gateway:
                     "allowMethods": ["GET"],
                     "maxAge": "90s",
                     "allowCredentials": true,
+                    "unmatchedPreflights": "IGNORE",
                 },
             }]})
         );

@@ -154,6 +154,8 @@ pub struct CorsPolicy {
     pub max_age: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_credentials: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmatched_preflights: Option<crate::model::UnmatchedPreflights>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod bootstrap;
 pub mod bundle;
 pub mod bundlecheck;
+pub mod certinfo;
 pub mod certs;
 pub mod chains;
 pub mod check;
@@ -19,6 +20,8 @@ pub mod digest;
 pub mod duration;
 pub mod envoy;
 pub mod filtercheck;
+pub mod grafana;
+pub mod graph;
 pub mod istio;
 pub mod istio_input;
 pub mod k8s;
@@ -26,12 +29,14 @@ pub mod localhttp;
 pub mod model;
 pub mod names;
 pub mod prometheus;
+pub mod proxyconfig;
 pub mod runplan;
 pub mod state;
 pub mod stats;
 pub mod status;
 pub mod summary;
 pub mod topology;
+pub mod traces;
 pub mod xds_files;
 
 use model::{MeshError, MeshFile};
@@ -283,6 +288,16 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
         prom.clone(),
         yaml_bytes(&prom.to_string_lossy(), &prometheus::config(&instances))?,
     ));
+    let grafana = config_dir.join(grafana::DIR);
+    for (name, dashboard) in grafana::dashboards() {
+        let p = grafana.join("dashboards").join(name);
+        out.push((p.clone(), json_bytes(&p.to_string_lossy(), &dashboard)?));
+    }
+    let (datasource, provider) = grafana::provisioning();
+    for (sub, value) in [("datasources", datasource), ("dashboards", provider)] {
+        let p = grafana.join("provisioning").join(sub).join("wasmesh.yaml");
+        out.push((p.clone(), yaml_bytes(&p.to_string_lossy(), &value)?));
+    }
     match opts.target {
         Target::Process { .. } => {
             let plan = runplan::plan(mesh, &instances, opts);

@@ -51,6 +51,34 @@ impl From<FilterTargetArg> for wasmesh::FilterTarget {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ProxyConfigKind {
+    Listeners,
+    Routes,
+    Clusters,
+    Secrets,
+    All,
+}
+
+impl From<ProxyConfigKind> for wasmesh::proxyconfig::Kind {
+    fn from(k: ProxyConfigKind) -> Self {
+        use wasmesh::proxyconfig::Kind;
+        match k {
+            ProxyConfigKind::Listeners => Kind::Listeners,
+            ProxyConfigKind::Routes => Kind::Routes,
+            ProxyConfigKind::Clusters => Kind::Clusters,
+            ProxyConfigKind::Secrets => Kind::Secrets,
+            ProxyConfigKind::All => Kind::All,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum AuthzArg {
     Native,
     Wasm,
@@ -143,6 +171,9 @@ enum Command {
         gateway_port: Option<u16>,
         #[arg(long, default_value_t = wasmesh::runplan::PROMETHEUS_PORT)]
         prometheus_port: u16,
+        /// Grafana's port, when `grafana` or `grafana-server` is on PATH (process mode).
+        #[arg(long, default_value_t = wasmesh::backend::GRAFANA_PORT)]
+        grafana_port: u16,
         /// Do not start Prometheus even if it is installed.
         #[arg(long)]
         no_prometheus: bool,
@@ -201,6 +232,41 @@ enum Command {
         /// Seconds between the two samples.
         #[arg(long, default_value_t = 2.0)]
         interval: f64,
+    },
+    /// What one running Envoy holds (listeners, routes, clusters, secrets), read from its
+    /// admin /config_dump, as tables; like `istioctl proxy-config` (docs/observability.md).
+    ProxyConfig {
+        /// A sidecar's instance (`reviews-v2-0`) or the gateway's name.
+        instance: String,
+        #[arg(value_enum, default_value = "all")]
+        kind: ProxyConfigKind,
+        /// `json`: the dump's sections of that kind as Envoy gave them.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputArg,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Serve the traffic graph of the running mesh (services, requests/s, errors, p99,
+    /// mTLS per edge, from its Prometheus) as a page and as /graph.json.
+    Graph {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:20001")]
+        listen: String,
+        /// The rate window of the queries (a PromQL duration).
+        #[arg(long, default_value = "1m")]
+        window: String,
+        #[command(flatten)]
+        state: StateDirArg,
+    },
+    /// Run a Zipkin-compatible trace store: takes Envoy's spans at /api/v2/spans,
+    /// keeps the newest traces in memory, serves Zipkin's read API and a waterfall page.
+    Traces {
+        /// Address to serve on (where the mesh file's `tracing.address` points).
+        #[arg(long, default_value = wasmesh::traces::DEFAULT_LISTEN)]
+        listen: String,
+        /// How many traces to keep; the oldest are dropped first.
+        #[arg(long, default_value_t = wasmesh::traces::DEFAULT_MAX_TRACES)]
+        max_traces: usize,
     },
     /// Stop one instance of the running mesh (its app and sidecar), as if its pod died.
     Stop {
@@ -366,6 +432,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             port_base,
             gateway_port,
             prometheus_port,
+            grafana_port,
             no_prometheus,
             certs,
             timeout,
@@ -384,6 +451,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 gateway_port,
                 prometheus_port,
                 prometheus: !no_prometheus,
+                grafana_port,
                 timeout: std::time::Duration::from_secs(timeout),
                 bundle,
                 filter_target: if native {
@@ -448,6 +516,57 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let interval = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
             let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
             print!("{}", backend::of_state(&st).status(&st, interval)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyConfig {
+            instance,
+            kind,
+            output,
+            state,
+        } => {
+            use wasmesh::proxyconfig;
+            let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
+            if st.docker.is_some() {
+                anyhow::bail!("proxy-config reads the admin ports of process mode; the compose project does not publish them");
+            }
+            let envoy = proxyconfig::find(&st, &instance)?;
+            let dump = proxyconfig::fetch(envoy)?;
+            match output {
+                OutputArg::Table => print!("{}", proxyconfig::render(&dump, kind.into())),
+                OutputArg::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&proxyconfig::raw(&dump, kind.into()))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph {
+            listen,
+            window,
+            state,
+        } => {
+            let st = backend::running(&state.state_dir, ": run `wasmesh up` first")?;
+            let prometheus = st.prometheus_url.clone().ok_or_else(|| {
+                anyhow::anyhow!("mesh {} runs without Prometheus (install prometheus and `wasmesh up` again): the graph comes from its data", st.mesh)
+            })?;
+            let listener = std::net::TcpListener::bind(&listen)
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "graph of mesh {}: http://{}/",
+                st.mesh,
+                listener.local_addr()?
+            );
+            wasmesh::graph::serve(listener, &prometheus, &window, &st.mesh)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Traces { listen, max_traces } => {
+            let listener = std::net::TcpListener::bind(&listen)
+                .with_context(|| format!("listening on {listen}"))?;
+            println!(
+                "traces: http://{}/ (Zipkin v2 spans at /api/v2/spans, newest {max_traces} traces kept)",
+                listener.local_addr()?
+            );
+            wasmesh::traces::serve(listener, max_traces)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop { instance, state } => {

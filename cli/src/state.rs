@@ -77,7 +77,8 @@ pub struct DockerRun {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Running {
     pub name: String,
-    /// `app`, `sidecar`, `gateway` or `prometheus`.
+    /// `app`, `sidecar`, `gateway`, or a tool beside the mesh: `prometheus`, `grafana`,
+    /// `traces`.
     pub kind: String,
     pub service: Option<String>,
     pub version: Option<String>,
@@ -103,6 +104,36 @@ pub struct Running {
 }
 
 impl Running {
+    /// A tool that runs beside the mesh (Prometheus, Grafana, the trace store): one
+    /// HTTP port on 127.0.0.1, ready when `health_path` answers, logging to
+    /// `logs/NAME.log`. Its name is its kind and its instance.
+    pub fn tool(
+        name: &str,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        port: u16,
+        health_path: &str,
+        logs: &Path,
+    ) -> Running {
+        Running {
+            name: name.into(),
+            kind: name.into(),
+            service: None,
+            version: None,
+            instance: name.into(),
+            pid: 0,
+            pgid: 0,
+            start_ticks: None,
+            argv,
+            env,
+            ports: [("http".to_string(), port)].into(),
+            health_url: Some(format!("http://127.0.0.1:{port}{health_path}")),
+            log: logs.join(format!("{name}.log")),
+            restarts: 0,
+            stopped: false,
+        }
+    }
+
     pub fn from_plan(p: &Process, argv: Vec<String>, log: PathBuf) -> Running {
         let kind = match p.kind {
             ProcessKind::App => "app",

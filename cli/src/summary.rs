@@ -75,6 +75,19 @@ pub fn render(st: &State, mesh: Option<&MeshFile>, exe: &str, flags: &str) -> St
             );
         }
     }
+    if let Some(g) = st.processes.iter().find(|p| p.kind == "grafana") {
+        if let Some(port) = g.ports.get("http") {
+            let _ = writeln!(out, "  grafana     http://127.0.0.1:{port}/ (dashboards: wasmesh Mesh, wasmesh Service)");
+        }
+    }
+    if let Some(t) = st.processes.iter().find(|p| p.kind == "traces") {
+        if let Some(port) = t.ports.get("http") {
+            let _ = writeln!(
+                out,
+                "  traces      http://127.0.0.1:{port}/ (Zipkin API: /api/v2/traces)"
+            );
+        }
+    }
     match &st.docker {
         Some(d) => {
             let _ = writeln!(

@@ -42,12 +42,21 @@ fn checked_in_process_configs_match_the_generator() {
     compare(&dir, &files);
     // No leftovers from instances that no longer exist.
     let generated: BTreeSet<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
-    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    // Top-level files and the Grafana directory's (compose/ is the compose target's).
+    let mut on_disk: BTreeSet<String> = BTreeSet::new();
+    let mut dirs = vec![dir.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map(|e| e.unwrap()) {
+            let rel = e.path().strip_prefix(&dir).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                if rel != "compose" {
+                    dirs.push(e.path());
+                }
+            } else {
+                on_disk.insert(rel);
+            }
+        }
+    }
     assert_eq!(on_disk, generated);
 }
 

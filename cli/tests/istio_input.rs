@@ -596,9 +596,9 @@ const VS_HEAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\
 fn virtual_service_fields_wasmesh_does_not_carry_are_refused_with_their_path() {
     let cases: [(&str, &str, &str); 5] = [
         (
-            "    - corsPolicy: { allowOrigins: [{ exact: x }], unmatchedPreflights: IGNORE }\n      route: [{ destination: { host: web } }]\n",
-            "spec.http[0].corsPolicy.unmatchedPreflights",
-            "a CORS policy has allowOrigins",
+            "    - corsPolicy: { allowOrigin: [x] }\n      route: [{ destination: { host: web } }]\n",
+            "spec.http[0].corsPolicy.allowOrigin",
+            "the deprecated allowOrigin is not read",
         ),
         (
             "    - match: [{ withoutHeaders: { a: { exact: b } } }]\n      route: [{ destination: { host: web } }]\n",
@@ -915,6 +915,7 @@ fn a_cors_policy_becomes_the_cors_stage_for_its_route_and_round_trips() {
         exposeHeaders: [x-trace]
         maxAge: 24h
         allowCredentials: true
+        unmatchedPreflights: IGNORE
       route: [{ destination: { host: web } }]
 "#
     );
@@ -953,6 +954,7 @@ fn a_cors_policy_becomes_the_cors_stage_for_its_route_and_round_trips() {
     assert_eq!(policy["allowMethods"], serde_json::json!(["GET", "POST"]));
     assert_eq!(policy["maxAge"], "86400s");
     assert_eq!(policy["allowCredentials"], true);
+    assert_eq!(policy["unmatchedPreflights"], "IGNORE");
     // Envoy's own CORS filter is not used.
     assert!(!bootstrap.to_string().contains("envoy.filters.http.cors"));
     // The inbound listener's chain has no route policies: no cors filter.

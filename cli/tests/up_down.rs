@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use wasmesh::state;
 use wasmesh_integration::http;
 
-use common::wasmesh;
+use common::{wasmesh, DownOnDrop, Up};
 
 fn pids_alive(dir: &Path) -> Vec<String> {
     let st = state::load(dir).unwrap().expect("state written by up");
@@ -39,55 +39,24 @@ fn up_bundled_serves_bookinfo_through_the_mesh_module() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A mesh `up` started: its state directory and gateway port.
-struct Up {
-    dir: PathBuf,
-    gateway: u16,
-}
-
-/// `wasmesh up` (with `extra` flags) on Bookinfo in a state directory and on ports of
-/// its own, without Prometheus, checked to have reported all 13 processes ready.
+/// `wasmesh up` on Bookinfo without Prometheus, checked to have reported all 13
+/// processes ready.
 fn up(label: &str, extra: &[&str]) -> Up {
-    let dir = std::env::temp_dir().join(format!("wasmesh-up-down-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    // Room for Bookinfo's 7 instance blocks plus a gateway port.
-    let base = wasmesh_integration::ports::free_range(80).unwrap();
-    let gateway = base + 75;
-    let dir_s = dir.to_str().unwrap();
-    let (certs, base_s, gateway_s) = (
-        format!("{dir_s}/certs"),
-        base.to_string(),
-        gateway.to_string(),
-    );
-    let mut args = vec![
-        "up",
-        "--state-dir",
-        dir_s,
-        "--certs",
-        &certs,
-        "--port-base",
-        &base_s,
-        "--gateway-port",
-        &gateway_s,
-        "--no-prometheus",
-    ];
+    let mut args = vec!["--no-prometheus"];
     args.extend_from_slice(extra);
-    let out = wasmesh(&args);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let up = common::up(&format!("up-down-{label}"), &args);
     assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        up.stdout.contains("[13/13]"),
+        "progress display: {}",
+        up.stdout
     );
-    assert!(stdout.contains("[13/13]"), "progress display: {stdout}");
-    assert!(stdout.contains(&format!("curl -s http://127.0.0.1:{gateway}/productpage")));
-    Up { dir, gateway }
+    up
 }
 
 /// Up (with `extra` flags) on Bookinfo, 20 pages through the gateway, down; returns the
 /// state directory, where down leaves the generated configs (`config/`).
 fn up_serve_down(label: &str, extra: &[&str]) -> PathBuf {
-    let Up { dir, gateway } = up(label, extra);
+    let Up { dir, gateway, .. } = up(label, extra);
     let dir_s = dir.to_str().unwrap();
     // Up has returned; the processes it started stay up (detached).
     let state_before = state::load(&dir).unwrap().unwrap();
@@ -153,7 +122,7 @@ fn up_serve_down(label: &str, extra: &[&str]) -> PathBuf {
 #[test]
 fn status_counts_every_request_sent_through_the_gateway() {
     const PAGES: u64 = 21;
-    let Up { dir, gateway } = up("status", &[]);
+    let Up { dir, gateway, .. } = up("status", &[]);
     let dir_s = dir.to_str().unwrap();
     let _down = DownOnDrop(dir_s);
 
@@ -205,20 +174,6 @@ fn status_counts_every_request_sent_through_the_gateway() {
         }
     };
     assert_eq!(counted, expected, "status after {PAGES} pages:\n{table}");
-}
-
-/// Takes the mesh down and its state directory away however the test ends.
-struct DownOnDrop<'a>(&'a str);
-
-impl Drop for DownOnDrop<'_> {
-    fn drop(&mut self) {
-        let down = wasmesh(&["down", "--state-dir", self.0]);
-        if down.status.success() {
-            let _ = std::fs::remove_dir_all(self.0);
-        } else {
-            eprintln!("down failed: {down:?}");
-        }
-    }
 }
 
 /// The REQUESTS column of each instance row of the status table. A row ends in

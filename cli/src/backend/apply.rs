@@ -102,6 +102,7 @@ fn up_options(st: &State, r: &RecordedUp, mesh: Option<PathBuf>) -> UpOptions {
         gateway_port: r.gateway_port,
         prometheus_port: 0,
         prometheus: false,
+        grafana_port: 0,
         timeout: Duration::ZERO,
         bundle: r.bundle,
         filter_target: if r.native {
@@ -118,7 +119,7 @@ fn refuse_topology_change(st: &State, new: &Rendered) -> Result<()> {
     let running: BTreeSet<(&str, Vec<(&String, &u16)>)> = st
         .processes
         .iter()
-        .filter(|p| p.kind != "prometheus")
+        .filter(|p| !matches!(p.kind.as_str(), "prometheus" | "grafana" | "traces"))
         .map(|p| (p.name.as_str(), p.ports.iter().collect()))
         .collect();
     let planned: BTreeSet<(&str, Vec<(&String, &u16)>)> = new

@@ -11,11 +11,13 @@ pub mod apply;
 pub mod command;
 pub mod docker;
 mod filters;
+mod grafana;
 mod inotify;
 mod launch;
 pub mod modules;
 pub mod process;
 pub mod supervise;
+mod traces;
 
 use anyhow::{anyhow, bail, Result};
 use std::net::TcpListener;
@@ -26,6 +28,8 @@ use crate::model::MeshFile;
 use crate::state::{self, Running, State};
 
 pub(crate) use filters::build_missing_filters;
+
+pub use grafana::DEFAULT_PORT as GRAFANA_PORT;
 
 /// What `wasmesh up` was asked for; each backend reads the fields that apply to it.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub struct UpOptions {
     pub prometheus_port: u16,
     /// Start Prometheus when it is installed (process mode; docker mode always runs it).
     pub prometheus: bool,
+    /// Grafana's port, when a `grafana` binary is on PATH and Prometheus runs (process
+    /// mode): `up` starts it provisioned with the generated dashboards.
+    pub grafana_port: u16,
     /// How long everything together may take to become ready.
     pub timeout: Duration,
     /// Each chain as one mesh-module filter (`generate --bundle`).

@@ -28,7 +28,7 @@ impl Backend for Process {
         let root = std::env::current_dir().context("reading the current directory")?;
         let dir = &opts.state_dir;
         refuse_if_up(dir)?;
-        let (plan, files) = generate(opts, &root)?;
+        let (plan, files, mesh) = generate(opts, &root)?;
         super::inotify::check_budget(super::inotify::needed(&files))?;
         let envoy = envoy_path(&root)?;
         let prometheus_bin = if opts.prometheus {
@@ -39,13 +39,42 @@ impl Backend for Process {
         let prometheus_url = prometheus_bin
             .as_ref()
             .map(|_| format!("http://127.0.0.1:{}", opts.prometheus_port));
-        check_ports_free(&plan, prometheus_url.as_ref().map(|_| opts.prometheus_port))?;
+        // Grafana only with Prometheus: its dashboards have no other source.
+        let grafana_bin = prometheus_url.as_ref().and(super::grafana::find());
+        let mut extra_ports: Vec<(&str, u16)> = Vec::new();
+        if prometheus_url.is_some() {
+            extra_ports.push(("prometheus http", opts.prometheus_port));
+        }
+        if grafana_bin.is_some() {
+            extra_ports.push(("grafana http", opts.grafana_port));
+        }
+        // The tracer posts to this machine: run the trace store there.
+        let traces_port = super::traces::port_to_start(&mesh);
+        if let Some(port) = traces_port {
+            extra_ports.push(("trace store (tracing.address)", port));
+        }
+        check_ports_free(&plan, &extra_ports)?;
 
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let mut procs = plan_processes(&root, &envoy, &plan, &logs)?;
         if let Some(bin) = &prometheus_bin {
             procs.push(prometheus(bin, &plan, opts, &logs));
+        }
+        if let (Some((bin, subcommand)), Some(url)) = (&grafana_bin, &prometheus_url) {
+            let state_dir = root.join(&opts.state_dir);
+            procs.push(super::grafana::process(
+                bin,
+                *subcommand,
+                &state_dir,
+                opts.grafana_port,
+                url,
+                &logs,
+            ));
+        }
+
+        if let Some(port) = traces_port {
+            procs.push(super::traces::process(port, &logs)?);
         }
 
         let gateway_url = plan
@@ -205,7 +234,7 @@ impl Backend for Process {
 
 /// Generates the process target into `STATE_DIR/config` (named relative to the root,
 /// as the plan wants) and issues missing certificates; the run plan and the files.
-fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::OutputFile>)> {
+fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::OutputFile>, MeshFile)> {
     let r = render(opts, root)?;
     let config_dir = opts.state_dir.join("config");
     // Stale configs of an earlier, different mesh must not linger.
@@ -213,7 +242,7 @@ fn generate(opts: &UpOptions, root: &Path) -> Result<(RunPlan, Vec<crate::Output
     crate::write_files(&config_dir, &r.files)
         .with_context(|| format!("writing into {}", config_dir.display()))?;
     certs::ensure(&r.mesh, &opts.certs_dir)?;
-    Ok((r.plan, r.files))
+    Ok((r.plan, r.files, r.mesh))
 }
 
 /// A mesh generated for the process target, not yet written.
@@ -316,23 +345,14 @@ fn prometheus(bin: &Path, plan: &RunPlan, opts: &UpOptions, logs: &Path) -> Runn
             argv.push(a.clone());
         }
     }
-    Running {
-        name: "prometheus".into(),
-        kind: "prometheus".into(),
-        service: None,
-        version: None,
-        instance: "prometheus".into(),
-        pid: 0,
-        pgid: 0,
-        start_ticks: None,
+    Running::tool(
+        "prometheus",
         argv,
-        env: Default::default(),
-        ports: [("http".to_string(), opts.prometheus_port)].into(),
-        health_url: Some(format!("http://127.0.0.1:{}/-/ready", opts.prometheus_port)),
-        log: logs.join("prometheus.log"),
-        restarts: 0,
-        stopped: false,
-    }
+        Default::default(),
+        opts.prometheus_port,
+        "/-/ready",
+        logs,
+    )
 }
 
 /// Starts `procs` in order, recording each in the state file as soon as it runs (so
@@ -356,7 +376,7 @@ fn start_all(
 
 /// Fails fast, before starting anything, when a port of the plan is taken: the usual
 /// cause is another mesh, which a half-started one would only confuse.
-fn check_ports_free(plan: &RunPlan, prometheus: Option<u16>) -> Result<()> {
+fn check_ports_free(plan: &RunPlan, extra: &[(&str, u16)]) -> Result<()> {
     let ports = plan
         .processes
         .iter()
@@ -365,13 +385,13 @@ fn check_ports_free(plan: &RunPlan, prometheus: Option<u16>) -> Result<()> {
                 .iter()
                 .map(move |(role, port)| (format!("{} {role}", p.name), *port))
         })
-        .chain(prometheus.map(|port| ("prometheus http".to_string(), port)));
+        .chain(extra.iter().map(|(what, port)| (what.to_string(), *port)));
     let busy = ports_in_use("127.0.0.1", ports);
     if busy.is_empty() {
         Ok(())
     } else {
         bail!(
-            "ports in use: {}. Is another mesh up (`wasmesh down`)? Or pick others with --port-base / --gateway-port / --prometheus-port",
+            "ports in use: {}. Is another mesh up (`wasmesh down`)? Or pick others with --port-base / --gateway-port / --prometheus-port / --grafana-port",
             busy.join(", ")
         )
     }

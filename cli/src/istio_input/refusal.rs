@@ -119,8 +119,8 @@ pub fn why_unsupported(kind: &str, field: &str) -> String {
         ("VirtualService", "tcp" | "tls") => "wasmesh routes HTTP only",
         ("VirtualService", "delegate") => "the mesh model has no delegation yet",
         ("VirtualService", "bytes") => "a direct response body is a `string`",
-        ("VirtualService", "allowOrigin" | "unmatchedPreflights") => {
-            "a CORS policy has allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge and allowCredentials"
+        ("VirtualService", "allowOrigin") => {
+            "a CORS policy has allowOrigins (the deprecated allowOrigin is not read), allowMethods, allowHeaders, exposeHeaders, maxAge, allowCredentials and unmatchedPreflights"
         }
         ("VirtualService", "headers") if field.contains("].route[") => {
             "per-destination header operations: set them on the route"

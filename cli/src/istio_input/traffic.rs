@@ -330,6 +330,7 @@ impl Reader {
                         .as_ref()
                         .map(|t| self.duration(d, &format!("{at}.corsPolicy.maxAge"), t)),
                     allow_credentials: c.allow_credentials,
+                    unmatched_preflights: c.unmatched_preflights,
                 }),
                 redirect: r.redirect.as_ref().map(|x| Redirect {
                     uri: x.uri.clone(),

@@ -233,6 +233,7 @@ pub(super) fn http_route(
             expose_headers: c.expose_headers.clone(),
             max_age: c.max_age.map(|d| d.to_string()),
             allow_credentials: c.allow_credentials,
+            unmatched_preflights: c.unmatched_preflights,
         }),
     }
 }

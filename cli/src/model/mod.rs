@@ -385,8 +385,8 @@ pub struct RouteSpec {
     /// Header operations on the request forwarded and the response returned.
     #[serde(default)]
     pub headers: Option<HeaderOperations>,
-    /// Cross-origin requests (Istio's corsPolicy): Envoy's CORS filter answers
-    /// preflights and adds the response headers.
+    /// Cross-origin requests (Istio's corsPolicy): the cors stage answers preflights
+    /// and adds the response headers.
     #[serde(default)]
     pub cors_policy: Option<CorsPolicy>,
 }
@@ -408,6 +408,27 @@ pub struct CorsPolicy {
     pub max_age: Option<Duration>,
     #[serde(default)]
     pub allow_credentials: Option<bool>,
+    /// A preflight whose Origin the policy does not allow: forwarded upstream
+    /// (`FORWARD`, Istio's default) or answered with no CORS header (`IGNORE`).
+    #[serde(default)]
+    pub unmatched_preflights: Option<UnmatchedPreflights>,
+}
+
+/// Istio's `CorsPolicy.UnmatchedPreflights`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UnmatchedPreflights {
+    Forward,
+    Ignore,
+}
+
+impl UnmatchedPreflights {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forward => "FORWARD",
+            Self::Ignore => "IGNORE",
+        }
+    }
 }
 
 /// Istio's HTTPDirectResponse, with the body as a string.

@@ -321,3 +321,71 @@ pub fn validate_generated(
     }
     n
 }
+
+/// A Bookinfo mesh `wasmesh up` started: its state directory, gateway and Prometheus
+/// ports, and what up printed.
+pub struct Up {
+    pub dir: PathBuf,
+    pub gateway: u16,
+    pub prometheus: u16,
+    pub stdout: String,
+}
+
+/// `wasmesh up` (with `extra` flags) on Bookinfo in a state directory and on ports of
+/// its own (Prometheus too, when it runs), checked to have succeeded.
+pub fn up(label: &str, extra: &[&str]) -> Up {
+    let dir = std::env::temp_dir().join(format!("wasmesh-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // Room for Bookinfo's 7 instance blocks plus the gateway and Prometheus ports.
+    let base = wasmesh_integration::ports::free_range(80).unwrap();
+    let (gateway, prometheus) = (base + 75, base + 76);
+    let dir_s = dir.to_str().unwrap();
+    let (certs, base_s, gateway_s, prometheus_s) = (
+        format!("{dir_s}/certs"),
+        base.to_string(),
+        gateway.to_string(),
+        prometheus.to_string(),
+    );
+    let mut args = vec![
+        "up",
+        "--state-dir",
+        dir_s,
+        "--certs",
+        &certs,
+        "--port-base",
+        &base_s,
+        "--gateway-port",
+        &gateway_s,
+        "--prometheus-port",
+        &prometheus_s,
+    ];
+    args.extend_from_slice(extra);
+    let out = wasmesh(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("curl -s http://127.0.0.1:{gateway}/productpage")));
+    Up {
+        dir,
+        gateway,
+        prometheus,
+        stdout,
+    }
+}
+
+/// Takes the mesh down and its state directory away however the test ends.
+pub struct DownOnDrop<'a>(pub &'a str);
+
+impl Drop for DownOnDrop<'_> {
+    fn drop(&mut self) {
+        let down = wasmesh(&["down", "--state-dir", self.0]);
+        if down.status.success() {
+            let _ = std::fs::remove_dir_all(self.0);
+        } else {
+            eprintln!("down failed: {down:?}");
+        }
+    }
+}
