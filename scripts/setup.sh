@@ -43,12 +43,14 @@ ensure_envoy() {
 }
 
 # Optional Debian tools. Missing ones only cost features that say so when used
-# (wasm-opt: larger modules; wrk: no benchmarks; prometheus: the mesh runs without it).
+# (wasm-opt: larger modules; wrk: no benchmarks; prometheus: the mesh runs without it;
+# redis-server: the rate limit service's shared-counter tests fail loudly without it).
 ensure_debian_tools() {
   local missing=()
   command -v wasm-opt >/dev/null || missing+=(binaryen)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   [ ${#missing[@]} -eq 0 ] && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing from Debian: ${missing[*]}"

@@ -34,6 +34,8 @@ pub enum HarnessError {
     BadExport { name: &'static str, message: String },
     #[error("no pending http call with token {0}")]
     NoPendingCall(u32),
+    #[error("no pending unary gRPC call with token {0}")]
+    NoPendingGrpcCall(u32),
     #[error("http call {0} was cancelled: the stream that made it is finished")]
     CallCancelled(u32),
     #[error("no shared queue named {0}")]

@@ -7,8 +7,8 @@ use crate::module::Module;
 use crate::state::{ForeignFn, HostConfig, Shared, SharedState, StreamState};
 use crate::stream::Stream;
 use crate::types::{
-    property_key, CallState, ForeignCall, GrpcCall, HeaderMap, HttpCall, Incident, Level, LogEntry,
-    Metric, PropertyValue,
+    property_key, CallState, ForeignCall, GrpcCall, GrpcState, HeaderMap, HttpCall, Incident,
+    Level, LogEntry, Metric, PropertyValue,
 };
 use crate::vm::Vm;
 use crate::Status;
@@ -422,6 +422,86 @@ impl Host {
     pub fn grpc_calls(&self) -> Vec<GrpcCall> {
         self.shared().grpc_calls.clone()
     }
+    /// Unary gRPC calls still waiting for an answer.
+    pub fn pending_grpc_calls(&self) -> Vec<GrpcCall> {
+        self.shared()
+            .grpc_calls
+            .iter()
+            .filter(|c| !c.streaming && c.state == GrpcState::Open)
+            .cloned()
+            .collect()
+    }
+
+    /// Answers a pending unary gRPC call with status OK and `message` (the serialised
+    /// response): `proxy_on_grpc_receive` reaches the context that made the call, with
+    /// the message readable as `BufferType::GrpcReceiveBuffer`.
+    pub fn respond_grpc_call(&self, token: u32, message: &[u8]) -> Result<(), HarnessError> {
+        self.deliver_grpc(token, Ok(message.to_vec()), GrpcState::Answered)
+    }
+
+    /// Ends a pending unary gRPC call with a non-OK `status` (14 UNAVAILABLE, 4
+    /// DEADLINE_EXCEEDED...): `proxy_on_grpc_close`, as Envoy reports a failed call.
+    pub fn fail_grpc_call(&self, token: u32, status: u32) -> Result<(), HarnessError> {
+        self.deliver_grpc(token, Err(status), GrpcState::Failed(status))
+    }
+
+    fn deliver_grpc(
+        &self,
+        token: u32,
+        outcome: Result<Vec<u8>, u32>,
+        state: GrpcState,
+    ) -> Result<(), HarnessError> {
+        let (worker, ctx) = {
+            let mut shared = self.shared();
+            let call = shared
+                .grpc_calls
+                .iter_mut()
+                .find(|c| c.token == token && !c.streaming && c.state == GrpcState::Open)
+                .ok_or(HarnessError::NoPendingGrpcCall(token))?;
+            call.state = state;
+            (call.worker, call.context_id)
+        };
+        {
+            let mut vm = self.vm(worker);
+            let vm = &mut *vm;
+            let data = vm.store.data();
+            if ctx != data.root_context && !data.streams.contains_key(&ctx) {
+                self.mark_grpc(token, GrpcState::Cancelled);
+                return Err(HarnessError::CallCancelled(token));
+            }
+            let result = match outcome {
+                Ok(message) => {
+                    let size = message.len() as u32;
+                    vm.store.data_mut().grpc_receive = Some(message);
+                    let f = vm.ex.grpc_receive.clone();
+                    let r = vm.call(f, ctx, (ctx, token, size), "proxy_on_grpc_receive");
+                    vm.store.data_mut().grpc_receive = None;
+                    r
+                }
+                Err(status) => {
+                    let f = vm.ex.grpc_close.clone();
+                    vm.call(f, ctx, (ctx, token, status), "proxy_on_grpc_close")
+                }
+            };
+            match result {
+                Err(message) => vm.fail_stream(ctx, message),
+                Ok(_) => vm.encode_local_reply(ctx),
+            }
+        }
+        self.deliver_notifications();
+        Ok(())
+    }
+
+    fn mark_grpc(&self, token: u32, state: GrpcState) {
+        if let Some(c) = self
+            .shared()
+            .grpc_calls
+            .iter_mut()
+            .find(|c| c.token == token)
+        {
+            c.state = state;
+        }
+    }
     pub fn foreign_calls(&self) -> Vec<ForeignCall> {
         self.shared().foreign_calls.clone()
     }
@@ -523,9 +603,15 @@ impl Host {
 
     /// Envoy cancels a stream's outstanding calls when the stream is destroyed.
     pub(crate) fn cancel_calls_of(&self, worker: usize, ctx: u32) {
-        for c in self.shared().http_calls.iter_mut() {
+        let mut shared = self.shared();
+        for c in shared.http_calls.iter_mut() {
             if c.worker == worker && c.context_id == ctx && c.state == CallState::Pending {
                 c.state = CallState::Cancelled;
+            }
+        }
+        for c in shared.grpc_calls.iter_mut() {
+            if c.worker == worker && c.context_id == ctx && c.state == GrpcState::Open {
+                c.state = GrpcState::Cancelled;
             }
         }
     }
@@ -564,6 +650,11 @@ impl Host {
                     let _ = self.deliver_http_response(token, Some(response));
                     self.mark_call(token, CallState::TimedOut);
                 }
+                Event::GrpcTimeout(token) => {
+                    // Envoy's async gRPC client fails a call past its deadline with
+                    // DEADLINE_EXCEEDED, through proxy_on_grpc_close.
+                    let _ = self.deliver_grpc(token, Err(4), GrpcState::TimedOut);
+                }
             }
             self.deliver_notifications();
         }
@@ -591,10 +682,18 @@ impl Host {
                 }
             }
         }
-        for c in self.shared().http_calls.iter() {
+        let shared = self.shared();
+        for c in shared.http_calls.iter() {
             if let (CallState::Pending, Some(due)) = (c.state, c.deadline_ns) {
                 if due <= target && best.as_ref().is_none_or(|(b, _)| due < *b) {
                     best = Some((due, Event::Timeout(c.token)));
+                }
+            }
+        }
+        for c in shared.grpc_calls.iter() {
+            if let (GrpcState::Open, false, Some(due)) = (c.state, c.streaming, c.deadline_ns) {
+                if due <= target && best.as_ref().is_none_or(|(b, _)| due < *b) {
+                    best = Some((due, Event::GrpcTimeout(c.token)));
                 }
             }
         }
@@ -618,4 +717,5 @@ impl Host {
 enum Event {
     Tick(usize),
     Timeout(u32),
+    GrpcTimeout(u32),
 }

@@ -166,6 +166,8 @@ pub(crate) struct VmState {
     pub next_tick_ns: u64,
     /// Response of the http call being delivered (headers, body, trailers).
     pub call_response: Option<(HeaderMap, Vec<u8>, HeaderMap)>,
+    /// The gRPC message being delivered (`BufferType::GrpcReceiveBuffer`).
+    pub grpc_receive: Option<Vec<u8>>,
     /// Argument buffer for `proxy_on_foreign_function` (BufferType::CallData).
     pub call_data: Option<Vec<u8>>,
     pub rng: u64,

@@ -236,7 +236,9 @@ pub struct HttpCall {
     pub(crate) deadline_ns: Option<u64>,
 }
 
-/// A gRPC call or stream the filter opened (recorded only: the harness does not answer).
+/// A gRPC call or stream the filter opened. A unary call is answered by the test
+/// ([`crate::Host::respond_grpc_call`], [`crate::Host::fail_grpc_call`]) or times out
+/// as the clock advances; streams are recorded only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcCall {
     pub token: u32,
@@ -250,6 +252,9 @@ pub struct GrpcCall {
     pub messages: Vec<Vec<u8>>,
     pub streaming: bool,
     pub state: GrpcState,
+    /// The unary call's timeout (none when the filter passed 0).
+    pub timeout: Option<Duration>,
+    pub(crate) deadline_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +262,12 @@ pub enum GrpcState {
     Open,
     Cancelled,
     Closed,
+    /// A unary call answered with a message (`proxy_on_grpc_receive`).
+    Answered,
+    /// A unary call that ended with this non-OK status (`proxy_on_grpc_close`).
+    Failed(u32),
+    /// A unary call whose timeout passed: it failed with DEADLINE_EXCEEDED (4).
+    TimedOut,
 }
 
 /// A `proxy_call_foreign_function` the filter made.

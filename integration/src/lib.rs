@@ -29,6 +29,7 @@ pub mod http;
 pub mod localmesh;
 pub mod paths;
 pub mod ports;
+pub mod rls;
 pub mod scenarios;
 pub mod stats;
 pub mod tls;

@@ -39,7 +39,9 @@ pub use matcher::{MatchConfig, Matcher, Rules};
 pub use path::PathOptions;
 pub use props::{Properties, PropertySource, StaticProperties};
 pub use request::Request;
-pub use stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
+pub use stage::{
+    Callout, CalloutResult, Decision, GrpcCall, GrpcResult, LocalReply, LogView, Response, Stage,
+};
 
 /// Re-exported so `export_stage!` works without a direct dependency.
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,7 @@ use crate::body::{Body, BodyAction};
 use crate::config::{ConfigError, FromJson, Json};
 use crate::path::PathOptions;
 use crate::request::Request;
-use crate::stage::{CalloutResult, Decision, LogView, Response, Stage};
+use crate::stage::{CalloutResult, Decision, GrpcResult, LogView, Response, Stage};
 use std::any::Any;
 use std::marker::PhantomData;
 
@@ -29,6 +29,12 @@ pub trait AnyStage {
         req: &mut Request<'_>,
         stream: &mut dyn Any,
         result: CalloutResult,
+    ) -> Decision;
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut dyn Any,
+        result: GrpcResult,
     ) -> Decision;
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision;
     fn on_request_body(&self, body: &mut Body<'_>, stream: &mut dyn Any) -> BodyAction;
@@ -78,6 +84,16 @@ impl<S: Stage> AnyStage for Erased<S> {
     ) -> Decision {
         with_stream::<S, _>(stream, Decision::Continue, |s| {
             self.0.on_callout_response(req, s, result)
+        })
+    }
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut dyn Any,
+        result: GrpcResult,
+    ) -> Decision {
+        with_stream::<S, _>(stream, Decision::Continue, |s| {
+            self.0.on_grpc_response(req, s, result)
         })
     }
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut dyn Any) -> Decision {
@@ -255,6 +271,17 @@ impl<R: Registry> Stage for Pipeline<R> {
     ) -> Decision {
         self.resume(req, stream, |stage, req, s| {
             stage.on_callout_response(req, s, result)
+        })
+    }
+
+    fn on_grpc_response(
+        &self,
+        req: &mut Request<'_>,
+        stream: &mut PipelineStream,
+        result: GrpcResult,
+    ) -> Decision {
+        self.resume(req, stream, |stage, req, s| {
+            stage.on_grpc_response(req, s, result)
         })
     }
 

@@ -13,7 +13,9 @@ use crate::headers::{HeaderMap, HeaderOp};
 use crate::host::{self, BufferType, MapType};
 use crate::props::HostProperties;
 use crate::request::Request;
-use crate::stage::{Callout, CalloutResult, Decision, LocalReply, LogView, Response, Stage};
+use crate::stage::{
+    Callout, CalloutResult, Decision, GrpcCall, GrpcResult, LocalReply, LogView, Response, Stage,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::RefCell;
@@ -100,6 +102,15 @@ impl<S: Stage> Context for Root<S> {
             }
         }
     }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        let owner = self.timers.borrow_mut().grpc_calls.remove(&token);
+        if let Some(stream) = owner.and_then(|weak| weak.upgrade()) {
+            if host::set_effective_context(stream.id()).is_ok() {
+                stream.resume_after_grpc(grpc_result(status, size));
+            }
+        }
+    }
 }
 
 impl<S: Stage> RootContext for Root<S> {
@@ -166,6 +177,8 @@ struct Timers {
     /// Callouts dispatched while a stream was resumed from the root context's tick:
     /// proxy-wasm routes their answers to the root, which hands them on from here.
     callouts: HashMap<u32, Weak<dyn Resumable>>,
+    /// The same for gRPC calls.
+    grpc_calls: HashMap<u32, Weak<dyn Resumable>>,
 }
 
 impl Timers {
@@ -199,6 +212,7 @@ trait Resumable {
     fn id(&self) -> u32;
     fn resume_after_delay(self: Rc<Self>);
     fn resume_after_callout(self: Rc<Self>, result: CalloutResult);
+    fn resume_after_grpc(self: Rc<Self>, result: GrpcResult);
 }
 
 impl<S: Stage> Resumable for StreamShared<S> {
@@ -212,6 +226,10 @@ impl<S: Stage> Resumable for StreamShared<S> {
 
     fn resume_after_callout(self: Rc<Self>, result: CalloutResult) {
         self.resume_request(|stage, req, stream| stage.on_callout_response(req, stream, result));
+    }
+
+    fn resume_after_grpc(self: Rc<Self>, result: GrpcResult) {
+        self.resume_request(|stage, req, stream| stage.on_grpc_response(req, stream, result));
     }
 }
 
@@ -329,6 +347,20 @@ impl<S: Stage> StreamShared<S> {
                 }
                 Err(()) => self.run_request(|stage, req, stream| {
                     stage.on_callout_response(req, stream, CalloutResult::Failed)
+                }),
+            },
+            Decision::GrpcCall(call) => match dispatch_grpc(&call) {
+                Ok(token) => {
+                    if let Some(timers) = self.timers.upgrade() {
+                        timers
+                            .borrow_mut()
+                            .grpc_calls
+                            .insert(token, self.as_resumable());
+                    }
+                    Next::Paused
+                }
+                Err(()) => self.run_request(|stage, req, stream| {
+                    stage.on_grpc_response(req, stream, GrpcResult::Failed(GRPC_UNAVAILABLE))
                 }),
             },
         }
@@ -456,6 +488,39 @@ impl<S: Stage> StreamShared<S> {
     }
 }
 
+/// gRPC status UNAVAILABLE: what a call that could not even be dispatched reports.
+const GRPC_UNAVAILABLE: u32 = 14;
+
+/// Dispatches through proxy-wasm, as [`dispatch`] does, so that the answer reaches
+/// this stream's context (`on_grpc_call_response`).
+fn dispatch_grpc(call: &GrpcCall) -> Result<u32, ()> {
+    proxy_wasm::hostcalls::dispatch_grpc_call(
+        &call.cluster,
+        &call.service,
+        &call.method,
+        Vec::new(),
+        Some(&call.message),
+        call.timeout,
+    )
+    .map_err(|status| {
+        crate::warn!(
+            "gRPC call to cluster `{}` not dispatched: {status:?}",
+            call.cluster
+        )
+    })
+}
+
+/// Status 0 carries the message in the gRPC receive buffer; anything else is a failure.
+fn grpc_result(status: u32, size: usize) -> GrpcResult {
+    if status != 0 {
+        return GrpcResult::Failed(status);
+    }
+    match host::buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+        Ok(message) => GrpcResult::Message(message),
+        Err(_) => GrpcResult::Failed(GRPC_UNAVAILABLE),
+    }
+}
+
 /// Dispatches through proxy-wasm so that its dispatcher routes the response back to
 /// this stream's context.
 fn dispatch(callout: &Callout) -> Result<u32, ()> {
@@ -547,6 +612,15 @@ impl<S: Stage> Context for Http<S> {
         let result = callout_result(num_headers, body_size);
         self.shared
             .resume_request(|stage, req, stream| stage.on_callout_response(req, stream, result));
+    }
+
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(timers) = self.shared.timers.upgrade() {
+            timers.borrow_mut().grpc_calls.remove(&token);
+        }
+        let result = grpc_result(status, size);
+        self.shared
+            .resume_request(|stage, req, stream| stage.on_grpc_response(req, stream, result));
     }
 }
 

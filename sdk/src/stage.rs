@@ -27,6 +27,8 @@ pub enum Decision {
     /// the headers through [`Body::headers`]. Without a body (headers end the stream)
     /// it is `Continue`.
     WaitForBody,
+    /// Pause, make a unary gRPC call, and resume through [`Stage::on_grpc_response`].
+    GrpcCall(GrpcCall),
 }
 
 /// A response the filter answers itself.
@@ -76,6 +78,31 @@ pub struct Callout {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
+}
+
+/// A unary gRPC call to an Envoy cluster (Envoy's own gRPC client speaks HTTP/2 to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// Envoy cluster name. Envoy first tries to parse this as a serialised
+    /// `GrpcService`; a name that happens to parse would be misread, so names should
+    /// not start with a byte that is a valid length-delimited protobuf tag.
+    pub cluster: String,
+    /// Fully qualified service, e.g. `envoy.service.ratelimit.v3.RateLimitService`.
+    pub service: String,
+    pub method: String,
+    /// The serialised request message.
+    pub message: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// How a gRPC call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcResult {
+    /// Status OK and the serialised response message.
+    Message(Vec<u8>),
+    /// A non-OK gRPC status (4 is a timeout, 14 an unreachable service), or a call
+    /// that could not be dispatched (reported as 14, UNAVAILABLE).
+    Failed(u32),
 }
 
 /// How a callout ended.
@@ -178,6 +205,16 @@ pub trait Stage: Sized + 'static {
         _req: &mut Request<'_>,
         _stream: &mut Self::Stream,
         _result: CalloutResult,
+    ) -> Decision {
+        Decision::Continue
+    }
+
+    /// Called with the outcome of a [`Decision::GrpcCall`].
+    fn on_grpc_response(
+        &self,
+        _req: &mut Request<'_>,
+        _stream: &mut Self::Stream,
+        _result: GrpcResult,
     ) -> Decision {
         Decision::Continue
     }

@@ -25,8 +25,12 @@ use wasmesh_sdk::headers::{HeaderMap, HeaderOp};
 use wasmesh_sdk::pipeline::AnyStage;
 use wasmesh_sdk::PropertySource;
 use wasmesh_sdk::{
-    Callout, CalloutResult, ConfigError, Decision, LocalReply, LogView, Request, Response,
+    Callout, CalloutResult, ConfigError, Decision, GrpcResult, LocalReply, LogView, Request,
+    Response,
 };
+
+/// gRPC status UNIMPLEMENTED, what a gRPC call reports in the native module.
+const GRPC_UNIMPLEMENTED: u32 = 12;
 
 /// Which header map a host call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +296,19 @@ impl Filter {
                 }
                 self.run_request(host, |stage, req, stream| {
                     stage.on_callout_response(req, stream, CalloutResult::Failed)
+                })
+            }
+            // The dynamic-module ABI this module is built on has no gRPC client yet: the
+            // call fails as UNIMPLEMENTED and the stage's failure mode decides (the
+            // generator keeps global rate limits off the native target).
+            Decision::GrpcCall(call) => {
+                let stage = self.stage.name();
+                eprintln!(
+                    "wasmesh-native: {stage}: gRPC call to `{}` unsupported in the native module",
+                    call.cluster
+                );
+                self.run_request(host, |stage, req, stream| {
+                    stage.on_grpc_response(req, stream, GrpcResult::Failed(GRPC_UNIMPLEMENTED))
                 })
             }
         }

@@ -43,6 +43,8 @@ pub struct Config {
     /// `forward_payload_header`), for `jwt_claim:` key parts.
     pub jwt_payload_header: String,
     pub path_normalization: PathOptions,
+    /// The Envoy rate limit service that `global` rules ask.
+    pub rate_limit_service: Option<RateLimitServiceConfig>,
 }
 
 impl Default for Config {
@@ -61,6 +63,36 @@ impl Default for Config {
             on_table_full: OnTableFull::OverflowBucket,
             jwt_payload_header: "x-jwt-payload".into(),
             path_normalization: PathOptions::default(),
+            rate_limit_service: None,
+        }
+    }
+}
+
+/// Where and how `global` rules ask `envoy.service.ratelimit.v3.RateLimitService`
+/// (field names as in Envoy's `envoy.filters.http.ratelimit`).
+#[derive(Debug, FromJson)]
+#[config(default, deny_unknown_fields)]
+pub struct RateLimitServiceConfig {
+    /// The Envoy cluster (HTTP/2) the service is reached through.
+    pub cluster: String,
+    /// The service's domain; defaults to the filter's `domain`.
+    pub domain: Option<String>,
+    /// How long a request waits for the answer (Envoy's default: 20ms).
+    pub timeout: String,
+    /// Refuse requests when the service fails or times out (else let them through).
+    pub failure_mode_deny: bool,
+    /// The status of a request refused because the service failed.
+    pub failure_status: u16,
+}
+
+impl Default for RateLimitServiceConfig {
+    fn default() -> Self {
+        Self {
+            cluster: String::new(),
+            domain: None,
+            timeout: "20ms".into(),
+            failure_mode_deny: false,
+            failure_status: 500,
         }
     }
 }
@@ -112,6 +144,9 @@ pub struct RuleConfig {
     pub token_bucket: Option<TokenBucketConfig>,
     pub shadow: Option<bool>,
     pub max_keys: Option<u32>,
+    /// Ask the rate limit service instead of a local bucket: the rule's key parts
+    /// become one descriptor, and the service holds the limit for every Envoy.
+    pub global: bool,
 }
 
 // ---- runtime ----
@@ -127,14 +162,33 @@ pub struct RateLimitConfig {
     pub xff_num_trusted_hops: u32,
     pub jwt_payload_header: String,
     pub path_options: PathOptions,
+    /// Set when any rule is global.
+    pub service: Option<RateLimitService>,
+}
+
+#[derive(Debug)]
+pub struct RateLimitService {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout: std::time::Duration,
+    pub failure_mode_deny: bool,
+    pub failure_status: u16,
+}
+
+/// Where a rule's limit lives.
+#[derive(Debug)]
+pub enum RuleLimit {
+    /// A token bucket per key in shared data (exact per Envoy).
+    Local { table: Table, overflow: Table },
+    /// The rate limit service's counter for the rule's descriptor.
+    Global,
 }
 
 #[derive(Debug)]
 pub struct Rule {
     pub name: String,
     pub key: KeySpec,
-    pub table: Table,
-    pub overflow: Table,
+    pub limit: RuleLimit,
     pub shadow: bool,
 }
 
@@ -156,7 +210,20 @@ impl Config {
             .as_ref()
             .map(|b| b.validate().map_err(|e| e.within("token_bucket")))
             .transpose()?;
+        let service = self
+            .rate_limit_service
+            .map(|s| s.validate(&self.domain))
+            .transpose()
+            .map_err(|e| e.within("rate_limit_service"))?;
         let mut rule_configs = self.rules;
+        if let Some(i) = rule_configs.iter().position(|r| r.global) {
+            if service.is_none() {
+                return Err(ConfigError::at(
+                    format!("rules[{i}].global"),
+                    "a global rule needs `rate_limit_service`",
+                ));
+            }
+        }
         if rule_configs.is_empty() {
             if default_limit.is_none() {
                 return Err(ConfigError::at(
@@ -189,6 +256,7 @@ impl Config {
             xff_num_trusted_hops: self.xff_num_trusted_hops,
             jwt_payload_header: self.jwt_payload_header,
             path_options: self.path_normalization,
+            service,
         })
     }
 }
@@ -202,14 +270,6 @@ impl RuleConfig {
         default_max_keys: u32,
     ) -> Result<Rule, ConfigError> {
         names::rule_name(&self.name).map_err(|e| e.within("name"))?;
-        let limit = match &self.token_bucket {
-            Some(b) => b.validate().map_err(|e| e.within("token_bucket"))?,
-            None => default_limit.ok_or_else(|| {
-                ConfigError::at("token_bucket", "missing: set it here or at the top level")
-            })?,
-        };
-        let slots = max_keys(self.max_keys.unwrap_or(default_max_keys))
-            .map_err(|e| e.within("max_keys"))?;
         let templates = validate_list("path_templates", &self.path_templates, |t| {
             Template::parse(t).map(|parsed| (t.clone(), parsed))
         })?;
@@ -220,6 +280,34 @@ impl RuleConfig {
                 "the `path_template` key part needs at least one template",
             ));
         }
+        let key = KeySpec { parts, templates };
+        let shadow = self.shadow.unwrap_or(shadow);
+        if self.global {
+            // The service holds the limit: a bucket or table here would be ignored.
+            if self.token_bucket.is_some() {
+                return Err(ConfigError::at(
+                    "token_bucket",
+                    "a global rule's limit is set in the rate limit service",
+                ));
+            }
+            if self.max_keys.is_some() {
+                return Err(ConfigError::at("max_keys", "not used by a global rule"));
+            }
+            return Ok(Rule {
+                name: self.name.clone(),
+                key,
+                limit: RuleLimit::Global,
+                shadow,
+            });
+        }
+        let limit = match &self.token_bucket {
+            Some(b) => b.validate().map_err(|e| e.within("token_bucket"))?,
+            None => default_limit.ok_or_else(|| {
+                ConfigError::at("token_bucket", "missing: set it here or at the top level")
+            })?,
+        };
+        let slots = max_keys(self.max_keys.unwrap_or(default_max_keys))
+            .map_err(|e| e.within("max_keys"))?;
         let table = Table {
             prefix: wasmesh_sdk::shared::key("ratelimit", &format!("{domain}/{}", self.name)),
             slots,
@@ -227,10 +315,43 @@ impl RuleConfig {
         };
         Ok(Rule {
             name: self.name.clone(),
-            key: KeySpec { parts, templates },
-            overflow: table.overflow(),
-            table,
-            shadow: self.shadow.unwrap_or(shadow),
+            key,
+            limit: RuleLimit::Local {
+                overflow: table.overflow(),
+                table,
+            },
+            shadow,
+        })
+    }
+}
+
+impl RateLimitServiceConfig {
+    fn validate(self, filter_domain: &str) -> Result<RateLimitService, ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::at(
+                "cluster",
+                "name the Envoy cluster of the service",
+            ));
+        }
+        let domain = self.domain.unwrap_or_else(|| filter_domain.to_string());
+        if domain.is_empty() {
+            return Err(ConfigError::at("domain", "must not be empty"));
+        }
+        let timeout_ns =
+            wasmesh_sdk::duration::parse_nanos(&self.timeout).map_err(|e| e.within("timeout"))?;
+        // Envoy takes the timeout in whole milliseconds; zero would mean "none".
+        if !(1_000_000..=60_000_000_000).contains(&timeout_ns) {
+            return Err(ConfigError::at("timeout", "must be 1ms-60s"));
+        }
+        if !(400..=599).contains(&self.failure_status) {
+            return Err(ConfigError::at("failure_status", "must be 400-599"));
+        }
+        Ok(RateLimitService {
+            cluster: self.cluster,
+            domain,
+            timeout: std::time::Duration::from_nanos(timeout_ns),
+            failure_mode_deny: self.failure_mode_deny,
+            failure_status: self.failure_status,
         })
     }
 }

@@ -78,11 +78,37 @@ impl KeyPart {
     }
 }
 
+impl KeyPart {
+    /// The descriptor entry key a global rule sends for this part: Envoy's action
+    /// names where Envoy has one (`remote_address`), else the part as written.
+    pub fn descriptor_key(&self) -> String {
+        match self {
+            KeyPart::ClientIp => "remote_address".into(),
+            KeyPart::Header(name) => format!("header:{name}"),
+            KeyPart::Path => "path".into(),
+            KeyPart::PathTemplate => "path_template".into(),
+            KeyPart::RouteName => "route_name".into(),
+            KeyPart::Method => "method".into(),
+            KeyPart::Host => "host".into(),
+            KeyPart::JwtClaim(claim) => format!("jwt_claim:{claim}"),
+        }
+    }
+}
+
 impl KeySpec {
     /// The request's key under this spec.
     pub fn build(&self, req: &Request<'_>, ctx: &KeyContext<'_>) -> String {
         let mut key = String::new();
+        for value in self.values(req, ctx) {
+            let _ = write!(key, "{}:{value};", value.len());
+        }
+        key
+    }
+
+    /// Each part's value for the request, in order (a missing value is empty).
+    pub fn values(&self, req: &Request<'_>, ctx: &KeyContext<'_>) -> Vec<String> {
         let mut claims: Option<HashMap<String, String>> = None;
+        let mut values = Vec::with_capacity(self.parts.len());
         for part in &self.parts {
             let value: String = match part {
                 KeyPart::ClientIp => client_ip(
@@ -112,9 +138,9 @@ impl KeySpec {
                     .cloned()
                     .unwrap_or_default(),
             };
-            let _ = write!(key, "{}:{value};", value.len());
+            values.push(value);
         }
-        key
+        values
     }
 }
 

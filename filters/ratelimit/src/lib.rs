@@ -5,7 +5,9 @@
 
 pub mod bucket;
 pub mod config;
+pub mod global;
 pub mod key;
+pub mod rls;
 pub mod stage;
 pub mod store;
 pub mod table;

@@ -1,14 +1,20 @@
 //! The rate-limit stage: every matching rule takes a token from its key's bucket, in
 //! config order; the first rule that is out of tokens answers 429 (or, in shadow
 //! mode, is only counted). Later rules are not charged for a request already refused.
+//! Global rules are asked of the rate limit service after the local ones allowed the
+//! request, in one call for all of them (see [`crate::global`]).
 
 use crate::bucket::Verdict;
-use crate::config::{Config, OnTableFull, RateLimitConfig, Rule};
+use crate::config::{Config, OnTableFull, RateLimitConfig, Rule, RuleLimit};
+use crate::global::{self, Answer};
 use crate::key::KeyContext;
+use crate::rls::DescriptorStatus;
 use crate::store::{HostStore, Store};
-use crate::table::{Take, TakeError};
+use crate::table::{Table, Take, TakeError};
 use wasmesh_sdk::metrics::Counter;
-use wasmesh_sdk::{ConfigError, Decision, LocalReply, PathOptions, Request, Response, Stage};
+use wasmesh_sdk::{
+    ConfigError, Decision, GrpcResult, LocalReply, PathOptions, Request, Response, Stage,
+};
 
 pub struct RateLimitStage<S: Store = HostStore> {
     cfg: RateLimitConfig,
@@ -18,12 +24,17 @@ pub struct RateLimitStage<S: Store = HostStore> {
     shadow_limited: Counter,
     table_full: Counter,
     errors: Counter,
+    /// Global rules' outcomes, labelled `rule` and `decision` (ok, over_limit,
+    /// shadow_over_limit, error).
+    global: Counter,
 }
 
-/// Per request: the draft-03 headers to add to the response of an allowed request.
+/// Per request: the draft-03 headers to add to the response of an allowed request,
+/// and the global rules asked about (indices into the rules, in descriptor order).
 #[derive(Debug, Default)]
 pub struct Stream {
     headers: Option<RateHeaders>,
+    asked: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +51,15 @@ impl<S: Store> RateLimitStage<S> {
 
     /// One rule's verdict, or None when the rule does not apply after all (the store
     /// failed, or the table is full and the policy lets the request through).
-    fn verdict(&self, rule: &Rule, key: &str, now: u64) -> Option<Verdict> {
+    fn verdict(
+        &self,
+        rule: &Rule,
+        (table, overflow): (&Table, &Table),
+        key: &str,
+        now: u64,
+    ) -> Option<Verdict> {
         let label = [rule.name.as_str()];
-        let taken = match rule.table.take(&self.store, key, now) {
+        let taken = match table.take(&self.store, key, now) {
             Ok(Take::TableFull) => {
                 self.table_full.inc(&label);
                 match self.cfg.on_table_full {
@@ -51,10 +68,10 @@ impl<S: Store> RateLimitStage<S> {
                         return Some(Verdict {
                             allowed: false,
                             remaining: 0,
-                            reset_ns: rule.table.limit.fill_interval_ns,
+                            reset_ns: table.limit.fill_interval_ns,
                         })
                     }
-                    OnTableFull::OverflowBucket => rule.overflow.take(&self.store, "", now),
+                    OnTableFull::OverflowBucket => overflow.take(&self.store, "", now),
                 }
             }
             other => other,
@@ -86,28 +103,100 @@ impl<S: Store> RateLimitStage<S> {
         }
     }
 
-    fn reply(&self, rule: &Rule, v: &Verdict) -> LocalReply {
+    /// The 429: `limit` and `reset_s` for the draft-03 headers, when known.
+    fn reply(&self, limit: Option<u64>, reset_s: Option<u64>) -> LocalReply {
         let mut reply = LocalReply::new(self.cfg.status, self.cfg.body.as_bytes())
             .header("x-envoy-ratelimited", "true")
             .details("wasmesh_ratelimited");
         if !self.cfg.body.is_empty() {
             reply = reply.header("content-type", "text/plain");
         }
-        let reset_s = ceil_seconds(v.reset_ns);
-        if self.cfg.retry_after {
+        if let (true, Some(reset_s)) = (self.cfg.retry_after, reset_s) {
             reply = reply.header("retry-after", &reset_s.to_string());
         }
-        if self.cfg.x_ratelimit_headers {
+        if let (true, Some(limit)) = (self.cfg.x_ratelimit_headers, limit) {
             reply = reply
-                .header(
-                    "x-ratelimit-limit",
-                    &rule.table.limit.max_tokens.to_string(),
-                )
-                .header("x-ratelimit-remaining", "0")
-                .header("x-ratelimit-reset", &reset_s.to_string());
+                .header("x-ratelimit-limit", &limit.to_string())
+                .header("x-ratelimit-remaining", "0");
+            if let Some(reset_s) = reset_s {
+                reply = reply.header("x-ratelimit-reset", &reset_s.to_string());
+            }
         }
         reply
     }
+
+    fn global_rule(&self, index: usize) -> Option<&Rule> {
+        self.cfg.rules.iter().nth(index)
+    }
+
+    /// Applies the rate limit service's answer to the request that asked.
+    fn apply_answer(&self, stream: &mut Stream, result: GrpcResult) -> Decision {
+        let asked = std::mem::take(&mut stream.asked);
+        let rules: Vec<&Rule> = asked.iter().filter_map(|&i| self.global_rule(i)).collect();
+        let shadow: Vec<bool> = rules.iter().map(|r| r.shadow).collect();
+        let count = |rule: &Rule, decision: &str| {
+            self.global.inc(&[rule.name.as_str(), decision]);
+        };
+        match global::interpret(result, &shadow) {
+            Answer::Allowed(statuses) => {
+                for (rule, status) in rules.iter().zip(&statuses) {
+                    let over = status
+                        .as_ref()
+                        .is_some_and(|s| s.code == crate::rls::Code::OverLimit);
+                    count(rule, if over { "shadow_over_limit" } else { "ok" });
+                    if let Some(h) = status.as_ref().and_then(rate_headers) {
+                        if stream.headers.is_none_or(|old| h.remaining < old.remaining) {
+                            stream.headers = Some(h);
+                        }
+                    }
+                }
+                Decision::Continue
+            }
+            Answer::OverLimit(i, status) => {
+                if let Some(rule) = rules.get(i) {
+                    count(rule, "over_limit");
+                }
+                let limit = status.as_ref().and_then(|s| s.limit).map(u64::from);
+                let reset_s = status.as_ref().and_then(|s| s.reset_s);
+                Decision::Reply(self.reply(limit, reset_s))
+            }
+            Answer::Failed(why) => {
+                for rule in &rules {
+                    count(rule, "error");
+                }
+                let Some(service) = &self.cfg.service else {
+                    return Decision::Continue;
+                };
+                wasmesh_sdk::warn!(
+                    "rate limit service `{}` failed ({why}): request {}",
+                    service.cluster,
+                    if service.failure_mode_deny {
+                        "refused"
+                    } else {
+                        "allowed"
+                    }
+                );
+                if service.failure_mode_deny {
+                    Decision::Reply(
+                        LocalReply::new(service.failure_status, "rate limit service unavailable\n")
+                            .header("content-type", "text/plain")
+                            .details("wasmesh_ratelimit_service_failed"),
+                    )
+                } else {
+                    Decision::Continue
+                }
+            }
+        }
+    }
+}
+
+/// The draft-03 headers a service status gives, when it carries a limit.
+fn rate_headers(s: &DescriptorStatus) -> Option<RateHeaders> {
+    Some(RateHeaders {
+        limit: u64::from(s.limit?),
+        remaining: u64::from(s.limit_remaining),
+        reset_s: s.reset_s.unwrap_or(0),
+    })
 }
 
 /// Whole seconds, rounded up: a client that waits this long finds a token.
@@ -130,6 +219,10 @@ impl<S: Store + Default + 'static> Stage for RateLimitStage<S> {
             shadow_limited: Counter::new("wasmesh_ratelimit_shadow_limited_total", &label),
             table_full: Counter::new("wasmesh_ratelimit_table_full_total", &label),
             errors: Counter::new("wasmesh_ratelimit_errors_total", &label),
+            global: Counter::new(
+                "wasmesh_ratelimit_global_decisions_total",
+                &["rule", "decision"],
+            ),
         })
     }
 
@@ -143,17 +236,27 @@ impl<S: Store + Default + 'static> Stage for RateLimitStage<S> {
             jwt_payload_header: &self.cfg.jwt_payload_header,
         };
         let mut now = None;
-        for (_, rule) in self.cfg.rules.all_matches(req) {
+        let mut descriptors = Vec::new();
+        stream.asked.clear();
+        for (index, rule) in self.cfg.rules.all_matches(req) {
+            let (table, overflow) = match &rule.limit {
+                RuleLimit::Local { table, overflow } => (table, overflow),
+                RuleLimit::Global => {
+                    descriptors.push(global::descriptor(rule, req, &ctx));
+                    stream.asked.push(index);
+                    continue;
+                }
+            };
             let key = rule.key.build(req, &ctx);
             let now = *now.get_or_insert_with(|| self.store.now_ns());
-            let Some(v) = self.verdict(rule, &key, now) else {
+            let Some(v) = self.verdict(rule, (table, overflow), &key, now) else {
                 continue;
             };
             let label = [rule.name.as_str()];
             if v.allowed {
                 self.allowed.inc(&label);
                 let h = RateHeaders {
-                    limit: rule.table.limit.max_tokens,
+                    limit: table.limit.max_tokens,
                     remaining: v.remaining,
                     reset_s: ceil_seconds(v.reset_ns),
                 };
@@ -165,10 +268,23 @@ impl<S: Store + Default + 'static> Stage for RateLimitStage<S> {
                 self.shadow_limited.inc(&label);
             } else {
                 self.limited.inc(&label);
-                return Decision::Reply(self.reply(rule, &v));
+                let reset_s = ceil_seconds(v.reset_ns);
+                return Decision::Reply(self.reply(Some(table.limit.max_tokens), Some(reset_s)));
             }
         }
-        Decision::Continue
+        match (&self.cfg.service, descriptors.is_empty()) {
+            (Some(service), false) => Decision::GrpcCall(global::call(service, descriptors)),
+            _ => Decision::Continue,
+        }
+    }
+
+    fn on_grpc_response(
+        &self,
+        _req: &mut Request<'_>,
+        stream: &mut Stream,
+        result: GrpcResult,
+    ) -> Decision {
+        self.apply_answer(stream, result)
     }
 
     fn on_response(&self, resp: &mut Response<'_>, stream: &mut Stream) -> Decision {
@@ -375,6 +491,217 @@ mod tests {
         s.store().lose_next_writes(u32::MAX);
         let p = StaticProperties::new();
         assert!((0..3).all(|_| status(&run(&s, &p, &[]).0) == 200));
+    }
+
+    const GLOBAL: &str = r#"{"domain":"mesh","xff_num_trusted_hops":1,
+        "rate_limit_service":{"cluster":"wasmesh_rls","timeout":"50ms"},
+        "rules":[{"name":"per-user","global":true,"key":["header:x-user","client_ip","path"]},
+                 {"name":"all","global":true,"shadow":true}]}"#;
+
+    fn answer(
+        s: &RateLimitStage<MemoryStore>,
+        stream: &mut Stream,
+        overall: crate::rls::Code,
+        statuses: Vec<DescriptorStatus>,
+    ) -> Decision {
+        let msg = crate::rls::RateLimitResponse {
+            overall_code: overall,
+            statuses,
+        }
+        .encode();
+        let p = StaticProperties::new();
+        let mut req = Request::new(HeaderMap::default(), &p, s.path_options());
+        s.on_grpc_response(&mut req, stream, GrpcResult::Message(msg))
+    }
+
+    #[test]
+    fn global_rules_send_one_call_with_a_descriptor_each() {
+        let s = stage(GLOBAL);
+        let p = StaticProperties::new().with("source.address", "10.0.0.9:4000");
+        let (d, stream) = run(
+            &s,
+            &p,
+            &[
+                (":path", "/a/../api//x?q=1"),
+                ("x-user", "ann"),
+                ("x-forwarded-for", "1.2.3.4, 5.6.7.8"),
+            ],
+        );
+        let Decision::GrpcCall(call) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(
+            (
+                call.cluster.as_str(),
+                call.service.as_str(),
+                call.method.as_str()
+            ),
+            ("wasmesh_rls", global::SERVICE, "ShouldRateLimit")
+        );
+        assert_eq!(call.timeout, std::time::Duration::from_millis(50));
+        let sent = crate::rls::RateLimitRequest::decode(&call.message).unwrap();
+        let e = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(sent.domain, "mesh");
+        assert_eq!(sent.hits_addend, 1);
+        assert_eq!(
+            sent.descriptors,
+            [
+                vec![
+                    e("generic_key", "per-user"),
+                    e("header:x-user", "ann"),
+                    // One trusted hop: the entry before the last.
+                    e("remote_address", "5.6.7.8"),
+                    e("path", "/api/x"),
+                ],
+                vec![e("generic_key", "all")],
+            ]
+        );
+        assert_eq!(stream.asked, [0, 1]);
+    }
+
+    #[test]
+    fn global_answers_become_decisions() {
+        use crate::rls::Code;
+        let s = stage(GLOBAL);
+        let st = |code, limit, remaining| DescriptorStatus {
+            code,
+            limit: Some(limit),
+            unit: 2,
+            limit_remaining: remaining,
+            reset_s: Some(30),
+        };
+        let p = StaticProperties::new();
+        // OK: continue, and the response carries the tighter rule's headers.
+        let (_, mut stream) = run(&s, &p, &[]);
+        let d = answer(
+            &s,
+            &mut stream,
+            Code::Ok,
+            vec![st(Code::Ok, 10, 7), st(Code::Ok, 100, 50)],
+        );
+        assert_eq!(d, Decision::Continue);
+        assert_eq!(
+            stream.headers,
+            Some(RateHeaders {
+                limit: 10,
+                remaining: 7,
+                reset_s: 30
+            })
+        );
+        // Over the limit in the enforcing rule: 429 with the service's numbers.
+        let (_, mut stream) = run(&s, &p, &[]);
+        let d = answer(
+            &s,
+            &mut stream,
+            Code::OverLimit,
+            vec![st(Code::OverLimit, 10, 0), st(Code::Ok, 100, 9)],
+        );
+        let Decision::Reply(r) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(r.status, 429);
+        assert!(r
+            .headers
+            .contains(&("x-ratelimit-limit".into(), "10".into())));
+        assert!(r
+            .headers
+            .contains(&("x-ratelimit-reset".into(), "30".into())));
+        assert!(r.headers.contains(&("retry-after".into(), "30".into())));
+        // Over the limit only in the shadow rule: allowed.
+        let (_, mut stream) = run(&s, &p, &[]);
+        let d = answer(
+            &s,
+            &mut stream,
+            Code::OverLimit,
+            vec![st(Code::Ok, 10, 1), st(Code::OverLimit, 100, 0)],
+        );
+        assert_eq!(d, Decision::Continue);
+    }
+
+    #[test]
+    fn global_failure_modes() {
+        let p = StaticProperties::new();
+        let open = stage(GLOBAL);
+        let (_, mut stream) = run(&open, &p, &[]);
+        let mut req = Request::new(HeaderMap::default(), &p, open.path_options());
+        assert_eq!(
+            open.on_grpc_response(&mut req, &mut stream, GrpcResult::Failed(4)),
+            Decision::Continue
+        );
+        let closed = stage(&GLOBAL.replace(
+            r#""timeout":"50ms""#,
+            r#""timeout":"50ms","failure_mode_deny":true,"failure_status":503"#,
+        ));
+        for result in [GrpcResult::Failed(14), GrpcResult::Message(vec![0xff])] {
+            let (_, mut stream) = run(&closed, &p, &[]);
+            let d = closed.on_grpc_response(&mut req, &mut stream, result);
+            assert!(
+                matches!(d, Decision::Reply(ref r) if r.status == 503),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_rules_refuse_before_the_service_is_asked() {
+        let s = stage(
+            r#"{"rate_limit_service":{"cluster":"rls"},
+                "rules":[{"name":"local","token_bucket":{"max_tokens":1,"fill_interval":"1s"}},
+                         {"name":"g","global":true}]}"#,
+        );
+        let p = StaticProperties::new();
+        assert!(matches!(run(&s, &p, &[]).0, Decision::GrpcCall(_)));
+        assert_eq!(status(&run(&s, &p, &[]).0), 429);
+    }
+
+    #[test]
+    fn malformed_global_config_names_the_field() {
+        let cases = [
+            (
+                r#"{"rules":[{"name":"g","global":true}]}"#,
+                "rules[0].global: a global rule needs `rate_limit_service`",
+            ),
+            (
+                r#"{"rate_limit_service":{},"rules":[{"name":"g","global":true}]}"#,
+                "rate_limit_service.cluster",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c","timeout":"0s"},"rules":[{"name":"g","global":true}]}"#,
+                "rate_limit_service.timeout",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c","timeout":"soon"},"rules":[{"name":"g","global":true}]}"#,
+                "rate_limit_service.timeout",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c","failure_status":200},"rules":[{"name":"g","global":true}]}"#,
+                "rate_limit_service.failure_status",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c","domain":""},"rules":[{"name":"g","global":true}]}"#,
+                "rate_limit_service.domain",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c","grpc":1},"rules":[{"name":"g","global":true}]}"#,
+                "unknown field `grpc`",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c"},"rules":[{"name":"g","global":true,"token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}"#,
+                "rules[0].token_bucket",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c"},"rules":[{"name":"g","global":true,"max_keys":3}]}"#,
+                "rules[0].max_keys",
+            ),
+            (
+                r#"{"rate_limit_service":{"cluster":"c"},"rules":[{"name":"g","global":true,"key":["bogus"]}]}"#,
+                "rules[0].key[0]",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = build_err(json);
+            assert!(err.contains(want), "{json}\n  got: {err}\n  want: {want}");
+        }
     }
 
     #[test]

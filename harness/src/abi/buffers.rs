@@ -18,7 +18,8 @@ fn with_buffer<R>(
                 .filter(|st| st.body_live[dir])
                 .map(|st| f(&st.bodies[dir]))
         }
-        2 | 3 | 5 => None,
+        2 | 3 => None,
+        5 => s.grpc_receive.as_deref().map(f),
         4 => s.call_response.as_ref().map(|r| f(&r.1)),
         6 => Some(f(&s.config.vm_config)),
         // Envoy exposes the plugin configuration only while on_configure runs.

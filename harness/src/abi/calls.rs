@@ -1,5 +1,5 @@
-//! Outgoing calls: `proxy_http_call` (recorded; the test answers or fails it) and the gRPC
-//! calls (recorded and tracked; the harness does not answer them).
+//! Outgoing calls: `proxy_http_call` and the unary `proxy_grpc_call` (recorded; the test
+//! answers or fails them, or they time out) and gRPC streams (recorded and tracked).
 
 use super::{finish, pairs, read, read_string, write_u32, Defs, Fail, HostResult, C};
 use crate::types::{CallState, GrpcCall, GrpcState, HeaderMap, HttpCall};
@@ -43,7 +43,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
          hl: u32,
          msg: u32,
          msg_len: u32,
-         _timeout: u32,
+         timeout: u32,
          token_ptr: u32| {
             finish((|| {
                 let call = (
@@ -53,7 +53,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
                     pairs::decode(&read(&c, hp, hl)?)?,
                 );
                 let message = read(&c, msg, msg_len)?;
-                let token = grpc_open(&mut c, call, Some(message))?;
+                let token = grpc_open(&mut c, call, Some(message), timeout)?;
                 write_u32(&mut c, token_ptr, token)
             })())
         },
@@ -77,7 +77,7 @@ pub(crate) fn define(d: &mut Defs<'_>) -> wasmtime::Result<()> {
                     read_string(&c, mp, ml)?,
                     pairs::decode(&read(&c, hp, hl)?)?,
                 );
-                let token = grpc_open(&mut c, call, None)?;
+                let token = grpc_open(&mut c, call, None, 0)?;
                 write_u32(&mut c, token_ptr, token)
             })())
         },
@@ -159,15 +159,22 @@ fn http_call(
 
 type GrpcTarget = (String, String, String, Vec<(String, Vec<u8>)>);
 
-fn grpc_open(c: &mut C<'_>, target: GrpcTarget, message: Option<Vec<u8>>) -> Result<u32, Fail> {
+fn grpc_open(
+    c: &mut C<'_>,
+    target: GrpcTarget,
+    message: Option<Vec<u8>>,
+    timeout_ms: u32,
+) -> Result<u32, Fail> {
     let s = c.data();
     let (cluster, service, method, metadata) = target;
     if !s.config.clusters.is_empty() && !s.config.clusters.contains(&cluster) {
         // Envoy answers an unknown cluster with ParseFailure here (an 0.1.x compatibility).
         return Err(Status::ParseFailure.into());
     }
+    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
     let mut shared = s.shared.lock();
     let token = shared.next_token();
+    let deadline_ns = timeout.map(|t| shared.monotonic_ns + t.as_nanos() as u64);
     shared.grpc_calls.push(GrpcCall {
         token,
         worker: s.worker,
@@ -179,6 +186,8 @@ fn grpc_open(c: &mut C<'_>, target: GrpcTarget, message: Option<Vec<u8>>) -> Res
         streaming: message.is_none(),
         messages: message.into_iter().collect(),
         state: GrpcState::Open,
+        timeout,
+        deadline_ns,
     });
     Ok(token)
 }

@@ -75,6 +75,7 @@ pub enum BufferType {
     VmConfiguration = 6,
     PluginConfiguration = 7,
     HttpCallResponseBody = 4,
+    GrpcReceiveBuffer = 5,
 }
 
 /// Log levels as the ABI numbers them.

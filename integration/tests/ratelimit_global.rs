@@ -1,0 +1,245 @@
+//! Global rate limits in real Envoy 1.40 against the real rate limit service: one
+//! limit shared by two Envoys is exact across both, the service going away gives the
+//! configured failure mode without a hang, and a changed limit applies on reload.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use wasmesh_harness::build::wasm_module;
+use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
+use wasmesh_integration::envoy::Envoy;
+use wasmesh_integration::http;
+use wasmesh_integration::{ports, rls};
+
+fn limit_yaml(n: u32) -> String {
+    format!(
+        "domain: mesh\ndescriptors:\n  - key: generic_key\n    value: shared\n    rate_limit: {{unit: hour, requests_per_unit: {n}}}\n"
+    )
+}
+
+fn filter_config(deny: bool) -> Value {
+    json!({
+        "domain": "mesh",
+        "rate_limit_service": {"cluster": rls::CLUSTER, "timeout": "500ms", "failure_mode_deny": deny},
+        "rules": [{"name": "shared", "global": true}],
+    })
+}
+
+/// An Envoy answering 200 behind the ratelimit filter, with the service's cluster.
+fn envoy(rls_port: u16, deny: bool) -> Envoy {
+    let filter = WasmFilter::new("wasmesh.ratelimit", wasm_module("wasmesh-ratelimit"))
+        .config(filter_config(deny));
+    let mut config = bootstrap::direct_response(200, "ok", &[filter]);
+    config["static_resources"]["clusters"] = json!([rls::cluster(rls_port)]);
+    Envoy::start(&config).unwrap()
+}
+
+fn url(e: &Envoy) -> String {
+    format!("{}/x", e.listener_url(INGRESS).unwrap())
+}
+
+fn dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("wasmesh-rlsg-{name}-{}", std::process::id()))
+}
+
+fn hour() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
+}
+
+#[test]
+fn a_limit_shared_by_two_envoys_is_exact_across_both() {
+    let dir = dir("shared");
+    let server = rls::Server::start(&dir, &limit_yaml(5), 0).unwrap();
+    let (a, b) = (envoy(server.port, false), envoy(server.port, false));
+    let before = hour();
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let e = if i % 2 == 0 { &a } else { &b };
+        let r = http::get(&url(e)).unwrap();
+        if r.status == 429 {
+            assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
+            assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+            assert_eq!(r.header("x-envoy-ratelimited"), Some("true"));
+        } else {
+            assert_eq!(r.status, 200, "{}\n{}", a.log_tail(30), server.log());
+        }
+        codes.push(r.status);
+    }
+    assert_eq!(before, hour(), "the hour turned over mid-test: rerun");
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+    assert_eq!(&codes[5..], [429; 7], "{codes:?}");
+    // Allowed responses carry the service's numbers.
+    let stat = |e: &Envoy, d: &str| {
+        e.stat(&format!(
+            "wasmcustom.wasmesh_ratelimit_global_decisions_total;rule=shared;decision={d}"
+        ))
+        .unwrap()
+        .unwrap_or(0)
+    };
+    assert_eq!(stat(&a, "ok") + stat(&b, "ok"), 5);
+    assert_eq!(stat(&a, "over_limit") + stat(&b, "over_limit"), 7);
+}
+
+#[test]
+fn the_service_going_away_gives_the_failure_mode_without_a_hang() {
+    let dir = dir("down");
+    let server = rls::Server::start(&dir, &limit_yaml(100), 0).unwrap();
+    let (open, closed) = (envoy(server.port, false), envoy(server.port, true));
+    assert_eq!(http::get(&url(&open)).unwrap().status, 200);
+    assert_eq!(http::get(&url(&closed)).unwrap().status, 200);
+    server.stop();
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert_eq!(http::get(&url(&open)).unwrap().status, 200, "fail-open");
+        let r = http::get(&url(&closed)).unwrap();
+        assert_eq!(r.status, 500, "fail-closed: {}", r.text());
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            t.elapsed()
+        );
+    }
+    let errors = open
+        .stat("wasmcustom.wasmesh_ratelimit_global_decisions_total;rule=shared;decision=error")
+        .unwrap();
+    assert_eq!(errors, Some(3));
+}
+
+#[test]
+fn a_service_that_never_answers_times_out_into_the_failure_mode() {
+    // A port where something accepts connections and never speaks: the call times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (open, closed) = (envoy(port, false), envoy(port, true));
+    let t = Instant::now();
+    assert_eq!(http::get(&url(&open)).unwrap().status, 200);
+    assert_eq!(http::get(&url(&closed)).unwrap().status, 500);
+    // Two timeouts of 500ms, not a hang.
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        t.elapsed()
+    );
+    drop(silent);
+    let _ = ports::free_port();
+}
+
+#[test]
+fn a_changed_limit_applies_on_reload() {
+    let dir = dir("reload");
+    let server = rls::Server::start(&dir, &limit_yaml(2), 0).unwrap();
+    let e = envoy(server.port, false);
+    let run = |n: usize| -> Vec<u16> {
+        (0..n)
+            .map(|_| http::get(&url(&e)).unwrap().status)
+            .collect()
+    };
+    assert_eq!(run(3), [200, 200, 429]);
+    server.reload(&dir, &limit_yaml(4)).unwrap();
+    // A new limit counts afresh (its counter is named by the limit).
+    assert_eq!(run(5), [200, 200, 200, 200, 429]);
+}
+
+/// What one request came back with: status, and the draft-03 limit and remaining.
+type Seen = (u16, Option<String>, Option<String>);
+
+/// The same exchange through the harness: each gRPC call the filter makes is
+/// forwarded, bytes as they are, to the real service through its client; a service
+/// that is gone answers as Envoy's gRPC client reports it (UNAVAILABLE, 14).
+fn through_harness(port: Option<u16>, n: usize, deny: bool) -> Vec<Seen> {
+    use prost::Message;
+    use wasmesh_harness::{request, Action, Host, Module};
+    use wasmesh_ratelimit_server::proto::RateLimitRequest;
+    use wasmesh_ratelimit_server::rls::rate_limit_service_client::RateLimitServiceClient;
+    let module = Module::load(wasm_module("wasmesh-ratelimit")).unwrap();
+    let host = Host::builder(&module)
+        .plugin_config(filter_config(deny).to_string())
+        .property(&["source", "address"], "127.0.0.1:5000")
+        .build()
+        .unwrap();
+    assert!(host.configured(), "{:?}", host.logs());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let mut s = host.stream();
+        let action = s.request_headers(&request("GET", "/x", "example.com"), true);
+        assert_eq!(action, Action::Pause);
+        let call = host.pending_grpc_calls().remove(0);
+        assert_eq!(call.cluster, rls::CLUSTER);
+        let answer = port.and_then(|port| {
+            rt.block_on(async {
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                        .ok()?;
+                let mut client = RateLimitServiceClient::new(endpoint.connect().await.ok()?);
+                let req = RateLimitRequest::decode(call.messages[0].as_slice()).unwrap();
+                let resp = client.should_rate_limit(req).await.ok()?.into_inner();
+                Some(resp.encode_to_vec())
+            })
+        });
+        match answer {
+            Some(bytes) => host.respond_grpc_call(call.token, &bytes).unwrap(),
+            None => host.fail_grpc_call(call.token, 14).unwrap(),
+        }
+        let h = |m: &wasmesh_harness::HeaderMap, n: &str| m.get(n).map(str::to_string);
+        match s.local_response() {
+            Some(r) => seen.push((
+                r.status as u16,
+                h(&r.headers, "x-ratelimit-limit"),
+                h(&r.headers, "x-ratelimit-remaining"),
+            )),
+            None => {
+                s.response_headers(&[(":status", "200")], true);
+                let m = s.response_header_map();
+                seen.push((
+                    200,
+                    h(&m, "x-ratelimit-limit"),
+                    h(&m, "x-ratelimit-remaining"),
+                ));
+            }
+        }
+    }
+    seen
+}
+
+fn through_envoy(e: &Envoy, n: usize) -> Vec<Seen> {
+    (0..n)
+        .map(|_| {
+            let r = http::get(&url(e)).unwrap();
+            let h = |n: &str| r.header(n).map(str::to_string);
+            (r.status, h("x-ratelimit-limit"), h("x-ratelimit-remaining"))
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_the_same_exchange_gives_the_same_outcome_in_harness_and_envoy() {
+    let some = |s: &str| Some(s.to_string());
+    let want: Vec<Seen> = vec![
+        (200, some("3"), some("2")),
+        (200, some("3"), some("1")),
+        (200, some("3"), some("0")),
+        (429, some("3"), some("0")),
+        (429, some("3"), some("0")),
+    ];
+    // Each side gets its own service (and so its own counters).
+    let harness_server = rls::Server::start(&dir("conf-h"), &limit_yaml(3), 0).unwrap();
+    let mut harness = through_harness(Some(harness_server.port), 5, true);
+    let envoy_server = rls::Server::start(&dir("conf-e"), &limit_yaml(3), 0).unwrap();
+    let e = envoy(envoy_server.port, true);
+    let mut in_envoy = through_envoy(&e, 5);
+    assert_eq!(harness, want, "harness");
+    assert_eq!(in_envoy, want, "envoy");
+    // The service gone, fail-closed: 500 without the headers, on both.
+    let gone = ports::free_port().unwrap();
+    harness.extend(through_harness(Some(gone), 1, true));
+    envoy_server.stop();
+    in_envoy.extend(through_envoy(&e, 1));
+    assert_eq!(harness.last(), Some(&(500, None, None)));
+    assert_eq!(harness, in_envoy);
+}
