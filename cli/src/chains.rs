@@ -247,6 +247,9 @@ pub fn generated_config(
             }
         }
     }
+    if f.name == FilterName::Ratelimit {
+        crate::ratelimit::fill(mesh, &mut config);
+    }
     config
 }
 

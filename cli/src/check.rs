@@ -21,6 +21,7 @@ pub fn check(file: &Path, mesh: &MeshFile) -> Vec<MeshError> {
         file,
         errors: Vec::new(),
         native_tracer: mesh.mesh.tracing.is_some(),
+        rate_limit_service: mesh.mesh.rate_limit_service.is_some(),
     };
     c.mesh(mesh);
     c.errors
@@ -31,6 +32,8 @@ struct Checker<'a> {
     errors: Vec<MeshError>,
     /// `mesh.tracing` is set: Envoy's tracer owns the trace headers.
     native_tracer: bool,
+    /// `mesh.rateLimitService` is set: global ratelimit rules have a service to ask.
+    rate_limit_service: bool,
 }
 
 impl Checker<'_> {
@@ -56,6 +59,11 @@ impl Checker<'_> {
                 self.err("mesh.tracing.sampling", "must be a percentage, 0 to 100");
             }
             self.host_port("mesh.tracing.address", &t.address);
+        }
+        if let Some(rls) = &mesh.mesh.rate_limit_service {
+            for (at, message) in crate::ratelimit::problems(rls) {
+                self.err(at, message);
+            }
         }
 
         let services: BTreeMap<&str, &ServiceSpec> =
@@ -445,6 +453,16 @@ impl Checker<'_> {
                 self.err(
                     format!("{at}[{k}].config"),
                     "must be a mapping (the filter's JSON config)",
+                );
+            }
+            if crate::ratelimit::asks_service(f)
+                && !self.rate_limit_service
+                && f.config.get("rate_limit_service").is_none()
+            {
+                self.err(
+                    format!("{at}[{k}].config.rules"),
+                    "a `global: true` rule asks a rate limit service: add \
+                     mesh.rateLimitService (or the filter's own `rate_limit_service`)",
                 );
             }
             let tracing = &f.config["tracing"];

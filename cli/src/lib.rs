@@ -30,6 +30,7 @@ pub mod model;
 pub mod names;
 pub mod prometheus;
 pub mod proxyconfig;
+pub mod ratelimit;
 pub mod runplan;
 pub mod state;
 pub mod stats;
@@ -176,6 +177,8 @@ pub enum GenerateError {
     Serialise { path: String, message: String },
     #[error("--target-filters native runs in the process target only: the compose images have no native module yet (docs/native-target.md)")]
     NativeInCompose,
+    #[error("mesh.rateLimitService runs in the process target only (`wasmesh up` without --docker): the compose images have no rate limit service yet")]
+    RateLimitServiceInCompose,
     #[error("filter {filter}: `module` names a .wasm of its own, which runs only as a Wasm filter of its own: not with --bundle or --target-filters native")]
     ModuleNeedsWasmFilters { filter: String },
 }
@@ -262,6 +265,9 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
             });
         }
     }
+    if mesh.mesh.rate_limit_service.is_some() && opts.target == Target::Compose {
+        return Err(GenerateError::RateLimitServiceInCompose);
+    }
     let instances = topology::instances(mesh, opts.target)?;
     let mut out: Vec<OutputFile> = Vec::new();
     let config_dir = match opts.target {
@@ -282,6 +288,10 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
         } else {
             out.push((path.clone(), json_bytes(&path.to_string_lossy(), &b)?));
         }
+    }
+    if let Some(rls) = &mesh.mesh.rate_limit_service {
+        let (p, value) = ratelimit::config_file(rls);
+        out.push((p.clone(), yaml_bytes(&p.to_string_lossy(), &value)?));
     }
     let prom = config_dir.join("prometheus.yml");
     out.push((

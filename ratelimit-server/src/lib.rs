@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod config;
+pub mod health;
 pub mod proto;
 pub mod service;
 pub mod store;
@@ -28,6 +29,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub config: Vec<PathBuf>,
     pub redis: Option<String>,
+    /// Where to answer plain HTTP readiness checks ([`health`]), if anywhere.
+    pub health: Option<SocketAddr>,
 }
 
 /// Serves until the process is stopped. SIGHUP reloads the config files; a config
@@ -45,6 +48,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     reload_on_hangup(limits.clone(), opts.config.clone())?;
+    if let Some(h) = opts.health {
+        health::spawn(tokio::net::TcpListener::bind(h).await?);
+    }
     let svc = service::Service::new(limits, store);
     eprintln!(
         "wasmesh-ratelimit-server: listening on {addr} ({})",

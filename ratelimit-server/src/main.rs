@@ -1,4 +1,4 @@
-//! `wasmesh-ratelimit-server --config mesh.yaml [--redis redis://HOST:PORT] [--listen ADDR]`
+//! `wasmesh-ratelimit-server --config mesh.yaml [--redis redis://HOST:PORT] [--listen ADDR] [--health ADDR]`
 
 use clap::Parser;
 use std::net::SocketAddr;
@@ -16,6 +16,9 @@ struct Args {
     redis: Option<String>,
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
+    /// Also answer plain HTTP readiness checks (200 on any request) here, once ready.
+    #[arg(long)]
+    health: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -25,6 +28,7 @@ async fn main() {
         listen: args.listen,
         config: args.config,
         redis: args.redis,
+        health: args.health,
     };
     if let Err(e) = wasmesh_ratelimit_server::run(opts).await {
         eprintln!("wasmesh-ratelimit-server: {e:#}");

@@ -170,7 +170,13 @@ pub(super) fn envoy_path(root: &Path) -> Result<PathBuf> {
 /// `wasmesh-demo`: `$WASMESH_DEMO_BIN`, next to this `wasmesh`, in `target/{release,debug}`,
 /// or built now with the profile this `wasmesh` was built with.
 pub(super) fn demo_path(root: &Path) -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(DEMO_BIN_VAR) {
+    workspace_bin(root, DEMO_BIN, DEMO_BIN_VAR)
+}
+
+/// A binary of this workspace (package and binary named `name`): `$var`, next to this
+/// `wasmesh`, in `target/{release,debug}`, or built now with this `wasmesh`'s profile.
+pub(super) fn workspace_bin(root: &Path, name: &str, var: &str) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(var) {
         return Ok(PathBuf::from(p));
     }
     let exe_dir = std::env::current_exe()
@@ -181,7 +187,7 @@ pub(super) fn demo_path(root: &Path) -> Result<PathBuf> {
         .cloned()
         .chain(["target/release", "target/debug"].map(|d| root.join(d)));
     for d in candidates {
-        let p = d.join(DEMO_BIN);
+        let p = d.join(name);
         if p.is_file() {
             return Ok(p);
         }
@@ -190,18 +196,18 @@ pub(super) fn demo_path(root: &Path) -> Result<PathBuf> {
         .as_ref()
         .is_some_and(|d| d.file_name().is_some_and(|n| n == "release"));
     println!(
-        "building {DEMO_BIN} (cargo build -p {DEMO_BIN}{})",
+        "building {name} (cargo build -p {name}{})",
         if release { " --release" } else { "" }
     );
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo
-        .args(["build", "--quiet", "-p", DEMO_BIN])
+        .args(["build", "--quiet", "-p", name])
         .current_dir(root);
     if release {
         cargo.arg("--release");
     }
     if !cargo.status().context("running cargo")?.success() {
-        bail!("cargo build -p {DEMO_BIN} failed");
+        bail!("cargo build -p {name} failed");
     }
     let built = root
         .join(if release {
@@ -209,11 +215,11 @@ pub(super) fn demo_path(root: &Path) -> Result<PathBuf> {
         } else {
             "target/debug"
         })
-        .join(DEMO_BIN);
+        .join(name);
     if built.is_file() {
         Ok(built)
     } else {
-        bail!("built {DEMO_BIN} but {} does not exist", built.display())
+        bail!("built {name} but {} does not exist", built.display())
     }
 }
 

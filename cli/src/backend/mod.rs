@@ -16,6 +16,7 @@ mod inotify;
 mod launch;
 pub mod modules;
 pub mod process;
+mod ratelimit;
 pub mod supervise;
 mod traces;
 

@@ -53,6 +53,11 @@ impl Backend for Process {
         if let Some(port) = traces_port {
             extra_ports.push(("trace store (tracing.address)", port));
         }
+        // The filters' global rules ask this service; its health port only answers `up`.
+        let rls = mesh.mesh.rate_limit_service.clone();
+        if let Some(r) = &rls {
+            extra_ports.push(("rate limit service (rateLimitService.port)", r.port));
+        }
         check_ports_free(&plan, &extra_ports)?;
 
         let logs = dir.join("logs");
@@ -75,6 +80,17 @@ impl Backend for Process {
 
         if let Some(port) = traces_port {
             procs.push(super::traces::process(port, &logs)?);
+        }
+        if let Some(r) = &rls {
+            let config_dir = root.join(&opts.state_dir).join("config");
+            let health = super::ratelimit::free_port()?;
+            procs.push(super::ratelimit::process(
+                &root,
+                r,
+                &config_dir,
+                health,
+                &logs,
+            )?);
         }
 
         let gateway_url = plan

@@ -118,6 +118,21 @@ impl Builder<'_> {
         if let Some(t) = &self.mesh.mesh.tracing {
             clusters.push(clusters::tracing_cluster(t.provider, &t.address));
         }
+        if let Some(rls) = &self.mesh.mesh.rate_limit_service {
+            let asks = self.chains().iter().any(|c| {
+                c.filters
+                    .iter()
+                    .any(|f| crate::ratelimit::asks_service(&f.spec))
+            });
+            if asks {
+                clusters.push(clusters::static_cluster(
+                    crate::ratelimit::CLUSTER,
+                    "127.0.0.1",
+                    rls.port,
+                    Protocol::Grpc,
+                ));
+            }
+        }
         Bootstrap {
             node: self.node(),
             admin: Admin {

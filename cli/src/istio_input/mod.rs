@@ -189,6 +189,7 @@ pub fn load(path: &Path, allow_unsupported: bool) -> Result<Loaded, Vec<MeshErro
                 mtls: Default::default(),
                 tracing: None,
                 wasm_runtime: Default::default(),
+                rate_limit_service: None,
             },
             services: Vec::new(),
             gateway: None,

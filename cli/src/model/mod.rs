@@ -38,6 +38,10 @@ pub struct MeshSpec {
     pub mtls: MtlsMode,
     #[serde(default)]
     pub tracing: Option<TracingSpec>,
+    /// The global rate limit service `up` runs beside the mesh, asked by `global: true`
+    /// rules of ratelimit filters (docs/filters/ratelimit.md).
+    #[serde(default)]
+    pub rate_limit_service: Option<RateLimitServiceSpec>,
     /// The Wasm runtime of every generated filter; only `v8` runs in Envoy's release.
     #[serde(default)]
     pub wasm_runtime: WasmRuntime,
@@ -102,6 +106,32 @@ pub struct TracingSpec {
     /// Percentage of requests sampled, 0 to 100.
     #[serde(default = "default_sampling")]
     pub sampling: f64,
+}
+
+/// `mesh.rateLimitService`: where `wasmesh-ratelimit-server` listens (127.0.0.1:PORT),
+/// its limits (envoyproxy/ratelimit's `descriptors`, as its YAML file has them) and how
+/// the filters call it. The generator fills every ratelimit filter's
+/// `rate_limit_service` from it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitServiceSpec {
+    pub port: u16,
+    /// `redis://HOST:PORT`: counters shared with other replicas of the service.
+    #[serde(default)]
+    pub redis: Option<String>,
+    #[serde(default = "default_rls_domain")]
+    pub domain: String,
+    /// The server's `descriptors`, unchanged (its config parser is their reference).
+    #[serde(default)]
+    pub descriptors: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub failure_mode_deny: bool,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+fn default_rls_domain() -> String {
+    "mesh".into()
 }
 
 fn default_sampling() -> f64 {
