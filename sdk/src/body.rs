@@ -3,10 +3,12 @@
 //! Envoy hands a filter a body in chunks. A stage that only counts (a size limit) lets
 //! each chunk through ([`BodyAction::Continue`]) and reads [`Body::received`], the bytes
 //! of this body seen so far, which the shell keeps right whether or not earlier chunks
-//! were buffered. A stage that needs the whole body (a JSON rewrite) holds the headers
-//! back ([`crate::Decision::WaitForBody`]), buffers ([`BodyAction::Buffer`]) until
-//! [`Body::end_of_stream`], and may then replace the bytes and edit the headers, which
-//! the shell replays before the headers and the body go on together.
+//! were buffered. A stage that needs the whole body (a JSON rewrite) asks for it
+//! ([`crate::Decision::WaitForBody`]), buffers ([`BodyAction::Buffer`]) until
+//! [`Body::end_of_stream`], and may then replace the bytes. The headers cannot wait for
+//! the body in Envoy (a Wasm filter that pauses its headers gets no body until it
+//! continues them), so they go on first, without `content-length`; a body phase can
+//! no longer change them.
 //!
 //! The bytes are fetched from the host only when a stage first asks for them: a
 //! counting stage costs no copy of the body.
@@ -39,8 +41,8 @@ pub struct Body<'a> {
     fetch: &'a dyn Fn(usize) -> Vec<u8>,
     bytes: OnceCell<Vec<u8>>,
     replaced: bool,
-    /// The message's headers: edits are replayed only while the headers are still
-    /// held back ([`crate::Decision::WaitForBody`]); otherwise they went on already.
+    /// The message's headers, to read: they went on before the body, so edits made
+    /// here are dropped (with a warning).
     pub headers: HeaderMap,
 }
 

@@ -244,7 +244,8 @@ struct StreamState<T> {
     held_while_paused: bool,
     /// The headers ended the request / response (no body phase follows).
     headers_ended: [bool; 2],
-    /// The request / response headers are held for the body phase (WaitForBody).
+    /// A stage asked for the whole request / response body (WaitForBody): the body
+    /// is held until the body phase continues it.
     waiting: [bool; 2],
     counts: [BodyCount; 2],
 }
@@ -302,15 +303,26 @@ impl<S: Stage> StreamShared<S> {
         self.state.borrow().waiting[dir]
     }
 
-    /// Holds the headers for the body phase, if a body follows and none went by
-    /// unseen during a pause (then the stages could not see it whole: go on).
+    /// Prepares the body phase, if a body follows and none went by unseen during a
+    /// pause (then the stages could not see it whole: go on). The headers go on now:
+    /// Envoy's Wasm host turns a paused headers phase into StopAllIterationAndWatermark
+    /// (proxy-wasm-cpp-host), so a filter holding its headers is handed no body until
+    /// it continues them, and the request or response would stall. The body is held
+    /// instead, and `content-length` goes, since the body may change length (HTTP/1.1
+    /// then sends it chunked).
     fn hold_for_body(&self, dir: usize) -> Next {
-        let mut state = self.state.borrow_mut();
-        if state.headers_ended[dir] || (dir == REQ && state.held_while_paused) {
-            return Next::Continue;
+        {
+            let mut state = self.state.borrow_mut();
+            if state.headers_ended[dir] || (dir == REQ && state.held_while_paused) {
+                return Next::Continue;
+            }
+            state.waiting[dir] = true;
         }
-        state.waiting[dir] = true;
-        Next::Paused
+        apply_ops(
+            HEADER_TYPES[dir],
+            vec![HeaderOp::Remove("content-length".into())],
+        );
+        Next::Continue
     }
 
     fn carry_out_step(self: &Rc<Self>, decision: Decision) -> Next {
@@ -446,11 +458,7 @@ impl<S: Stage> StreamShared<S> {
                 crate::warn!("body replacement failed: {e}");
             }
         }
-        let ops = body.headers.take_ops();
-        let waiting = self.waiting(dir);
-        if waiting {
-            apply_ops(HEADER_TYPES[dir], ops);
-        } else if !ops.is_empty() {
+        if !body.headers.take_ops().is_empty() {
             crate::warn!("header edits in a body phase dropped: the headers went on already");
         }
         let len_now = body.len();

@@ -21,11 +21,11 @@ pub enum Decision {
     Delay(Duration),
     /// Pause, call out, and resume through [`Stage::on_callout_response`].
     Callout(Callout),
-    /// Hold the headers back until the body phase has decided (a stage that rewrites
-    /// the body needs it whole, and fixes `content-length` before the headers go on):
-    /// [`Stage::on_request_body`] / [`Stage::on_response_body`] then buffer, and edit
-    /// the headers through [`Body::headers`]. Without a body (headers end the stream)
-    /// it is `Continue`.
+    /// Hand the whole body to the body phase: the headers go on now without
+    /// `content-length` (Envoy gives a Wasm filter that holds its headers no body, so
+    /// they cannot wait), and [`Stage::on_request_body`] / [`Stage::on_response_body`]
+    /// then buffer until the end and may replace the bytes. Without a body (headers
+    /// end the stream) it is `Continue`.
     WaitForBody,
     /// Pause, make a unary gRPC call, and resume through [`Stage::on_grpc_response`].
     GrpcCall(GrpcCall),

@@ -128,13 +128,9 @@ impl Stage for BodyStage {
         };
         if let Some(limit) = &policy.limit {
             if over(limit.max_response, Some(body.received())) {
-                // Only held headers can still be replaced by a status.
-                return match (limit.response_over_limit, stream.rewriting[RESP]) {
-                    (ResponseOverLimit::Reply, true) => {
-                        BodyAction::Reply(response_too_large(limit))
-                    }
-                    _ => BodyAction::Reset,
-                };
+                // Its headers went on (a Wasm filter cannot hold them for the body):
+                // too late for a status.
+                return BodyAction::Reset;
             }
         }
         self.rewrite_step(policy, body, stream, RESP)
@@ -168,9 +164,11 @@ impl BodyStage {
         if body.received() > json.max_bytes {
             stream.rewriting[dir] = false;
             return match json.over_max_bytes {
-                // Held bytes and headers go on as they came.
+                // Held bytes go on as they came.
                 Refusal::Pass => BodyAction::Continue,
-                Refusal::Reject => BodyAction::Reply(too_large_json(dir)),
+                Refusal::Reject if dir == REQ => BodyAction::Reply(too_large_json(dir)),
+                // The response's headers went on before its body: too late for a 502.
+                Refusal::Reject => BodyAction::Reset,
             };
         }
         if !body.end_of_stream() {
@@ -202,11 +200,8 @@ fn finish_rewrite(
                     .header("content-type", "text/plain")
                     .details(NOT_JSON),
             ),
-            Refusal::Reject => BodyAction::Reply(
-                LocalReply::new(502, "upstream response body is not valid JSON\n")
-                    .header("content-type", "text/plain")
-                    .details(NOT_JSON),
-            ),
+            // The response's headers went on before its body: too late for a 502.
+            Refusal::Reject => BodyAction::Reset,
         },
     }
 }
