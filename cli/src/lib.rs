@@ -328,6 +328,18 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
     Ok(out)
 }
 
+/// Whether a generated file is an Envoy bootstrap (`INSTANCE.json` in the config
+/// directory), not the run plan, a Grafana dashboard or an xDS resource file: the
+/// files `envoy --mode validate` checks.
+pub fn is_bootstrap(rel: &Path) -> bool {
+    let in_config_dir = rel
+        .parent()
+        .is_some_and(|d| d.as_os_str().is_empty() || d == Path::new(compose::CONFIG_DIR));
+    rel.extension().is_some_and(|e| e == "json")
+        && rel != Path::new(runplan::PLAN_FILE)
+        && in_config_dir
+}
+
 /// Every filter of the mesh: the services' inbound and outbound ones and the gateway's.
 pub fn all_filters(mesh: &MeshFile) -> impl Iterator<Item = &model::FilterSpec> {
     mesh.services

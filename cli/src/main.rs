@@ -709,13 +709,7 @@ fn envoy_validate(
         wasmesh::write_files(&dir, &files)?;
         certs::ensure(model, &certs_dir)?;
         let mut n = 0;
-        for (rel, _) in files
-            .iter()
-            .filter(|(p, _)| p.extension().is_some_and(|e| e == "json"))
-        {
-            if rel.as_os_str() == wasmesh::runplan::PLAN_FILE {
-                continue;
-            }
+        for (rel, _) in files.iter().filter(|(p, _)| wasmesh::is_bootstrap(p)) {
             wasmesh::envoy_validate_file(&envoy, &dir.join(rel))
                 .with_context(|| format!("generated bootstrap {}", rel.display()))?;
             n += 1;

@@ -11,10 +11,10 @@ use wasmesh_integration::Envoy;
 fn validate_all(files: &[wasmesh::OutputFile], fix: impl Fn(&str, String) -> String) -> usize {
     let mut n = 0;
     for (rel, bytes) in files {
-        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".json") || name == wasmesh::runplan::PLAN_FILE {
+        if !wasmesh::is_bootstrap(rel) {
             continue;
         }
+        let name = rel.file_name().unwrap().to_string_lossy().into_owned();
         let instance = name.trim_end_matches(".json");
         let text = fix(instance, String::from_utf8(bytes.clone()).unwrap());
         let json: Value = serde_json::from_str(&text).unwrap();

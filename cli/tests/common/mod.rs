@@ -312,8 +312,7 @@ pub fn validate_generated(
     let envoy = wasmesh_integration::paths::envoy_bin().unwrap();
     let mut n = 0;
     for (rel, _) in files {
-        let name = rel.file_name().unwrap().to_string_lossy();
-        if !name.ends_with(".json") || name == "run-plan.json" {
+        if !wasmesh::is_bootstrap(rel) {
             continue;
         }
         wasmesh::envoy_validate_file_with_env(&envoy, &out.join(rel), env).unwrap();

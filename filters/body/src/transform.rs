@@ -85,7 +85,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            r#"{"b":1,"a":[1],"user":{"name":"ann"},"v":2}"#
+            r#"{"a":[1],"b":1,"user":{"name":"ann"},"v":2}"#
         );
     }
 

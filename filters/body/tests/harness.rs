@@ -153,7 +153,7 @@ fn a_json_request_goes_on_without_its_length_and_its_body_is_held_and_rewritten(
     assert_eq!(s.request_header_map().get("content-length"), None);
     assert_eq!(s.request_body(&body[..10], false), Action::Pause);
     assert_eq!(s.request_body(&body[10..], true), Action::Continue);
-    let out = br#"{"n":1,"user":{"name":"ann"},"source":"mesh"}"#;
+    let out = br#"{"n":1,"source":"mesh","user":{"name":"ann"}}"#;
     assert_eq!(s.request_body_bytes(), out);
     assert_eq!(s.request_header_map().get("content-length"), None);
 }
