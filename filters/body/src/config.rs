@@ -34,8 +34,8 @@ pub struct LimitConfig {
     /// The answer to a request over the limit: 413 and Envoy's words by default.
     pub status: Option<u16>,
     pub body: Option<String>,
-    /// `REPLY` (default): a response over the limit becomes `responseStatus` (502) if
-    /// its headers are still here, else the stream is reset. `RESET`: always reset.
+    /// `REPLY` (default): a response whose content-length is over becomes
+    /// `responseStatus` (502); one counted over mid-body is reset. `RESET`: always reset.
     pub response_over_limit: Option<String>,
     pub response_status: Option<u16>,
 }
@@ -47,11 +47,11 @@ pub struct JsonConfig {
     pub response: Option<TransformConfig>,
     /// Bodies longer than this are not buffered (default 64 KiB).
     pub max_bytes: Option<u64>,
-    /// `PASS` (default): a longer body goes on untouched. `REJECT`: 413 (request),
-    /// 502 (response).
+    /// `PASS` (default): a longer body goes on untouched. `REJECT`: 413 (request);
+    /// a response is 502 if its content-length is over, reset if found over mid-body.
     pub over_max_bytes: Option<String>,
     /// `PASS` (default): a body that is not JSON goes on untouched. `REJECT`: 400
-    /// (request), 502 (response).
+    /// (request); a response is reset (its headers went on before the body).
     pub malformed: Option<String>,
 }
 

@@ -6,12 +6,13 @@
 //!   each chunk let through at once (never buffered), and refused on the chunk that
 //!   passes the limit. A request then gets `status` (413) while the response has not
 //!   started; Envoy resets the upstream request, which may have seen the bytes before
-//!   the limit. A response over the limit becomes `responseStatus` (502) while its
-//!   headers are still held here, and is reset otherwise (its headers already went to
-//!   the client, so no status can replace them) or with `RESET`.
+//!   the limit. A response whose `content-length` is over becomes `responseStatus`
+//!   (502) at its headers (or is reset, with `RESET`); one counted over mid-body is
+//!   reset (its headers already went to the client, so no status can replace them).
 //! - json: a JSON body (by `content-type`, not content-encoded) of at most `maxBytes`
-//!   is held whole (headers and body), rewritten, and sent on with `content-length`
-//!   set to the new length (when the message had one; otherwise it stays chunked).
+//!   is buffered whole and rewritten. The shell sends the headers on first without
+//!   `content-length` (Envoy gives a Wasm filter holding its headers no body), so the
+//!   length set here applies only where the headers are still at hand (unit tests).
 
 use crate::config::{BodyConfig, Config, JsonPolicy, Limit, Policy, Refusal, ResponseOverLimit};
 use crate::transform::{is_json, Transform};
