@@ -25,9 +25,18 @@ else
 fi
 # On every exit, pass or fail, so a red run still says whether Docker was exercised.
 trap 'echo; echo "== summary: $docker_summary"' EXIT
-cargo test --workspace --no-fail-fast "$@"
+# Every layer but the doc tests, then the doc tests in a cargo run of their own. Some
+# tests build tools with `cargo build -p ...` into target/debug, where crates that are
+# also cdylibs (the filters, the mesh module) have unhashed file names: such a build
+# with other features overwrites the rlib the test build linked against. Test binaries
+# are linked by then, but rustdoc runs last and reads those rlibs; a fresh cargo run
+# notices the change and rebuilds them first.
+status=0
+cargo test --workspace --no-fail-fast --lib --bins --tests --examples "$@" || status=$?
+cargo test --workspace --no-fail-fast --doc "$@" || status=$?
 # The filters' harness tests again, each filter now a stage of the one-VM mesh module
 # with all seven stages (filters/testkit/src/under_test.rs): the same tests, the same outcomes.
 WASMESH_HARNESS_MODULE=mesh cargo test --no-fail-fast \
   -p wasmesh-authz -p wasmesh-body -p wasmesh-cors -p wasmesh-fault -p wasmesh-headers -p wasmesh-ratelimit -p wasmesh-telemetry \
-  --test harness --test proptest
+  --test harness --test proptest || status=$?
+exit $status
