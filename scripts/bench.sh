@@ -12,7 +12,7 @@ cd "$root"
 scripts/setup.sh
 scripts/build-filters.sh >/dev/null
 cargo build --quiet --target wasm32-wasip1 --profile wasm --target-dir target/wasm -p wasmesh-bench-noop -p wasmesh-bench-hostcost
-cargo build --quiet --release -p wasmesh-bench
+cargo build --quiet --release -p wasmesh-bench -p wasmesh-ratelimit-server
 # The native dynamic module (target/release/libwasmesh_native.so) for the *-native rows.
 cargo build --quiet --release -p wasmesh-native
 export ENVOY_BIN="${ENVOY_BIN:-$root/.venv/bin/envoy}"

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use wasmesh_integration::bootstrap::{self, WasmFilter};
+use wasmesh_integration::rls;
 
 pub struct BenchConfig {
     pub name: String,
@@ -78,7 +79,12 @@ fn direct(filters: &[WasmFilter]) -> Value {
 
 /// The configurations whose modules exist; missing ones are listed in the second value
 /// (so a run says what it could not measure instead of silently skipping it).
-pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec<String>)> {
+/// `rls_port` is the rate limit service's ([`RLS_CONFIG`]), for the global rows.
+pub fn all(
+    inputs: &Inputs,
+    upstream_port: u16,
+    rls_port: u16,
+) -> Result<(Vec<BenchConfig>, Vec<String>)> {
     let mut configs = vec![
         BenchConfig {
             name: "bare".into(),
@@ -141,7 +147,8 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
         ("authz", "authz", "authz-native"),
         ("telemetry", "telemetry", "telemetry-native"),
         ("cors", "cors", "cors-native"),
-        ("body", "body", "body-native"),
+        // No `body-native`: the native module has no body phase and refuses the stage
+        // (docs/native-target.md).
         ("mesh", "mesh", "chain-mesh-native"),
     ] {
         if inputs.native_module_built() {
@@ -161,6 +168,7 @@ pub fn all(inputs: &Inputs, upstream_port: u16) -> Result<(Vec<BenchConfig>, Vec
             missing.push(native.into());
         }
     }
+    global_rate_limit_rows(inputs, upstream_port, rls_port, &mut configs, &mut missing)?;
     let chain = ["telemetry", "authz", "ratelimit", "headers", "fault"];
     if chain.iter().all(|n| !missing.iter().any(|m| m == n)) {
         let filters: Result<Vec<WasmFilter>> = chain.iter().map(|n| inputs.wasm(n)).collect();
@@ -213,6 +221,70 @@ pub fn baseline(inputs: &Inputs, dir: &Path) -> Result<Vec<BenchConfig>> {
     }
     anyhow::ensure!(!out.is_empty(), "no filter modules in {}", dir.display());
     Ok(out)
+}
+
+/// The rate limit service's config for the global rows: one descriptor, the rule
+/// `bench`, with a limit no run reaches, so every request costs one allowed call.
+pub const RLS_CONFIG: &str = "domain: bench\ndescriptors:\n  - key: generic_key\n    value: bench\n    rate_limit: {unit: second, requests_per_unit: 1000000000}\n";
+
+/// Global rate limiting: our ratelimit filter asking the rate limit service on every
+/// request (`ratelimit-global`, direct response like the other rows), and the same
+/// through a proxied route next to Envoy's own ratelimit filter asking the same
+/// service for the same descriptor (Envoy's filter only runs on routes that forward,
+/// so those two compare with `bare-proxy`).
+fn global_rate_limit_rows(
+    inputs: &Inputs,
+    upstream_port: u16,
+    rls_port: u16,
+    configs: &mut Vec<BenchConfig>,
+    missing: &mut Vec<String>,
+) -> Result<()> {
+    let names = [
+        "ratelimit-global",
+        "ratelimit-global-proxy",
+        "envoy-ratelimit-proxy",
+    ];
+    if !inputs.module("ratelimit").exists() {
+        missing.extend(names.iter().map(|n| n.to_string()));
+        return Ok(());
+    }
+    let ours = WasmFilter::new("wasmesh.ratelimit", inputs.module("ratelimit"))
+        .config(inputs.filter_config("ratelimit-global")?);
+    let with_rls = |mut bootstrap: Value| {
+        let mut clusters = bootstrap["static_resources"]["clusters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        clusters.push(rls::cluster(rls_port));
+        bootstrap["static_resources"]["clusters"] = Value::Array(clusters);
+        bootstrap
+    };
+    configs.push(BenchConfig {
+        name: names[0].into(),
+        what: "the ratelimit filter, one global rule: a ShouldRateLimit call per request".into(),
+        bootstrap: with_rls(direct(std::slice::from_ref(&ours))),
+    });
+    configs.push(BenchConfig {
+        name: names[1].into(),
+        what: "ratelimit-global on a proxied route (compare with bare-proxy)".into(),
+        bootstrap: with_rls(bootstrap::proxy_to(upstream_port, &[ours])),
+    });
+    let envoys = json!({"name": "envoy.filters.http.ratelimit", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+        "domain": "bench", "timeout": "1s", "failure_mode_deny": false,
+        "rate_limit_service": {"transport_api_version": "V3",
+            "grpc_service": {"envoy_grpc": {"cluster_name": rls::CLUSTER}}}}});
+    let mut envoy_row = with_rls(bootstrap::proxy_through(upstream_port, vec![envoys]));
+    envoy_row["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["rate_limits"] =
+        json!([{"actions": [{"generic_key": {"descriptor_value": "bench"}}]}]);
+    configs.push(BenchConfig {
+        name: names[2].into(),
+        what: "Envoy's own ratelimit filter, same service and descriptor (compare with bare-proxy)"
+            .into(),
+        bootstrap: envoy_row,
+    });
+    Ok(())
 }
 
 /// The closest native Envoy chain to our filter chain.

@@ -27,6 +27,7 @@ use std::time::Duration;
 use wasmesh_integration::bootstrap::INGRESS;
 use wasmesh_integration::echo::EchoServer;
 use wasmesh_integration::envoy::{Envoy, Options};
+use wasmesh_integration::rls;
 
 /// Envoy 1.40 with our filters against bare Envoy and native filters: throughput,
 /// latency, CPU and memory, written to docs/bench/.
@@ -121,7 +122,17 @@ fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let inputs = configs::Inputs::load(&root)?;
     let echo = EchoServer::start()?;
-    let (mut all, missing) = configs::all(&inputs, echo.port())?;
+    // The rate limit service the global rows ask (release build, from scripts/bench.sh);
+    // it inherits the rig's CPU, so it shares CPU 1 with the load generators.
+    let rls_dir = std::env::temp_dir().join(format!("wasmesh-bench-rls-{}", std::process::id()));
+    let rls = rls::Server::start_binary(
+        &root.join("target/release/wasmesh-ratelimit-server"),
+        &rls_dir,
+        configs::RLS_CONFIG,
+        0,
+    )
+    .context("starting the rate limit service (scripts/bench.sh builds it)")?;
+    let (mut all, missing) = configs::all(&inputs, echo.port(), rls.port)?;
     if let Some(dir) = &args.baseline {
         all.extend(configs::baseline(&inputs, dir)?);
     }

@@ -39,7 +39,12 @@ pub struct Server {
 impl Server {
     /// Starts the server with `config` (YAML) written into `dir`, on `port` (0: a free one).
     pub fn start(dir: &Path, config_yaml: &str, port: u16) -> Result<Server> {
-        let bin = build()?;
+        Self::start_binary(&build()?, dir, config_yaml, port)
+    }
+
+    /// Like [`Server::start`] with a server binary built elsewhere (the benchmark rig
+    /// runs the release build).
+    pub fn start_binary(bin: &Path, dir: &Path, config_yaml: &str, port: u16) -> Result<Server> {
         std::fs::create_dir_all(dir)?;
         let config = dir.join("ratelimit.yaml");
         std::fs::write(&config, config_yaml)?;
