@@ -25,17 +25,13 @@ const SIDECARS: [&str; 2] = ["limited-v1-0-sidecar", "limited-v1-1-sidecar"];
 /// ratelimit.yaml with the echo binary, the service's port and the limit filled in,
 /// written to `dir`.
 fn ratelimit_mesh(dir: &TempDir, rls_port: u16) -> PathBuf {
-    let template = std::fs::read_to_string(
-        paths::workspace_root().join("integration/tests/meshes/ratelimit.yaml"),
-    )
-    .unwrap();
-    let text = template
-        .replace("@ECHO@", env!("CARGO_BIN_EXE_echo"))
-        .replace("@RLS_PORT@", &rls_port.to_string())
-        .replace("@LIMIT@", &LIMIT.to_string());
-    let path = dir.join("ratelimit.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let (port, limit) = (rls_port.to_string(), LIMIT.to_string());
+    let fill = [
+        ("@ECHO@", env!("CARGO_BIN_EXE_echo")),
+        ("@RLS_PORT@", port.as_str()),
+        ("@LIMIT@", limit.as_str()),
+    ];
+    paths::mesh_from_template("ratelimit.yaml", &fill, dir).unwrap()
 }
 
 fn hour() -> u64 {
