@@ -101,6 +101,20 @@ impl Drop for TempDir {
     }
 }
 
+/// The test mesh `integration/tests/meshes/NAME` with each `(placeholder, value)` filled
+/// in, written to `dir` under the same name: its path.
+pub fn mesh_from_template(name: &str, fill: &[(&str, &str)], dir: &TempDir) -> Result<PathBuf> {
+    let template_path = workspace_root().join("integration/tests/meshes").join(name);
+    let mut text = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("reading {}", template_path.display()))?;
+    for (placeholder, value) in fill {
+        text = text.replace(placeholder, value);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,16 +98,12 @@ fn serve(mut conn: TcpStream, body: &str) {
 
 /// faults.yaml with the echo binary and the JWKS port filled in, written to `dir`.
 fn faults_mesh(dir: &TempDir, jwks_port: u16) -> PathBuf {
-    let template = std::fs::read_to_string(
-        paths::workspace_root().join("integration/tests/meshes/faults.yaml"),
-    )
-    .unwrap();
-    let text = template
-        .replace("@ECHO@", env!("CARGO_BIN_EXE_echo"))
-        .replace("@JWKS_PORT@", &jwks_port.to_string());
-    let path = dir.join("faults.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let port = jwks_port.to_string();
+    let fill = [
+        ("@ECHO@", env!("CARGO_BIN_EXE_echo")),
+        ("@JWKS_PORT@", &port),
+    ];
+    paths::mesh_from_template("faults.yaml", &fill, dir).unwrap()
 }
 
 fn start_mesh(dir: &TempDir, jwks_port: u16) -> ProcessMesh {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use super::LocalMesh;
+use crate::admin::Admin;
 use crate::http::{self, Response};
 use crate::paths::{self, TempDir};
 
@@ -117,6 +118,39 @@ impl ProcessMesh {
         let out = self.wasmesh(&["down"])?;
         self.stopped = true;
         Ok(out)
+    }
+
+    /// `wasmesh down`, then fails unless it said the mesh is down and no process `up`
+    /// recorded (tools such as the rate limit service included) and no member of their
+    /// process groups is left. What `down` printed.
+    pub fn down_leaving_nothing(&mut self) -> Result<String> {
+        let pids = self.pids();
+        let groups = self.process_groups();
+        let out = self.down()?;
+        if !out.contains("is down") {
+            bail!("wasmesh down did not say the mesh is down:\n{out}");
+        }
+        let left: Vec<String> = pids
+            .iter()
+            .filter(|(_, pid)| running(*pid))
+            .map(|(name, pid)| format!("{name} (pid {pid})"))
+            .chain(
+                groups
+                    .iter()
+                    .filter(|g| group_alive(**g))
+                    .map(|g| format!("a member of process group {g}")),
+            )
+            .collect();
+        if !left.is_empty() {
+            bail!("still running after down: {}", left.join(", "));
+        }
+        Ok(out)
+    }
+
+    /// The admin API of `PROCESS` (`limited-v1-0-sidecar`, `ingressgateway`...).
+    pub fn admin(&self, process: &str) -> Result<Admin> {
+        let port = self.port(process, "admin")?;
+        Ok(Admin::new(SocketAddr::from(([127, 0, 0, 1], port))))
     }
 
     fn processes(&self) -> impl Iterator<Item = &Value> {
@@ -293,6 +327,23 @@ pub fn running(pid: i32) -> bool {
                 .map(|(_, rest)| rest.trim_start().to_string())
         })
         .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// Whether any live (not zombie) process is in process group `pgid`.
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+                    Some(f.first()? != &"Z" && f.get(2)?.parse::<i32>().ok()? == pgid)
+                })
+                .unwrap_or(false)
+        })
 }
 
 /// The mesh state `up` wrote in `dir` (`state.json`).

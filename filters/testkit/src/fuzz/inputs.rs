@@ -393,3 +393,151 @@ pub fn reply(rng: &mut Rng) -> Reply {
         }
     }
 }
+
+/// How the rate limit service (a unary gRPC call) answers.
+pub enum GrpcReply {
+    /// Status OK with these bytes as the response message.
+    Respond(Vec<u8>),
+    /// Closed with this non-OK gRPC status.
+    Fail(u32),
+    /// Never answered: the call's deadline passes.
+    TimeOut,
+}
+
+/// A reply to a `ShouldRateLimit` call: mostly well-formed `RateLimitResponse`s with
+/// extreme numbers (codes, limits, units, resets) and a status count that may not match
+/// the descriptors sent; hostile bytes (random, truncated, corrupted, lengths past the
+/// end, deep nesting, wrong wire types); gRPC errors; timeouts.
+pub fn grpc_reply(rng: &mut Rng) -> GrpcReply {
+    match rng.below(20) {
+        0..=2 => GrpcReply::Fail(rng.pick(&[1, 2, 4, 8, 13, 14, 14, 16, 99])),
+        3 | 4 => GrpcReply::TimeOut,
+        5..=12 => GrpcReply::Respond(rls_response(rng)),
+        _ => GrpcReply::Respond(hostile_message(rng)),
+    }
+}
+
+/// A `RateLimitResponse` in protobuf wire format (the fields the filter reads and some
+/// it must skip).
+fn rls_response(rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    if rng.chance(90) {
+        put_varint_field(&mut out, 1, rng.pick(&[0, 1, 1, 2, 2, 3, 99, u64::MAX]));
+    }
+    for _ in 0..rng.up_to(4, &[300]) {
+        let mut st = Vec::new();
+        put_varint_field(&mut st, 1, rng.pick(&[0, 1, 2, 2, 7, u64::MAX]));
+        if rng.chance(80) {
+            let mut limit = Vec::new();
+            let per_unit = rng.pick(&[0, 1, 5, 100, u64::from(u32::MAX), u64::MAX]);
+            put_varint_field(&mut limit, 1, per_unit);
+            put_varint_field(&mut limit, 2, rng.pick(&[0, 1, 2, 3, 4, 5, 6, 7, 99]));
+            if rng.chance(30) {
+                put_bytes_field(&mut limit, 3, rng.ascii(20).as_bytes());
+            }
+            put_bytes_field(&mut st, 2, &limit);
+        }
+        put_varint_field(
+            &mut st,
+            3,
+            rng.pick(&[0, 1, 4, u64::from(u32::MAX), u64::MAX]),
+        );
+        if rng.chance(80) {
+            let mut reset = Vec::new();
+            // Seconds as an int64 varint: negative ones are ten bytes long.
+            let secs: i64 = rng.pick(&[0, 1, 59, 3600, -1, i64::MAX, i64::MIN]);
+            put_varint_field(&mut reset, 1, secs as u64);
+            put_varint_field(&mut reset, 2, rng.pick(&[0, 1, 999_999_999, u64::MAX]));
+            put_bytes_field(&mut st, 4, &reset);
+        }
+        put_bytes_field(&mut out, 2, &st);
+    }
+    if rng.chance(20) {
+        // Fields the filter ignores: response_headers_to_add, raw_body, a fixed64.
+        let mut header = Vec::new();
+        put_bytes_field(&mut header, 1, b"x-from-rls");
+        put_bytes_field(&mut header, 2, &header_value(rng));
+        put_bytes_field(&mut out, 3, &header);
+        put_bytes_field(&mut out, 5, &rng.bytes(64));
+        put_varint(&mut out, 9 << 3 | 1);
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out
+}
+
+/// Bytes no service should send: damaged replies and messages of the wrong shape.
+fn hostile_message(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(8) {
+        0 => rng.bytes(256),
+        1 => {
+            let mut m = rls_response(rng);
+            m.truncate(rng.below(m.len() + 1));
+            m
+        }
+        2 => {
+            let mut m = rls_response(rng);
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(m.len().max(1));
+                if let Some(b) = m.get_mut(at) {
+                    *b = rng.next_u64() as u8;
+                }
+            }
+            m
+        }
+        3 => {
+            // A length far past the end of the message.
+            let mut m = Vec::new();
+            put_varint(&mut m, 2 << 3 | 2);
+            put_varint(&mut m, rng.pick(&[64, 1 << 31, u64::MAX]));
+            m.extend_from_slice(&rng.bytes(16));
+            m
+        }
+        4 => {
+            // Statuses nested in statuses, thousands deep.
+            let mut m = Vec::new();
+            for _ in 0..rng.up_to(50, &[5000]) {
+                let mut outer = Vec::new();
+                put_bytes_field(&mut outer, 2, &m);
+                m = outer;
+            }
+            m
+        }
+        5 => {
+            // Known fields with the wrong wire types, and field number 0.
+            let mut m = Vec::new();
+            put_bytes_field(&mut m, 1, b"OK");
+            put_varint_field(&mut m, 2, 1);
+            if rng.chance(50) {
+                put_varint_field(&mut m, 0, 1);
+            }
+            m
+        }
+        6 => {
+            // Wire types 3, 4, 6 and 7 (groups and invalid ones), and a varint that
+            // never ends.
+            let mut m = vec![rng.pick(&[0x0b, 0x0c, 0x0e, 0x0f, 0x13])];
+            m.extend(std::iter::repeat_n(0xff, rng.below(20)));
+            m
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
+    put_varint(out, field << 3);
+    put_varint(out, v);
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+    put_varint(out, field << 3 | 2);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}

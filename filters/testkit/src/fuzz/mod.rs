@@ -8,14 +8,17 @@
 //! the corpus is a list of seeds plus the valid configs the mutations start from
 //! (`fuzz/corpus/<target>/`). One seed is one *batch*: a config (as written, or
 //! mutated) and [`BATCH`] requests on one host, so the cost of building a host is
-//! shared. `scripts/fuzz.sh` runs the long budget; `cargo test -p wasmesh-testkit
+//! shared. Callouts a request makes are answered as a hostile upstream would: HTTP
+//! calls (JWKS, ext authz) with odd statuses, headers and bodies, failures and
+//! timeouts; gRPC calls (the rate limit service) with well-formed replies of extreme
+//! values, damaged or malformed messages, error statuses and timeouts. `scripts/fuzz.sh` runs the long budget; `cargo test -p wasmesh-testkit
 //! --test fuzz` a short one. docs/reliability.md has the figures.
 
 mod configs;
 mod inputs;
 pub mod rng;
 
-use inputs::{Reply, Request};
+use inputs::{GrpcReply, Reply, Request};
 use rng::Rng;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -101,6 +104,10 @@ pub struct Report {
     pub held_examples: Vec<String>,
     /// Host-call misuse Envoy would log, such as a second `send_local_response`.
     pub misuse: u64,
+    /// HTTP callouts (JWKS, ext authz) and gRPC calls (the rate limit service) the
+    /// requests made, each answered as [`answer_callouts`] picks.
+    pub http_callouts: u64,
+    pub grpc_calls: u64,
     pub traps: Vec<Finding>,
     pub elapsed: Duration,
     /// Of `elapsed`, the time spent building hosts (instantiating and configuring).
@@ -111,7 +118,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let rate = self.inputs as f64 / self.elapsed.as_secs_f64().max(1e-9);
         format!(
-            "{}: {} inputs ({} configs, {} refused) in {:.1} s ({:.1} s building hosts; {rate:.0}/s): {} answered, {} continued, {} held, {} misuse, {} traps",
+            "{}: {} inputs ({} configs, {} refused) in {:.1} s ({:.1} s building hosts; {rate:.0}/s): {} answered, {} continued, {} held, {} misuse, {} HTTP callouts, {} gRPC calls, {} traps",
             self.target,
             self.inputs,
             self.batches,
@@ -122,6 +129,8 @@ impl Report {
             self.continued,
             self.held,
             self.misuse,
+            self.http_callouts,
+            self.grpc_calls,
             self.traps.len()
         )
     }
@@ -271,6 +280,8 @@ pub fn run_batch(module: &Module, corpus: &Corpus, seed: u64, report: &mut Repor
             }
         }
     }
+    report.http_callouts += host.http_calls().len() as u64;
+    report.grpc_calls += host.grpc_calls().len() as u64;
 }
 
 fn preview(bytes: &[u8]) -> String {
@@ -375,9 +386,7 @@ fn answer_callouts(host: &Host, rng: &mut Rng) -> Result<(), String> {
             Reply::Respond(headers, body) => host.respond_http_call(call.token, &headers, body),
             Reply::Fail => host.fail_http_call(call.token),
             Reply::TimeOut => {
-                host.advance(
-                    call.timeout.unwrap_or(Duration::from_secs(1)) + Duration::from_millis(1),
-                );
+                pass_deadline(host, call.timeout);
                 Ok(())
             }
         };
@@ -387,5 +396,36 @@ fn answer_callouts(host: &Host, rng: &mut Rng) -> Result<(), String> {
             return Err(format!("VM failed answering a callout: {f}"));
         }
     }
+    for call in host.pending_grpc_calls() {
+        let reply = inputs::grpc_reply(rng);
+        let what = match &reply {
+            GrpcReply::Respond(m) => format!("a {}-byte reply", m.len()),
+            GrpcReply::Fail(status) => format!("status {status}"),
+            GrpcReply::TimeOut => "a timeout".to_string(),
+        };
+        let result = match reply {
+            GrpcReply::Respond(message) => host.respond_grpc_call(call.token, &message),
+            GrpcReply::Fail(status) => host.fail_grpc_call(call.token, status),
+            GrpcReply::TimeOut => {
+                // The harness fails the call at its deadline (DEADLINE_EXCEEDED).
+                pass_deadline(host, call.timeout);
+                Ok(())
+            }
+        };
+        // A call already ended (its deadline passed meanwhile) is not the filter's fault.
+        drop(result);
+        if let Some(f) = host.vm_failure(0) {
+            return Err(format!(
+                "VM failed answering a gRPC call to {}/{} with {what}: {f}",
+                call.service, call.method
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Lets virtual time pass a callout's deadline (1 s when it has none), so the harness
+/// times it out as Envoy would.
+fn pass_deadline(host: &Host, timeout: Option<Duration>) {
+    host.advance(timeout.unwrap_or(Duration::from_secs(1)) + Duration::from_millis(1));
 }
