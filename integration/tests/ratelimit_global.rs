@@ -243,3 +243,36 @@ fn conformance_the_same_exchange_gives_the_same_outcome_in_harness_and_envoy() {
     assert_eq!(harness.last(), Some(&(500, None, None)));
     assert_eq!(harness, in_envoy);
 }
+
+#[test]
+fn a_rule_naming_a_cluster_envoy_lacks_fails_into_its_mode_and_the_vm_lives_on() {
+    // Envoy 1.40 refuses the call to a cluster it does not know with ParseFailure (the
+    // proxy-wasm crate would panic on BadArgument, which older Envoys returned): the
+    // filter logs it and applies its failure mode, request after request.
+    let start = |deny: bool| {
+        let mut config = filter_config(deny);
+        config["rate_limit_service"]["cluster"] = json!("wasmesh_no_such_cluster");
+        let filter =
+            WasmFilter::new("wasmesh.ratelimit", wasm_module("wasmesh-ratelimit")).config(config);
+        Envoy::start(&bootstrap::direct_response(200, "ok", &[filter])).unwrap()
+    };
+    let (open, closed) = (start(false), start(true));
+    for _ in 0..3 {
+        let r = http::get(&url(&open)).unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "fail-open: {}\n{}",
+            r.text(),
+            open.log_tail(20)
+        );
+        let r = http::get(&url(&closed)).unwrap();
+        assert_eq!(
+            r.status,
+            500,
+            "fail-closed: {}\n{}",
+            r.text(),
+            closed.log_tail(20)
+        );
+    }
+}

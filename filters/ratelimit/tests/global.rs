@@ -241,3 +241,32 @@ fn a_global_rule_without_a_service_is_refused() {
     );
     assert!(host.logged(&want), "{:?}", host.logs());
 }
+
+/// The twin of integration/tests/ratelimit_global.rs's unknown-cluster test: the host
+/// refuses the call (ParseFailure, as Envoy 1.40 does for a cluster it lacks), and every
+/// request gets the failure mode, with no pause and no trap.
+#[test]
+fn a_rule_naming_a_cluster_the_host_lacks_fails_into_its_mode() {
+    for deny in [false, true] {
+        let host = Host::builder(&module())
+            .plugin_config(config(deny, false).to_string())
+            .property(&["source", "address"], "10.0.0.7:5000")
+            .cluster("some_other_cluster")
+            .build()
+            .unwrap();
+        assert!(host.configured(), "{:?}", host.logs());
+        for _ in 0..3 {
+            let mut s = host.stream();
+            let action = s.request_headers(&request("GET", "/api/items", "example.com"), true);
+            if deny {
+                assert_eq!(s.local_response().expect("a local reply").status, 500);
+            } else {
+                assert_eq!(action, Action::Continue);
+                assert!(s.local_response().is_none());
+            }
+        }
+        assert!(host.pending_grpc_calls().is_empty());
+        assert_eq!(decisions(&host, "error"), 3);
+        assert_eq!(host.vm_failure(0), None);
+    }
+}
