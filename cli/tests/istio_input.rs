@@ -239,6 +239,43 @@ spec:
 }
 
 #[test]
+fn cors_and_body_wasm_plugins_become_those_filters() {
+    // Istio has no resource for body limits or JSON rewrites: a WasmPlugin naming
+    // wasmesh's module is how a cluster gets them, and it reads back as the filter.
+    let extra = r#"
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: web-body }
+spec:
+  selector: { matchLabels: { app: web } }
+  url: oci://registry.example/body:1
+  phase: AUTHZ
+  match: [{ mode: SERVER }]
+  pluginConfig: { limit: { maxRequestBytes: 1024 } }
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: { name: web-cors }
+spec:
+  selector: { matchLabels: { app: web } }
+  url: oci://registry.example/wasmesh-filters:1
+  pluginName: cors
+  phase: AUTHN
+  match: [{ mode: SERVER }]
+  pluginConfig: { corsPolicy: { allowOrigins: [{ exact: "https://app.example" }] } }
+"#;
+    let mesh = read_ok("istio-body-cors", &with_base(extra)).1;
+    let inbound = &mesh.services[0].filters.inbound;
+    let names: Vec<FilterName> = inbound.iter().map(|f| f.name).collect();
+    assert_eq!(names, [FilterName::Cors, FilterName::Body]);
+    assert_eq!(inbound[1].config["limit"]["maxRequestBytes"], 1024);
+    assert_eq!(
+        inbound[0].config["corsPolicy"]["allowOrigins"][0]["exact"],
+        "https://app.example"
+    );
+}
+
+#[test]
 fn a_wasm_plugin_that_is_not_a_wasmesh_module_is_refused() {
     refused(
         "istio-foreign-plugin",

@@ -58,7 +58,7 @@ const NAMES: &[&str] = &[
 fn tokens() -> &'static Vec<String> {
     static TOKENS: OnceLock<Vec<String>> = OnceLock::new();
     TOKENS.get_or_init(|| {
-        let now = mint::now();
+        let now = super::EPOCH_S;
         let mut all: Vec<String> = ["RS256", "RS384", "PS256", "ES256", "ES384", "EdDSA"]
             .iter()
             .map(|alg| mint::token(alg, now))
