@@ -159,6 +159,51 @@ fn authz_remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
     scenarios::authz::check_remote_jwks(&envoy, &idp).unwrap();
 }
 
+/// The body stage as the Wasm body filter runs it (integration/tests/body.rs): the
+/// same config and checks (`scenarios::body`), through the native module's body phase.
+fn start_body(filter: Value) -> (EchoServer, Envoy) {
+    let echo = EchoServer::start().unwrap();
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    (echo, envoy)
+}
+
+#[test]
+fn body_limits_hold_as_in_the_wasm_filter() {
+    let (echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_limits(&envoy, &echo).unwrap();
+}
+
+#[test]
+fn body_json_rewrites_reach_the_upstream_as_in_the_wasm_filter() {
+    let (_echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_json_rewrites(&envoy).unwrap();
+}
+
+#[test]
+fn body_refusals_are_the_wasm_filters() {
+    let (echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_refusals(&envoy, &echo).unwrap();
+}
+
+#[test]
+fn body_json_response_is_rewritten_as_in_the_wasm_filter() {
+    let (_echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_response_rewrite(&envoy).unwrap();
+}
+
+/// The body stage inside a `mesh` pipeline, after a stage that edits the request
+/// headers: the body phase runs through the pipeline's chain.
+#[test]
+fn body_stage_in_a_mesh_pipeline_limits_and_rewrites() {
+    let pipeline = json!({"stages": [
+        {"name": "headers", "config": scenarios::headers::edits_config()},
+        {"name": "body", "config": scenarios::body::config()},
+    ]});
+    let (echo, envoy) = start_body(native_filter("mesh", pipeline));
+    scenarios::body::check_limits(&envoy, &echo).unwrap();
+    scenarios::body::check_json_rewrites(&envoy).unwrap();
+}
+
 #[test]
 fn malformed_config_is_refused_naming_the_field() {
     let echo = EchoServer::start().unwrap();
