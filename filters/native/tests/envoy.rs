@@ -124,6 +124,27 @@ fn fault_delay_lasts_at_least_the_configured_time() {
     scenarios::fault::check_delay(&envoy, 300).unwrap();
 }
 
+/// A request with a body, paused by a delay: the body chunk that arrives during the
+/// delay is held (answering `Continue` to it would let Envoy continue the stopped
+/// headers at once), and the request reaches the upstream whole when the delay ends.
+#[test]
+fn fault_delay_holds_the_request_body_until_it_ends() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter("fault", scenarios::fault::delay_config(300));
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
+    let start = std::time::Instant::now();
+    let resp = http::request("POST", &url, &[], b"held body").unwrap();
+    let took = start.elapsed();
+    assert_eq!(resp.status, 200, "{}", envoy.log_tail(40));
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "the body let the request go on before the delay ended: {took:?}"
+    );
+    let seen = wasmesh_integration::echo::Echo::parse(&resp.body).unwrap();
+    assert_eq!(seen.body, "held body");
+}
+
 /// The Wasm filter's `limit_holds_per_envoy_with_two_workers`
 /// (integration/tests/ratelimit.rs): one bucket, exact across both workers, through the
 /// module's process-wide shared data.
