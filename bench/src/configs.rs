@@ -147,8 +147,7 @@ pub fn all(
         ("authz", "authz", "authz-native"),
         ("telemetry", "telemetry", "telemetry-native"),
         ("cors", "cors", "cors-native"),
-        // No `body-native`: the native module has no body phase and refuses the stage
-        // (docs/native-target.md).
+        ("body", "body", "body-native"),
         ("mesh", "mesh", "chain-mesh-native"),
     ] {
         if inputs.native_module_built() {

@@ -23,7 +23,7 @@
 //! config, `Continue`, nothing done).
 
 use crate::props::{self, Attribute};
-use crate::shell::{Filter, FilterConfig, HeaderKind, StreamHost};
+use crate::shell::{BodyStatus, Filter, FilterConfig, HeaderKind, StreamHost};
 use crate::timer;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CStr};
@@ -84,10 +84,24 @@ pub struct Header {
 }
 
 /// `envoy_dynamic_module_type_on_http_filter_*_status`: `Continue` is 0 in every one
-/// of those enums, `StopIteration` 1.
+/// of those enums, `StopIteration` 1 in the headers and trailers ones. The body ones
+/// (`..._body_status`, Envoy's `FilterDataStatus`) are `Continue`,
+/// `StopIterationAndBuffer`, `StopIterationAndWatermark`, `StopIterationNoBuffer`.
 type Status = i32;
 const CONTINUE: Status = 0;
 const STOP_ITERATION: Status = 1;
+const STOP_ITERATION_AND_BUFFER: Status = 1;
+const STOP_ITERATION_NO_BUFFER: Status = 3;
+
+/// `envoy_dynamic_module_type_http_body_type`: the chunk of the running body hook
+/// (`Received*`, null outside it) and what Envoy buffered for this filter (`Buffered*`).
+const RECEIVED_REQUEST_BODY: i32 = 0;
+const BUFFERED_REQUEST_BODY: i32 = 1;
+const RECEIVED_RESPONSE_BODY: i32 = 2;
+const BUFFERED_RESPONSE_BODY: i32 = 3;
+
+/// `envoy_dynamic_module_type_http_filter_stream_reset_reason_LocalReset`.
+const LOCAL_RESET: i32 = 0;
 
 /// Opaque handles. Envoy's: `*_envoy_ptr`; ours: `*_module_ptr`.
 type EnvoyPtr = *mut c_void;
@@ -122,6 +136,40 @@ extern "C" {
         details: Buffer,
     );
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: EnvoyPtr);
+    /// Body callbacks, by `envoy_dynamic_module_type_http_body_type`. Sizes are 0 and
+    /// the others false when Envoy has no such body (a received one outside its hook).
+    fn envoy_dynamic_module_callback_http_get_body_size(filter: EnvoyPtr, body: i32) -> usize;
+    fn envoy_dynamic_module_callback_http_get_body_chunks_size(
+        filter: EnvoyPtr,
+        body: i32,
+    ) -> usize;
+    /// Fills `result` (room for `get_body_chunks_size` buffers) with Envoy's slices,
+    /// valid until the hook returns or the body is changed.
+    fn envoy_dynamic_module_callback_http_get_body_chunks(
+        filter: EnvoyPtr,
+        body: i32,
+        result: *mut Buffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_drain_body(
+        filter: EnvoyPtr,
+        body: i32,
+        bytes: usize,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_append_body(
+        filter: EnvoyPtr,
+        body: i32,
+        data: Buffer,
+    ) -> bool;
+    /// Whether the chunk just received *is* the buffered body (an earlier filter
+    /// buffered it and continued): then the two must not be added up.
+    fn envoy_dynamic_module_callback_http_received_buffered_request_body(filter: EnvoyPtr) -> bool;
+    fn envoy_dynamic_module_callback_http_received_buffered_response_body(filter: EnvoyPtr)
+        -> bool;
+    fn envoy_dynamic_module_callback_http_filter_reset_stream(
+        filter: EnvoyPtr,
+        reason: i32,
+        details: Buffer,
+    );
     /// Returns a handle whose `commit` posts `on_http_filter_scheduled` to the stream's
     /// worker, from any thread. It holds the stream weakly: a commit after the stream
     /// is gone does nothing. Ours to delete.
@@ -414,7 +462,63 @@ fn current_headers(kind: HeaderKind) -> HeaderMap {
     HeaderMap::from_pairs(EnvoyStream(filter).headers(kind))
 }
 
+/// Where one direction's body is: its (received, buffered) body types.
+fn body_types(kind: HeaderKind) -> (i32, i32) {
+    match kind {
+        HeaderKind::Request => (RECEIVED_REQUEST_BODY, BUFFERED_REQUEST_BODY),
+        HeaderKind::Response => (RECEIVED_RESPONSE_BODY, BUFFERED_RESPONSE_BODY),
+    }
+}
+
 impl EnvoyStream {
+    /// The body types that make up what Envoy holds for this filter, in order: the
+    /// buffered body, then the received chunk unless it is that buffered body.
+    fn held_bodies(&self, kind: HeaderKind) -> Vec<i32> {
+        let (received, buffered) = body_types(kind);
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        let same = unsafe {
+            match kind {
+                HeaderKind::Request => {
+                    envoy_dynamic_module_callback_http_received_buffered_request_body(self.0)
+                }
+                HeaderKind::Response => {
+                    envoy_dynamic_module_callback_http_received_buffered_response_body(self.0)
+                }
+            }
+        };
+        if same {
+            vec![received]
+        } else {
+            vec![buffered, received]
+        }
+    }
+
+    fn body_size(&self, body: i32) -> usize {
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        unsafe { envoy_dynamic_module_callback_http_get_body_size(self.0, body) }
+    }
+
+    /// Appends the bytes of Envoy's `body` to `out`.
+    fn read_body(&self, body: i32, out: &mut Vec<u8>) {
+        // SAFETY: `self.0` is the filter handle of the hook that is running.
+        let count =
+            unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, body) };
+        if count == 0 {
+            return;
+        }
+        let mut chunks = vec![Buffer::NULL; count];
+        // SAFETY: `chunks` has room for the `count` slices Envoy just counted; their
+        // bytes are Envoy's until the hook returns, and we copy them out before.
+        unsafe {
+            if envoy_dynamic_module_callback_http_get_body_chunks(self.0, body, chunks.as_mut_ptr())
+            {
+                for chunk in &chunks {
+                    out.extend_from_slice(chunk.bytes());
+                }
+            }
+        }
+    }
+
     fn kind(kind: HeaderKind) -> i32 {
         // envoy_dynamic_module_type_http_header_type.
         match kind {
@@ -540,6 +644,57 @@ impl StreamHost for EnvoyStream {
             );
         }
         result == 0
+    }
+
+    fn body_len(&self, kind: HeaderKind) -> usize {
+        self.held_bodies(kind)
+            .into_iter()
+            .map(|body| self.body_size(body))
+            .sum()
+    }
+
+    fn body_bytes(&self, kind: HeaderKind) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body_len(kind));
+        for body in self.held_bodies(kind) {
+            self.read_body(body, &mut out);
+        }
+        out
+    }
+
+    fn replace_body(&self, kind: HeaderKind, bytes: &[u8]) -> bool {
+        let (received, buffered) = body_types(kind);
+        let held = self.held_bodies(kind);
+        // SAFETY (all): `self.0` is the filter handle of the hook that is running; the
+        // appended bytes are copied by Envoy.
+        unsafe {
+            for &body in &held {
+                let size = self.body_size(body);
+                if size > 0 {
+                    envoy_dynamic_module_callback_http_drain_body(self.0, body, size);
+                }
+            }
+            // Into the received chunk while there is one (Envoy adds it to the buffered
+            // body, or passes it on, by our answer); else (at trailers) into the
+            // buffered body.
+            envoy_dynamic_module_callback_http_append_body(self.0, received, Buffer::of(bytes))
+                || envoy_dynamic_module_callback_http_append_body(
+                    self.0,
+                    buffered,
+                    Buffer::of(bytes),
+                )
+        }
+    }
+
+    fn reset_stream(&self) {
+        // SAFETY: `self.0` is the filter handle of the hook that is running; the
+        // details borrow a static string.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_reset_stream(
+                self.0,
+                LOCAL_RESET,
+                Buffer::of(b"wasmesh_native_stream_reset"),
+            )
+        }
     }
 
     fn continue_request(&self) {
@@ -670,11 +825,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: ModulePtr)
 fn headers_phase(
     filter_envoy: EnvoyPtr,
     filter: ModulePtr,
-    phase: fn(&mut Filter, &dyn StreamHost) -> bool,
+    end_of_stream: bool,
+    phase: fn(&mut Filter, &dyn StreamHost, bool) -> bool,
 ) -> Status {
     guarded(CONTINUE, || {
-        let proceed = filter_mut(filter)
-            .is_none_or(|f| with_current(f, filter_envoy, |f, stream| phase(f, stream)));
+        let proceed = filter_mut(filter).is_none_or(|f| {
+            with_current(f, filter_envoy, |f, stream| phase(f, stream, end_of_stream))
+        });
         if proceed {
             CONTINUE
         } else {
@@ -687,18 +844,28 @@ fn headers_phase(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_envoy: EnvoyPtr,
     filter: ModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> Status {
-    headers_phase(filter_envoy, filter, Filter::on_request_headers)
+    headers_phase(
+        filter_envoy,
+        filter,
+        end_of_stream,
+        Filter::on_request_headers,
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter_envoy: EnvoyPtr,
     filter: ModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> Status {
-    headers_phase(filter_envoy, filter, Filter::on_response_headers)
+    headers_phase(
+        filter_envoy,
+        filter,
+        end_of_stream,
+        Filter::on_response_headers,
+    )
 }
 
 #[no_mangle]
@@ -713,41 +880,79 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     })
 }
 
-// Hooks Envoy 1.40 requires every HTTP filter module to export, which no stage uses:
-// bodies and trailers pass; streamed callouts and watermarks are ignored.
+/// Runs a body hook of the shell: its answer as Envoy's `..._body_status`.
+fn body_phase(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    end_of_stream: bool,
+    phase: fn(&mut Filter, &dyn StreamHost, bool) -> BodyStatus,
+) -> Status {
+    guarded(CONTINUE, || {
+        let status = filter_mut(filter).map_or(BodyStatus::Continue, |f| {
+            with_current(f, filter_envoy, |f, stream| phase(f, stream, end_of_stream))
+        });
+        match status {
+            BodyStatus::Continue => CONTINUE,
+            BodyStatus::Buffer => STOP_ITERATION_AND_BUFFER,
+            BodyStatus::Stop => STOP_ITERATION_NO_BUFFER,
+        }
+    })
+}
+
+/// Runs a trailers hook of the shell; trailers the shell holds stop iteration.
+fn trailers_phase(
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    phase: fn(&mut Filter, &dyn StreamHost) -> bool,
+) -> Status {
+    guarded(CONTINUE, || {
+        let proceed = filter_mut(filter)
+            .is_none_or(|f| with_current(f, filter_envoy, |f, stream| phase(f, stream)));
+        if proceed {
+            CONTINUE
+        } else {
+            STOP_ITERATION
+        }
+    })
+}
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
-    _: EnvoyPtr,
-    _: ModulePtr,
-    _end_of_stream: bool,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    end_of_stream: bool,
 ) -> Status {
-    CONTINUE
+    body_phase(filter_envoy, filter, end_of_stream, Filter::on_request_body)
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
-    _: EnvoyPtr,
-    _: ModulePtr,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
 ) -> Status {
-    CONTINUE
+    trailers_phase(filter_envoy, filter, Filter::on_request_trailers)
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _: EnvoyPtr,
-    _: ModulePtr,
-    _end_of_stream: bool,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
+    end_of_stream: bool,
 ) -> Status {
-    CONTINUE
+    body_phase(
+        filter_envoy,
+        filter,
+        end_of_stream,
+        Filter::on_response_body,
+    )
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
-    _: EnvoyPtr,
-    _: ModulePtr,
+    filter_envoy: EnvoyPtr,
+    filter: ModulePtr,
 ) -> Status {
-    CONTINUE
+    trailers_phase(filter_envoy, filter, Filter::on_response_trailers)
 }
 
 /// A stream's callout ended. `result` 0 is `Success` (a response, of any status);
@@ -810,6 +1015,9 @@ unsafe fn raw_slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
     // SAFETY: the caller guarantees `ptr` is valid for `len` items.
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
+
+// Hooks Envoy 1.40 requires every HTTP filter module to export, which no stage uses:
+// streamed callouts and watermarks are ignored.
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(

@@ -6,6 +6,13 @@
 //! ([`Request`], [`Response`], [`LogView`]), replays the view's recorded edits and
 //! carries out the decision, exactly as the Wasm shell does.
 //!
+//! Bodies: as in the Wasm shell, a stage that asks for the whole body
+//! ([`Decision::WaitForBody`]) lets its headers go on at once, without
+//! `content-length`, and its body is held (`StopIterationAndBuffer`) until its body
+//! phase continues it; a stage that only counts lets each chunk through. The stage sees
+//! what Envoy holds for this filter (the chunks it buffered and the one just received)
+//! as one [`Body`].
+//!
 //! Threads: Envoy runs a filter's hooks on the worker thread that owns the stream, and
 //! several workers at once. Stages are written for the Wasm model (one VM, hence one
 //! stage instance, per worker, no locks), so each worker builds its own instance from
@@ -20,23 +27,47 @@ use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use wasmesh_sdk::body::BodyCount;
 use wasmesh_sdk::config::Json;
 use wasmesh_sdk::headers::{HeaderMap, HeaderOp};
 use wasmesh_sdk::pipeline::AnyStage;
 use wasmesh_sdk::PropertySource;
 use wasmesh_sdk::{
-    Callout, CalloutResult, ConfigError, Decision, GrpcResult, LocalReply, LogView, Request,
-    Response,
+    Body, BodyAction, Callout, CalloutResult, ConfigError, Decision, GrpcResult, LocalReply,
+    LogView, Request, Response,
 };
 
 /// gRPC status UNIMPLEMENTED, what a gRPC call reports in the native module.
 const GRPC_UNIMPLEMENTED: u32 = 12;
 
-/// Which header map a host call is about.
+/// Which header map (or body) a host call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderKind {
     Request,
     Response,
+}
+
+impl HeaderKind {
+    fn index(self) -> usize {
+        match self {
+            HeaderKind::Request => REQ,
+            HeaderKind::Response => RESP,
+        }
+    }
+}
+
+const REQ: usize = 0;
+const RESP: usize = 1;
+
+/// What a body hook answers Envoy (`on_http_filter_{request,response}_body_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyStatus {
+    /// Pass what Envoy holds on (`Continue`; held headers go on with it).
+    Continue,
+    /// Keep this chunk with the earlier ones (`StopIterationAndBuffer`).
+    Buffer,
+    /// The stream was answered or reset, or waits: nothing goes on (`StopIterationNoBuffer`).
+    Stop,
 }
 
 /// What the shell needs from Envoy for one stream: the dynamic-module callbacks, behind
@@ -63,6 +94,15 @@ pub trait StreamHost {
     fn continue_request(&self);
     /// A property (`source.address`), encoded as Proxy-Wasm encodes it; None if absent.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Bytes of the `kind` body Envoy holds for this filter now: what it buffered for
+    /// it and, in a body hook, the chunk just received.
+    fn body_len(&self, kind: HeaderKind) -> usize;
+    /// Those bytes, in order.
+    fn body_bytes(&self, kind: HeaderKind) -> Vec<u8>;
+    /// Replaces those bytes with `bytes`; false if Envoy holds no such body.
+    fn replace_body(&self, kind: HeaderKind, bytes: &[u8]) -> bool;
+    /// Resets the stream (the client sees the connection or HTTP/2 stream cut).
+    fn reset_stream(&self);
 }
 
 /// A stream's properties, as the SDK's views read them.
@@ -165,6 +205,16 @@ pub struct Filter {
     stream: Box<dyn Any>,
     /// A local reply was sent: Envoy refuses a second one.
     replied: bool,
+    /// The request waits on a delay or callout: its body is held, unseen by the stage.
+    paused: bool,
+    /// Request body chunks (or trailers) arrived while paused: the stage never saw them.
+    held_while_paused: bool,
+    /// The headers ended the request / response (no body phase follows).
+    headers_ended: [bool; 2],
+    /// The stage asked for the whole request / response body (WaitForBody): the body is
+    /// held until its body phase continues it.
+    waiting: [bool; 2],
+    counts: [BodyCount; 2],
 }
 
 impl Filter {
@@ -176,6 +226,11 @@ impl Filter {
             metrics_scope: config.metrics_scope,
             stream,
             replied: false,
+            paused: false,
+            held_while_paused: false,
+            headers_ended: [false; 2],
+            waiting: [false; 2],
+            counts: [BodyCount::default(); 2],
         })
     }
 
@@ -185,7 +240,9 @@ impl Filter {
     }
 
     /// Runs the stage's request phase; false when the stream must stop here.
-    pub fn on_request_headers(&mut self, host: &dyn StreamHost) -> bool {
+    /// `end_of_stream`: the headers are the whole request (no body follows).
+    pub fn on_request_headers(&mut self, host: &dyn StreamHost, end_of_stream: bool) -> bool {
+        self.headers_ended[REQ] = end_of_stream;
         self.run_request(host, |stage, req, stream| stage.on_request(req, stream))
     }
 
@@ -210,6 +267,8 @@ impl Filter {
         step: impl FnOnce(&dyn AnyStage, &mut Request<'_>, &mut dyn Any) -> Decision,
     ) {
         if self.run_request(host, step) {
+            // The held body goes on with the headers, past this filter.
+            self.counts[REQ].after(&BodyAction::Continue, 0);
             host.continue_request();
         }
     }
@@ -234,7 +293,8 @@ impl Filter {
     }
 
     /// Runs the stage's response phase; false when the stream must stop here.
-    pub fn on_response_headers(&mut self, host: &dyn StreamHost) -> bool {
+    pub fn on_response_headers(&mut self, host: &dyn StreamHost, end_of_stream: bool) -> bool {
+        self.headers_ended[RESP] = end_of_stream;
         if !self.stage.wants_response() {
             return true;
         }
@@ -248,9 +308,140 @@ impl Filter {
                 self.reply(host, reply);
                 false
             }
+            Decision::WaitForBody => self.hold_for_body(host, RESP),
             // As in the Wasm shell: delays and callouts are request-phase tools.
             _ => true,
         }
+    }
+
+    /// A chunk of the request body arrived (Envoy holds it with any it buffered for us).
+    pub fn on_request_body(&mut self, host: &dyn StreamHost, end_of_stream: bool) -> BodyStatus {
+        if self.paused {
+            // Continue here would let the stopped headers go on before the stage
+            // decided (Envoy continues stopped headers with the data): hold it. Counted,
+            // so the stage after the pause sees the true total.
+            self.held_while_paused = true;
+            let len = host.body_len(HeaderKind::Request);
+            self.counts[REQ].on_chunk(len);
+            self.counts[REQ].after(&BodyAction::Buffer, len);
+            return BodyStatus::Buffer;
+        }
+        if self.replied {
+            return BodyStatus::Stop;
+        }
+        self.body_phase(host, HeaderKind::Request, end_of_stream)
+    }
+
+    /// A chunk of the response body arrived.
+    pub fn on_response_body(&mut self, host: &dyn StreamHost, end_of_stream: bool) -> BodyStatus {
+        if self.replied {
+            // Our own local reply's body, on its way out.
+            return BodyStatus::Continue;
+        }
+        self.body_phase(host, HeaderKind::Response, end_of_stream)
+    }
+
+    /// The request's trailers arrived; false when they must wait (Envoy's
+    /// `StopIteration`). They end a held body: the stage gets its last call here.
+    pub fn on_request_trailers(&mut self, host: &dyn StreamHost) -> bool {
+        if self.paused {
+            // As body chunks: continuing would let the stopped headers go on.
+            self.held_while_paused = true;
+            return false;
+        }
+        self.trailers_phase(host, HeaderKind::Request)
+    }
+
+    /// The response's trailers arrived; as [`Filter::on_request_trailers`].
+    pub fn on_response_trailers(&mut self, host: &dyn StreamHost) -> bool {
+        self.trailers_phase(host, HeaderKind::Response)
+    }
+
+    fn trailers_phase(&mut self, host: &dyn StreamHost, kind: HeaderKind) -> bool {
+        if !self.waiting[kind.index()] || self.replied {
+            return true;
+        }
+        self.body_phase(host, kind, true) == BodyStatus::Continue
+    }
+
+    /// Runs one body callback through the stage and carries out its action.
+    fn body_phase(
+        &mut self,
+        host: &dyn StreamHost,
+        kind: HeaderKind,
+        end_of_stream: bool,
+    ) -> BodyStatus {
+        wasmesh_sdk::log::set_prefix(self.stage.name());
+        let dir = kind.index();
+        let len = host.body_len(kind);
+        let fetch = |_: usize| host.body_bytes(kind);
+        let (chunk, received) = self.counts[dir].on_chunk(len);
+        let mut body = Body::new(
+            len,
+            chunk,
+            received,
+            end_of_stream,
+            &fetch,
+            host.lazy_headers(kind),
+        );
+        let mut action = match kind {
+            HeaderKind::Request => self.stage.on_request_body(&mut body, self.stream.as_mut()),
+            HeaderKind::Response => self.stage.on_response_body(&mut body, self.stream.as_mut()),
+        };
+        if end_of_stream && action == BodyAction::Buffer {
+            // Nothing more will come to release a held body.
+            action = BodyAction::Continue;
+        }
+        if let Some(bytes) = body.take_replacement() {
+            if !host.replace_body(kind, &bytes) {
+                eprintln!(
+                    "wasmesh-native: {}: body replacement failed",
+                    self.stage.name()
+                );
+            }
+        }
+        if !body.headers.take_ops().is_empty() {
+            eprintln!(
+                "wasmesh-native: {}: header edits in a body phase dropped: the headers went on already",
+                self.stage.name()
+            );
+        }
+        self.counts[dir].after(&action, body.len());
+        match action {
+            BodyAction::Continue => {
+                // Continuing the data continues the held headers with it.
+                self.waiting[dir] = false;
+                BodyStatus::Continue
+            }
+            BodyAction::Buffer => BodyStatus::Buffer,
+            BodyAction::Reply(reply) => {
+                self.reply(host, reply);
+                BodyStatus::Stop
+            }
+            BodyAction::Reset => {
+                host.reset_stream();
+                BodyStatus::Stop
+            }
+        }
+    }
+
+    /// Prepares the body phase, if a body follows and none went by unseen during a
+    /// pause (then the stage could not see it whole: go on). The headers go on now, as
+    /// in the Wasm shell (docs/filters/body.md): the body is held instead, and
+    /// `content-length` goes, since the body may change length (HTTP/1.1 then sends it
+    /// chunked).
+    fn hold_for_body(&mut self, host: &dyn StreamHost, dir: usize) -> bool {
+        if self.headers_ended[dir] || (dir == REQ && self.held_while_paused) {
+            return true;
+        }
+        self.waiting[dir] = true;
+        let kind = if dir == REQ {
+            HeaderKind::Request
+        } else {
+            HeaderKind::Response
+        };
+        apply_ops(host, kind, vec![HeaderOp::Remove("content-length".into())]);
+        true
     }
 
     /// The stream ended (also after a local reply or a reset): the stage's `on_log`.
@@ -266,10 +457,15 @@ impl Filter {
     }
 
     fn carry_out(&mut self, host: &dyn StreamHost, decision: Decision) -> bool {
+        let proceed = self.carry_out_step(host, decision);
+        self.paused = !proceed && !self.waiting[REQ];
+        proceed
+    }
+
+    fn carry_out_step(&mut self, host: &dyn StreamHost, decision: Decision) -> bool {
         match decision {
-            // No body phase here (see stages::build, which refuses the body stage):
-            // nothing asks for one.
-            Decision::Continue | Decision::WaitForBody => true,
+            Decision::Continue => true,
+            Decision::WaitForBody => self.hold_for_body(host, REQ),
             Decision::Reply(reply) => {
                 self.reply(host, reply);
                 false
@@ -346,19 +542,75 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// Records what the shell asks of Envoy.
+    /// Records what the shell asks of Envoy, and keeps each direction's body as Envoy
+    /// does for a filter: what it buffered for it, the chunk of the running body hook,
+    /// and what went on past it.
     #[derive(Default)]
     struct FakeHost {
         request: Vec<(String, String)>,
+        response: Vec<(String, String)>,
         calls: RefCell<Vec<String>>,
         callouts_work: bool,
+        buffered: RefCell<[Vec<u8>; 2]>,
+        received: RefCell<[Option<Vec<u8>>; 2]>,
+        forwarded: RefCell<[Vec<u8>; 2]>,
+    }
+
+    impl FakeHost {
+        /// Envoy hands the filter `chunk`, then does with it what the filter answered.
+        fn chunk(
+            &self,
+            filter: &mut Filter,
+            kind: HeaderKind,
+            chunk: &[u8],
+            end_of_stream: bool,
+        ) -> BodyStatus {
+            let dir = kind.index();
+            self.received.borrow_mut()[dir] = Some(chunk.to_vec());
+            let status = match kind {
+                HeaderKind::Request => filter.on_request_body(self, end_of_stream),
+                HeaderKind::Response => filter.on_response_body(self, end_of_stream),
+            };
+            let received = self.received.borrow_mut()[dir].take().unwrap_or_default();
+            match status {
+                BodyStatus::Buffer => self.buffered.borrow_mut()[dir].extend(received),
+                BodyStatus::Continue => {
+                    let held = std::mem::take(&mut self.buffered.borrow_mut()[dir]);
+                    let mut forwarded = self.forwarded.borrow_mut();
+                    forwarded[dir].extend(held);
+                    forwarded[dir].extend(received);
+                }
+                BodyStatus::Stop => {}
+            }
+            status
+        }
+
+        /// Trailers arrive; if they go on, so does the buffered body before them.
+        fn trailers(&self, filter: &mut Filter, kind: HeaderKind) -> bool {
+            let proceed = match kind {
+                HeaderKind::Request => filter.on_request_trailers(self),
+                HeaderKind::Response => filter.on_response_trailers(self),
+            };
+            if proceed {
+                let held = std::mem::take(&mut self.buffered.borrow_mut()[kind.index()]);
+                self.forwarded.borrow_mut()[kind.index()].extend(held);
+            }
+            proceed
+        }
+
+        fn forwarded(&self, kind: HeaderKind) -> String {
+            String::from_utf8(self.forwarded.borrow()[kind.index()].clone()).unwrap()
+        }
     }
 
     impl StreamHost for FakeHost {
         fn headers(&self, kind: HeaderKind) -> Vec<(String, String)> {
             match kind {
                 HeaderKind::Request => self.request.clone(),
-                HeaderKind::Response => vec![(":status".into(), "200".into())],
+                HeaderKind::Response if self.response.is_empty() => {
+                    vec![(":status".into(), "200".into())]
+                }
+                HeaderKind::Response => self.response.clone(),
             }
         }
         fn set_header(&self, kind: HeaderKind, name: &str, value: &str) -> bool {
@@ -405,10 +657,41 @@ mod tests {
         fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
             None
         }
+        fn body_len(&self, kind: HeaderKind) -> usize {
+            let dir = kind.index();
+            self.buffered.borrow()[dir].len()
+                + self.received.borrow()[dir].as_ref().map_or(0, Vec::len)
+        }
+        fn body_bytes(&self, kind: HeaderKind) -> Vec<u8> {
+            let dir = kind.index();
+            let mut bytes = self.buffered.borrow()[dir].clone();
+            bytes.extend(self.received.borrow()[dir].iter().flatten());
+            bytes
+        }
+        fn replace_body(&self, kind: HeaderKind, bytes: &[u8]) -> bool {
+            // As the ABI shell does: drain both, append to the received chunk if any.
+            let dir = kind.index();
+            self.buffered.borrow_mut()[dir].clear();
+            match &mut self.received.borrow_mut()[dir] {
+                Some(received) => *received = bytes.to_vec(),
+                None => self.buffered.borrow_mut()[dir] = bytes.to_vec(),
+            }
+            true
+        }
+        fn reset_stream(&self) {
+            self.calls.borrow_mut().push("reset".into());
+        }
     }
 
     fn config(name: &str, config: serde_json::Value) -> Result<FilterConfig, ConfigRejected> {
         FilterConfig::new(name, config.to_string().as_bytes(), 0)
+    }
+
+    fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn host(pairs: &[(&str, &str)]) -> FakeHost {
@@ -430,7 +713,7 @@ mod tests {
         .unwrap();
         let mut filter = Filter::new(&config).unwrap();
         let host = host(&[(":method", "GET"), (":path", "/"), ("x-secret", "s")]);
-        assert!(filter.on_request_headers(&host));
+        assert!(filter.on_request_headers(&host, false));
         // The headers stage's own order (removes first), and it asks Envoy to route
         // again after editing request headers, as its Wasm build does.
         assert_eq!(
@@ -452,7 +735,7 @@ mod tests {
         .unwrap();
         let mut filter = Filter::new(&config).unwrap();
         let host = host(&[(":method", "GET"), (":path", "/")]);
-        assert!(!filter.on_request_headers(&host));
+        assert!(!filter.on_request_headers(&host, false));
         let calls = host.calls.borrow();
         assert_eq!(calls.len(), 1, "{calls:?}");
         assert!(calls[0].starts_with("reply 503"), "{calls:?}");
@@ -467,7 +750,10 @@ mod tests {
         .unwrap();
         let mut filter = Filter::new(&config).unwrap();
         let host = host(&[(":method", "GET"), (":path", "/")]);
-        assert!(!filter.on_request_headers(&host), "the request must wait");
+        assert!(
+            !filter.on_request_headers(&host, false),
+            "the request must wait"
+        );
         assert_eq!(*host.calls.borrow(), ["resume_after 10ms"]);
         filter.on_scheduled(&host);
         assert_eq!(*host.calls.borrow(), ["resume_after 10ms", "continue"]);
@@ -497,7 +783,10 @@ mod tests {
             ("authorization", TOKEN),
         ]);
         host.callouts_work = true;
-        assert!(!filter.on_request_headers(&host), "the request must wait");
+        assert!(
+            !filter.on_request_headers(&host, false),
+            "the request must wait"
+        );
         assert_eq!(*host.calls.borrow(), ["callout idp_jwks"]);
         // The JWKS fetch failed: without keys the token cannot be checked (503 by default).
         filter.on_callout_done(&host, CalloutResult::Failed);
@@ -516,7 +805,7 @@ mod tests {
             (":authority", "a"),
             ("authorization", TOKEN),
         ]);
-        assert!(!filter.on_request_headers(&host));
+        assert!(!filter.on_request_headers(&host, false));
         let calls = host.calls.borrow();
         assert_eq!(calls[0], "callout idp_jwks");
         assert!(calls[1].starts_with("reply 503"), "{calls:?}");
@@ -535,26 +824,221 @@ mod tests {
             err.starts_with("headers: invalid configuration: request.set[0].name"),
             "{err}"
         );
-        let err = config("body", json!({"limit": {"maxRequestBytes": 1}}))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("needs the body phase"), "{err}");
-        let err = config(
-            "mesh",
-            json!({"stages": [{"name": "cors"}, {"name": "body", "config": {}}]}),
-        )
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(
-            err.starts_with("mesh: invalid configuration: stages[1].name: the body stage needs"),
-            "{err}"
-        );
         let err = config("nope", json!({})).err().unwrap().to_string();
         assert_eq!(
             err,
             "unknown filter_name `nope`; this module offers authz, body, cors, fault, headers, mesh, ratelimit, telemetry"
+        );
+    }
+
+    /// The body config of the Envoy tests' JSON and limit rules (scenarios::body).
+    fn body_config() -> FilterConfig {
+        let rewrite = json!({
+            "remove": ["/password"],
+            "rename": [{"from": "/user_name", "to": "/user/name"}],
+            "set": [{"pointer": "/source", "value": "mesh"}],
+        });
+        config(
+            "body",
+            json!({"rules": [
+                {"match": {"path": {"prefix": "/limit"}}, "limit": {"maxRequestBytes": 10, "maxResponseBytes": 8}},
+                {"match": {"path": {"prefix": "/json"}}, "json": {"request": rewrite, "maxBytes": 64, "malformed": "REJECT"}},
+                {"match": {"path": {"prefix": "/out"}}, "json": {"response": {"set": [{"pointer": "/rewritten", "value": true}]}}},
+            ]}),
+        )
+        .unwrap()
+    }
+
+    fn json_post(path: &str) -> FakeHost {
+        host(&[
+            (":method", "POST"),
+            (":path", path),
+            ("content-type", "application/json"),
+            ("content-length", "41"),
+        ])
+    }
+
+    #[test]
+    fn a_json_rewrite_holds_the_body_and_forwards_the_rewrite() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = json_post("/json");
+        // The headers go on at once, without their length.
+        assert!(filter.on_request_headers(&host, false));
+        assert_eq!(*host.calls.borrow(), ["remove Request content-length"]);
+        let req = HeaderKind::Request;
+        let first = br#"{"user_name":"ann","#;
+        assert_eq!(
+            host.chunk(&mut filter, req, first, false),
+            BodyStatus::Buffer
+        );
+        assert_eq!(host.forwarded(req), "", "nothing goes on before the end");
+        let rest = br#""password":"x","n":1}"#;
+        assert_eq!(
+            host.chunk(&mut filter, req, rest, true),
+            BodyStatus::Continue
+        );
+        assert_eq!(
+            host.forwarded(req),
+            r#"{"n":1,"source":"mesh","user":{"name":"ann"}}"#
+        );
+    }
+
+    #[test]
+    fn trailers_end_a_held_body_and_it_is_rewritten_there() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = json_post("/json");
+        assert!(filter.on_request_headers(&host, false));
+        let req = HeaderKind::Request;
+        let body = br#"{"password":"x","n":2}"#;
+        assert_eq!(
+            host.chunk(&mut filter, req, body, false),
+            BodyStatus::Buffer
+        );
+        assert!(host.trailers(&mut filter, req));
+        assert_eq!(host.forwarded(req), r#"{"n":2,"source":"mesh"}"#);
+    }
+
+    #[test]
+    fn malformed_json_refused_in_the_body_phase_is_a_400() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = json_post("/json");
+        assert!(filter.on_request_headers(&host, false));
+        let req = HeaderKind::Request;
+        assert_eq!(
+            host.chunk(&mut filter, req, b"{\"a\":", true),
+            BodyStatus::Stop
+        );
+        assert_eq!(host.forwarded(req), "");
+        let calls = host.calls.borrow();
+        assert_eq!(calls.last().unwrap(), "reply 400 wasmesh_body_not_json");
+    }
+
+    #[test]
+    fn a_headers_only_request_asks_for_no_body() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = json_post("/json");
+        assert!(filter.on_request_headers(&host, true));
+        assert!(host.calls.borrow().is_empty(), "{:?}", host.calls.borrow());
+    }
+
+    #[test]
+    fn a_chunked_body_is_counted_as_it_streams_and_refused_past_the_limit() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[(":method", "POST"), (":path", "/limit")]);
+        assert!(filter.on_request_headers(&host, false));
+        let req = HeaderKind::Request;
+        // Each chunk goes on at once, never buffered.
+        assert_eq!(
+            host.chunk(&mut filter, req, b"0123", false),
+            BodyStatus::Continue
+        );
+        assert_eq!(
+            host.chunk(&mut filter, req, b"4567", false),
+            BodyStatus::Continue
+        );
+        assert_eq!(host.forwarded(req), "01234567");
+        assert_eq!(
+            host.chunk(&mut filter, req, b"89AB", false),
+            BodyStatus::Stop
+        );
+        assert_eq!(host.forwarded(req), "01234567");
+        assert_eq!(*host.calls.borrow(), ["reply 413 wasmesh_body_too_large"]);
+        // Further chunks of an answered request go nowhere.
+        assert_eq!(host.chunk(&mut filter, req, b"C", true), BodyStatus::Stop);
+    }
+
+    #[test]
+    fn a_response_counted_over_its_limit_is_reset() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let mut host = host(&[(":method", "GET"), (":path", "/limit")]);
+        host.response = pairs(&[(":status", "200")]);
+        assert!(filter.on_request_headers(&host, true));
+        assert!(filter.on_response_headers(&host, false));
+        let resp = HeaderKind::Response;
+        assert_eq!(
+            host.chunk(&mut filter, resp, b"0123", false),
+            BodyStatus::Continue
+        );
+        assert_eq!(
+            host.chunk(&mut filter, resp, b"45678", true),
+            BodyStatus::Stop
+        );
+        assert_eq!(*host.calls.borrow(), ["reset"]);
+        assert_eq!(host.forwarded(resp), "0123");
+    }
+
+    #[test]
+    fn a_json_response_is_held_and_rewritten() {
+        let config = body_config();
+        let mut filter = Filter::new(&config).unwrap();
+        let mut host = host(&[(":method", "GET"), (":path", "/out")]);
+        host.response = pairs(&[
+            (":status", "200"),
+            ("content-type", "application/json"),
+            ("content-length", "8"),
+        ]);
+        assert!(filter.on_request_headers(&host, true));
+        assert!(filter.on_response_headers(&host, false));
+        assert_eq!(*host.calls.borrow(), ["remove Response content-length"]);
+        let resp = HeaderKind::Response;
+        assert_eq!(
+            host.chunk(&mut filter, resp, b"{\"a\":", false),
+            BodyStatus::Buffer
+        );
+        assert_eq!(
+            host.chunk(&mut filter, resp, b"1}", true),
+            BodyStatus::Continue
+        );
+        assert_eq!(host.forwarded(resp), r#"{"a":1,"rewritten":true}"#);
+    }
+
+    #[test]
+    fn a_paused_request_holds_its_body_and_trailers_until_it_resumes() {
+        let config = config(
+            "fault",
+            json!({"delay": {"fixed_delay": "10ms", "percentage": 100}}),
+        )
+        .unwrap();
+        let mut filter = Filter::new(&config).unwrap();
+        let host = host(&[(":method", "POST"), (":path", "/")]);
+        assert!(!filter.on_request_headers(&host, false));
+        let req = HeaderKind::Request;
+        // Continuing either would let the stopped headers go on before the delay ends.
+        assert_eq!(
+            host.chunk(&mut filter, req, b"abc", false),
+            BodyStatus::Buffer
+        );
+        assert!(!host.trailers(&mut filter, req));
+        filter.on_scheduled(&host);
+        assert_eq!(*host.calls.borrow(), ["resume_after 10ms", "continue"]);
+    }
+
+    #[test]
+    fn the_body_stage_runs_alone_and_in_a_pipeline() {
+        assert!(config("body", json!({"limit": {"maxRequestBytes": 1}})).is_ok());
+        let pipeline = config(
+            "mesh",
+            json!({"stages": [{"name": "cors"}, {"name": "body", "config": {"limit": {"maxRequestBytes": 4}}}]}),
+        )
+        .unwrap();
+        let mut filter = Filter::new(&pipeline).unwrap();
+        let host = host(&[(":method", "POST"), (":path", "/")]);
+        assert!(filter.on_request_headers(&host, false));
+        let req = HeaderKind::Request;
+        assert_eq!(
+            host.chunk(&mut filter, req, b"0123", false),
+            BodyStatus::Continue
+        );
+        assert_eq!(host.chunk(&mut filter, req, b"4", true), BodyStatus::Stop);
+        assert_eq!(
+            host.calls.borrow().last().unwrap(),
+            "reply 413 wasmesh_body_too_large"
         );
     }
 }

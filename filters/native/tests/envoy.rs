@@ -124,6 +124,27 @@ fn fault_delay_lasts_at_least_the_configured_time() {
     scenarios::fault::check_delay(&envoy, 300).unwrap();
 }
 
+/// A request with a body, paused by a delay: the body chunk that arrives during the
+/// delay is held (answering `Continue` to it would let Envoy continue the stopped
+/// headers at once), and the request reaches the upstream whole when the delay ends.
+#[test]
+fn fault_delay_holds_the_request_body_until_it_ends() {
+    let echo = EchoServer::start().unwrap();
+    let filter = native_filter("fault", scenarios::fault::delay_config(300));
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    let url = format!("{}/x", envoy.listener_url(INGRESS).unwrap());
+    let start = std::time::Instant::now();
+    let resp = http::request("POST", &url, &[], b"held body").unwrap();
+    let took = start.elapsed();
+    assert_eq!(resp.status, 200, "{}", envoy.log_tail(40));
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "the body let the request go on before the delay ended: {took:?}"
+    );
+    let seen = wasmesh_integration::echo::Echo::parse(&resp.body).unwrap();
+    assert_eq!(seen.body, "held body");
+}
+
 /// The Wasm filter's `limit_holds_per_envoy_with_two_workers`
 /// (integration/tests/ratelimit.rs): one bucket, exact across both workers, through the
 /// module's process-wide shared data.
@@ -157,6 +178,51 @@ fn authz_remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes() {
         .push(scenarios::authz::idp_cluster(&idp));
     let envoy = Envoy::start_with(&config, &options()).unwrap();
     scenarios::authz::check_remote_jwks(&envoy, &idp).unwrap();
+}
+
+/// The body stage as the Wasm body filter runs it (integration/tests/body.rs): the
+/// same config and checks (`scenarios::body`), through the native module's body phase.
+fn start_body(filter: Value) -> (EchoServer, Envoy) {
+    let echo = EchoServer::start().unwrap();
+    let envoy = Envoy::start_with(&proxy_to(echo.port(), vec![filter]), &options()).unwrap();
+    (echo, envoy)
+}
+
+#[test]
+fn body_limits_hold_as_in_the_wasm_filter() {
+    let (echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_limits(&envoy, &echo).unwrap();
+}
+
+#[test]
+fn body_json_rewrites_reach_the_upstream_as_in_the_wasm_filter() {
+    let (_echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_json_rewrites(&envoy).unwrap();
+}
+
+#[test]
+fn body_refusals_are_the_wasm_filters() {
+    let (echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_refusals(&envoy, &echo).unwrap();
+}
+
+#[test]
+fn body_json_response_is_rewritten_as_in_the_wasm_filter() {
+    let (_echo, envoy) = start_body(native_filter("body", scenarios::body::config()));
+    scenarios::body::check_response_rewrite(&envoy).unwrap();
+}
+
+/// The body stage inside a `mesh` pipeline, after a stage that edits the request
+/// headers: the body phase runs through the pipeline's chain.
+#[test]
+fn body_stage_in_a_mesh_pipeline_limits_and_rewrites() {
+    let pipeline = json!({"stages": [
+        {"name": "headers", "config": scenarios::headers::edits_config()},
+        {"name": "body", "config": scenarios::body::config()},
+    ]});
+    let (echo, envoy) = start_body(native_filter("mesh", pipeline));
+    scenarios::body::check_limits(&envoy, &echo).unwrap();
+    scenarios::body::check_json_rewrites(&envoy).unwrap();
 }
 
 #[test]
