@@ -106,6 +106,29 @@ fn the_compose_target_refuses_native_filters() {
 }
 
 #[test]
+fn global_rate_limits_are_refused_for_native_filters() {
+    // The native module has no gRPC client: a global rule would silently take its
+    // failure mode on every request, so the generator says so instead.
+    let mut mesh = common::bookinfo();
+    let filter = mesh
+        .gateway
+        .as_mut()
+        .and_then(|g| {
+            g.filters
+                .iter_mut()
+                .find(|f| f.name == wasmesh::model::FilterName::Ratelimit)
+        })
+        .expect("bookinfo's gateway has a ratelimit filter");
+    filter.config["rules"] = serde_json::json!([{"name": "g", "global": true}]);
+    let native = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE)
+        .with_filter_target(FilterTarget::Native);
+    let err = generate(&mesh, &native).unwrap_err().to_string();
+    assert!(err.contains("`global: true` rule"), "{err}");
+    let bundled = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE).with_bundle(true);
+    assert!(generate(&mesh, &bundled).is_ok());
+}
+
+#[test]
 fn bookinfo_native_passes_envoy_validate_with_the_real_module() {
     let mesh = common::bookinfo();
     let dir = common::scratch("native-validate");
