@@ -16,6 +16,7 @@
 mod abi;
 #[cfg(not(test))]
 mod envoy_host;
+pub mod grpc;
 mod props;
 pub mod shell;
 pub mod stages;

@@ -19,7 +19,7 @@
 //! the validated config, on its first stream ([`worker_stage`]). Per-worker state (a
 //! fault stage's RNG) stays per worker, as under Wasm.
 
-use crate::stages;
+use crate::{grpc, stages};
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,9 +36,6 @@ use wasmesh_sdk::{
     Body, BodyAction, Callout, CalloutResult, ConfigError, Decision, GrpcResult, LocalReply,
     LogView, Request, Response,
 };
-
-/// gRPC status UNIMPLEMENTED, what a gRPC call reports in the native module.
-const GRPC_UNIMPLEMENTED: u32 = 12;
 
 /// Which header map (or body) a host call is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +204,8 @@ pub struct Filter {
     replied: bool,
     /// The request waits on a delay or callout: its body is held, unseen by the stage.
     paused: bool,
+    /// The callout in flight carries a gRPC call (see [`grpc`]).
+    pending_grpc: bool,
     /// Request body chunks (or trailers) arrived while paused: the stage never saw them.
     held_while_paused: bool,
     /// The headers ended the request / response (no body phase follows).
@@ -227,6 +226,7 @@ impl Filter {
             stream,
             replied: false,
             paused: false,
+            pending_grpc: false,
             held_while_paused: false,
             headers_ended: [false; 2],
             waiting: [false; 2],
@@ -255,7 +255,15 @@ impl Filter {
     }
 
     /// A callout the stage asked for has ended: give it the result, as above.
+    /// A callout carrying a gRPC call is read back as the call's result.
     pub fn on_callout_done(&mut self, host: &dyn StreamHost, result: CalloutResult) {
+        if std::mem::take(&mut self.pending_grpc) {
+            let result = grpc::result_of(result);
+            self.resume(host, |stage, req, stream| {
+                stage.on_grpc_response(req, stream, result)
+            });
+            return;
+        }
         self.resume(host, |stage, req, stream| {
             stage.on_callout_response(req, stream, result)
         });
@@ -494,17 +502,16 @@ impl Filter {
                     stage.on_callout_response(req, stream, CalloutResult::Failed)
                 })
             }
-            // The dynamic-module ABI this module is built on has no gRPC client yet: the
-            // call fails as UNIMPLEMENTED and the stage's failure mode decides (the
-            // generator keeps global rate limits off the native target).
+            // The ABI has no gRPC client: the unary call goes as an HTTP/2 callout
+            // (see [`grpc`]); as in the Wasm shell, one that cannot be sent is
+            // UNAVAILABLE, and the stage decides what that means.
             Decision::GrpcCall(call) => {
-                let stage = self.stage.name();
-                eprintln!(
-                    "wasmesh-native: {stage}: gRPC call to `{}` unsupported in the native module",
-                    call.cluster
-                );
+                if host.callout(&grpc::callout_for(&call)) {
+                    self.pending_grpc = true;
+                    return false;
+                }
                 self.run_request(host, |stage, req, stream| {
-                    stage.on_grpc_response(req, stream, GrpcResult::Failed(GRPC_UNIMPLEMENTED))
+                    stage.on_grpc_response(req, stream, GrpcResult::Failed(grpc::UNAVAILABLE))
                 })
             }
         }
@@ -809,6 +816,59 @@ mod tests {
         let calls = host.calls.borrow();
         assert_eq!(calls[0], "callout idp_jwks");
         assert!(calls[1].starts_with("reply 503"), "{calls:?}");
+    }
+
+    /// A ratelimit stage with one global rule, failing closed.
+    fn global_ratelimit() -> FilterConfig {
+        config(
+            "ratelimit",
+            json!({"rate_limit_service": {"cluster": "wasmesh_ratelimit_service",
+                                          "failure_mode_deny": true},
+                   "rules": [{"name": "all", "global": true}]}),
+        )
+        .unwrap()
+    }
+
+    fn get_host() -> FakeHost {
+        host(&[(":method", "GET"), (":path", "/"), (":authority", "a")])
+    }
+
+    #[test]
+    fn a_grpc_call_goes_as_a_callout_and_its_reply_resumes_the_stage() {
+        let config = global_ratelimit();
+        let mut filter = Filter::new(&config).unwrap();
+        let mut host = get_host();
+        host.callouts_work = true;
+        assert!(!filter.on_request_headers(&host, true), "the request must wait");
+        assert_eq!(*host.calls.borrow(), ["callout wasmesh_ratelimit_service"]);
+        // ShouldRateLimitResponse { overall_code: OK }, framed, status 200.
+        filter.on_callout_done(
+            &host,
+            CalloutResult::Response {
+                status: 200,
+                headers: vec![("content-type".into(), "application/grpc".into())],
+                body: grpc::frame(&[0x08, 0x01]),
+            },
+        );
+        assert_eq!(host.calls.borrow()[1..], ["continue"]);
+    }
+
+    #[test]
+    fn a_failed_grpc_callout_takes_the_stages_failure_mode() {
+        let config = global_ratelimit();
+        let mut filter = Filter::new(&config).unwrap();
+        let mut host = get_host();
+        host.callouts_work = true;
+        assert!(!filter.on_request_headers(&host, true));
+        filter.on_callout_done(&host, CalloutResult::Failed);
+        let calls = host.calls.borrow();
+        assert!(calls[1].starts_with("reply 500"), "{calls:?}");
+        // One that cannot be sent at all, likewise.
+        let mut filter = Filter::new(&config).unwrap();
+        let host = get_host();
+        assert!(!filter.on_request_headers(&host, true));
+        let calls = host.calls.borrow();
+        assert!(calls[1].starts_with("reply 500"), "{calls:?}");
     }
 
     #[test]
