@@ -181,8 +181,6 @@ pub enum GenerateError {
     RateLimitServiceInCompose,
     #[error("filter {filter}: `module` names a .wasm of its own, which runs only as a Wasm filter of its own: not with --bundle or --target-filters native")]
     ModuleNeedsWasmFilters { filter: String },
-    #[error("a ratelimit filter has a `global: true` rule: it asks the rate limit service over gRPC, which the native dynamic module cannot call (every request would get the rule's failure mode); run this mesh with Wasm filters or --bundle")]
-    GlobalRateLimitNeedsWasm,
 }
 
 /// Reads and checks a mesh file, or Istio resources (a directory, or YAML of
@@ -266,10 +264,6 @@ pub fn generate(mesh: &MeshFile, opts: &GenerateOptions) -> Result<Vec<OutputFil
                 filter: f.name.as_str().to_string(),
             });
         }
-    }
-    if opts.filter_target == FilterTarget::Native && all_filters(mesh).any(ratelimit::asks_service)
-    {
-        return Err(GenerateError::GlobalRateLimitNeedsWasm);
     }
     if mesh.mesh.rate_limit_service.is_some() && opts.target == Target::Compose {
         return Err(GenerateError::RateLimitServiceInCompose);

@@ -106,10 +106,13 @@ fn the_compose_target_refuses_native_filters() {
 }
 
 #[test]
-fn global_rate_limits_are_refused_for_native_filters() {
-    // The native module has no gRPC client: a global rule would silently take its
-    // failure mode on every request, so the generator says so instead.
+fn native_generation_of_a_global_rule_fills_the_service_and_keeps_its_cluster() {
+    // The native module makes the rule's gRPC call over an HTTP/2 callout
+    // (filters/native/src/grpc.rs): the filter gets the Wasm filter's config, with the
+    // mesh's service filled in, and the gateway keeps the service's cluster.
     let mut mesh = common::bookinfo();
+    mesh.mesh.rate_limit_service =
+        Some(serde_json::from_value(serde_json::json!({"port": 18099, "domain": "mesh"})).unwrap());
     let filter = mesh
         .gateway
         .as_mut()
@@ -120,12 +123,36 @@ fn global_rate_limits_are_refused_for_native_filters() {
         })
         .expect("bookinfo's gateway has a ratelimit filter");
     filter.config["rules"] = serde_json::json!([{"name": "g", "global": true}]);
-    let native = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE)
-        .with_filter_target(FilterTarget::Native);
-    let err = generate(&mesh, &native).unwrap_err().to_string();
-    assert!(err.contains("`global: true` rule"), "{err}");
-    let bundled = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE).with_bundle(true);
-    assert!(generate(&mesh, &bundled).is_ok());
+    let generate_for = |target| {
+        let opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE)
+            .with_filter_target(target);
+        generate(&mesh, &opts).unwrap()
+    };
+    let (wasm, native) = (generate_for(FilterTarget::Wasm), generate_for(FilterTarget::Native));
+    let n = http_filters(&native, "ingressgateway", "gateway");
+    let ratelimit = n
+        .iter()
+        .find(|f| f["name"] == "wasmesh.ratelimit")
+        .expect("the gateway's native ratelimit filter");
+    let config: Value =
+        serde_json::from_str(ratelimit["typed_config"]["filter_config"]["value"].as_str().unwrap())
+            .unwrap();
+    let service = &config["rate_limit_service"];
+    assert_eq!(service["cluster"], "wasmesh_ratelimit_service", "{config}");
+    assert_eq!(service["domain"], "mesh", "{config}");
+    assert_eq!(service["failure_mode_deny"], false, "{config}");
+    let w = http_filters(&wasm, "ingressgateway", "gateway");
+    let wasm_ratelimit = w.iter().find(|f| f["name"] == "wasmesh.ratelimit").unwrap();
+    assert_eq!(
+        ratelimit["typed_config"]["filter_config"]["value"],
+        wasm_ratelimit["typed_config"]["config"]["configuration"]["value"]
+    );
+    let b = common::generated_bootstrap(&native, "ingressgateway");
+    let cluster = common::resource(&b, "clusters", "wasmesh_ratelimit_service");
+    assert!(
+        cluster.to_string().contains("http2_protocol_options"),
+        "the service's cluster speaks HTTP/2: {cluster}"
+    );
 }
 
 #[test]

@@ -218,6 +218,112 @@ pub mod ratelimit {
     }
 }
 
+/// The ratelimit filter's global rules against the real rate limit service
+/// ([`crate::rls`]): one rule `shared`, one limit across every Envoy that asks.
+pub mod global_ratelimit {
+    use crate::bootstrap::INGRESS;
+    use crate::envoy::Envoy;
+    use crate::http;
+    use crate::rls;
+    use anyhow::{ensure, Result};
+    use serde_json::{json, Value};
+    use std::time::{Duration, Instant};
+
+    /// The service's config: `n` requests an hour for the rule `shared`.
+    pub fn limit_yaml(n: u32) -> String {
+        format!(
+            "domain: mesh\ndescriptors:\n  - key: generic_key\n    value: shared\n    rate_limit: {{unit: hour, requests_per_unit: {n}}}\n"
+        )
+    }
+
+    /// The filter config: the one global rule, failing closed if `deny`.
+    pub fn filter_config(deny: bool) -> Value {
+        json!({
+            "domain": "mesh",
+            "rate_limit_service": {"cluster": rls::CLUSTER, "timeout": "500ms", "failure_mode_deny": deny},
+            "rules": [{"name": "shared", "global": true}],
+        })
+    }
+
+    pub fn url(e: &Envoy) -> Result<String> {
+        Ok(format!("{}/x", e.listener_url(INGRESS)?))
+    }
+
+    fn hour() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 3600)
+    }
+
+    /// 12 requests alternating between `a` and `b`, which share a service limiting
+    /// to 5 ([`limit_yaml`]): exactly the first 5 pass, the rest are 429 with the
+    /// draft-03 headers and `x-envoy-ratelimited`.
+    pub fn check_shared_limit(a: &Envoy, b: &Envoy) -> Result<()> {
+        let before = hour();
+        let mut codes = Vec::new();
+        for i in 0..12 {
+            let e = if i % 2 == 0 { a } else { b };
+            let r = http::get(&url(e)?)?;
+            if r.status == 429 {
+                ensure!(r.header("x-ratelimit-limit") == Some("5"), "limit header");
+                ensure!(r.header("x-ratelimit-remaining") == Some("0"), "remaining header");
+                ensure!(r.header("x-envoy-ratelimited") == Some("true"), "ratelimited header");
+            } else {
+                ensure!(r.status == 200, "status {}: {}", r.status, e.log_tail(30));
+            }
+            codes.push(r.status);
+        }
+        ensure!(before == hour(), "the hour turned over mid-test: rerun");
+        ensure!(
+            codes.iter().filter(|&&c| c == 200).count() == 5 && codes[5..] == [429; 7],
+            "{codes:?}"
+        );
+        Ok(())
+    }
+
+    /// With the service stopped, `open` lets 3 requests through and `closed` answers
+    /// them 500, each pair in well under the time a hang would take.
+    pub fn check_failure_modes(open: &Envoy, closed: &Envoy, server: rls::Server) -> Result<()> {
+        ensure!(http::get(&url(open)?)?.status == 200, "open, service up");
+        ensure!(http::get(&url(closed)?)?.status == 200, "closed, service up");
+        server.stop();
+        for _ in 0..3 {
+            let t = Instant::now();
+            ensure!(http::get(&url(open)?)?.status == 200, "fail-open");
+            let r = http::get(&url(closed)?)?;
+            ensure!(r.status == 500, "fail-closed: {} {}", r.status, r.text());
+            ensure!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// What one request came back with: status, and the draft-03 limit and remaining.
+    pub type Seen = (u16, Option<String>, Option<String>);
+
+    /// `n` requests through `e`, as [`Seen`].
+    pub fn through_envoy(e: &Envoy, n: usize) -> Result<Vec<Seen>> {
+        (0..n)
+            .map(|_| {
+                let r = http::get(&url(e)?)?;
+                let h = |n: &str| r.header(n).map(str::to_string);
+                Ok((r.status, h("x-ratelimit-limit"), h("x-ratelimit-remaining")))
+            })
+            .collect()
+    }
+
+    /// Five requests against a limit of 3 ([`limit_yaml`]`(3)`).
+    pub fn five_against_three() -> Vec<Seen> {
+        let some = |s: &str| Some(s.to_string());
+        vec![
+            (200, some("3"), some("2")),
+            (200, some("3"), some("1")),
+            (200, some("3"), some("0")),
+            (429, some("3"), some("0")),
+            (429, some("3"), some("0")),
+        ]
+    }
+}
+
 /// The authz filter: a remote JWKS fetched through an Envoy cluster (a callout).
 pub mod authz {
     use crate::bootstrap::{static_cluster, INGRESS};

@@ -10,21 +10,10 @@ use wasmesh_harness::build::wasm_module;
 use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
+use wasmesh_integration::scenarios::global_ratelimit::{
+    self, filter_config, limit_yaml, Seen,
+};
 use wasmesh_integration::{ports, rls};
-
-fn limit_yaml(n: u32) -> String {
-    format!(
-        "domain: mesh\ndescriptors:\n  - key: generic_key\n    value: shared\n    rate_limit: {{unit: hour, requests_per_unit: {n}}}\n"
-    )
-}
-
-fn filter_config(deny: bool) -> Value {
-    json!({
-        "domain": "mesh",
-        "rate_limit_service": {"cluster": rls::CLUSTER, "timeout": "500ms", "failure_mode_deny": deny},
-        "rules": [{"name": "shared", "global": true}],
-    })
-}
 
 /// An Envoy answering 200 behind the ratelimit filter, with the service's cluster.
 fn envoy(rls_port: u16, deny: bool) -> Envoy {
@@ -36,19 +25,11 @@ fn envoy(rls_port: u16, deny: bool) -> Envoy {
 }
 
 fn url(e: &Envoy) -> String {
-    format!("{}/x", e.listener_url(INGRESS).unwrap())
+    global_ratelimit::url(e).unwrap()
 }
 
 fn dir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("wasmesh-rlsg-{name}-{}", std::process::id()))
-}
-
-fn hour() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 3600
 }
 
 #[test]
@@ -56,23 +37,7 @@ fn a_limit_shared_by_two_envoys_is_exact_across_both() {
     let dir = dir("shared");
     let server = rls::Server::start(&dir, &limit_yaml(5), 0).unwrap();
     let (a, b) = (envoy(server.port, false), envoy(server.port, false));
-    let before = hour();
-    let mut codes = Vec::new();
-    for i in 0..12 {
-        let e = if i % 2 == 0 { &a } else { &b };
-        let r = http::get(&url(e)).unwrap();
-        if r.status == 429 {
-            assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
-            assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
-            assert_eq!(r.header("x-envoy-ratelimited"), Some("true"));
-        } else {
-            assert_eq!(r.status, 200, "{}\n{}", a.log_tail(30), server.log());
-        }
-        codes.push(r.status);
-    }
-    assert_eq!(before, hour(), "the hour turned over mid-test: rerun");
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
-    assert_eq!(&codes[5..], [429; 7], "{codes:?}");
+    global_ratelimit::check_shared_limit(&a, &b).unwrap();
     // Allowed responses carry the service's numbers.
     let stat = |e: &Envoy, d: &str| {
         e.stat(&format!(
@@ -90,20 +55,7 @@ fn the_service_going_away_gives_the_failure_mode_without_a_hang() {
     let dir = dir("down");
     let server = rls::Server::start(&dir, &limit_yaml(100), 0).unwrap();
     let (open, closed) = (envoy(server.port, false), envoy(server.port, true));
-    assert_eq!(http::get(&url(&open)).unwrap().status, 200);
-    assert_eq!(http::get(&url(&closed)).unwrap().status, 200);
-    server.stop();
-    for _ in 0..3 {
-        let t = Instant::now();
-        assert_eq!(http::get(&url(&open)).unwrap().status, 200, "fail-open");
-        let r = http::get(&url(&closed)).unwrap();
-        assert_eq!(r.status, 500, "fail-closed: {}", r.text());
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "took {:?}",
-            t.elapsed()
-        );
-    }
+    global_ratelimit::check_failure_modes(&open, &closed, server).unwrap();
     let errors = open
         .stat("wasmcustom.wasmesh_ratelimit_global_decisions_total;rule=shared;decision=error")
         .unwrap();
@@ -144,9 +96,6 @@ fn a_changed_limit_applies_on_reload() {
     // A new limit counts afresh (its counter is named by the limit).
     assert_eq!(run(5), [200, 200, 200, 200, 429]);
 }
-
-/// What one request came back with: status, and the draft-03 limit and remaining.
-type Seen = (u16, Option<String>, Option<String>);
 
 /// The same exchange through the harness: each gRPC call the filter makes is
 /// forwarded, bytes as they are, to the real service through its client; a service
@@ -208,25 +157,12 @@ fn through_harness(port: Option<u16>, n: usize, deny: bool) -> Vec<Seen> {
 }
 
 fn through_envoy(e: &Envoy, n: usize) -> Vec<Seen> {
-    (0..n)
-        .map(|_| {
-            let r = http::get(&url(e)).unwrap();
-            let h = |n: &str| r.header(n).map(str::to_string);
-            (r.status, h("x-ratelimit-limit"), h("x-ratelimit-remaining"))
-        })
-        .collect()
+    global_ratelimit::through_envoy(e, n).unwrap()
 }
 
 #[test]
 fn conformance_the_same_exchange_gives_the_same_outcome_in_harness_and_envoy() {
-    let some = |s: &str| Some(s.to_string());
-    let want: Vec<Seen> = vec![
-        (200, some("3"), some("2")),
-        (200, some("3"), some("1")),
-        (200, some("3"), some("0")),
-        (429, some("3"), some("0")),
-        (429, some("3"), some("0")),
-    ];
+    let want = global_ratelimit::five_against_three();
     // Each side gets its own service (and so its own counters).
     let harness_server = rls::Server::start(&dir("conf-h"), &limit_yaml(3), 0).unwrap();
     let mut harness = through_harness(Some(harness_server.port), 5, true);

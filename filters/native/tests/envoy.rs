@@ -1,7 +1,8 @@
 //! The native module in real Envoy 1.40: it loads with a matching ABI version, the
 //! headers stage's edits reach the upstream exactly as the Wasm filter's do, fault's
-//! abort answers locally, and a module expecting a callback this Envoy lacks is refused
-//! at load with a message that names it.
+//! abort answers locally, global rate limits reach the real rate limit service through
+//! the module's gRPC calls, and a module expecting a callback this Envoy lacks is
+//! refused at load with a message that names it.
 //!
 //! The module is built for the test by the harness (`target/native/debug`), so a stale
 //! one is never tested.
@@ -11,13 +12,14 @@
 
 use serde_json::{json, Value};
 use std::process::Command;
-use wasmesh_harness::build::native_module_dir;
-use wasmesh_integration::bootstrap::{self, INGRESS};
+use wasmesh_harness::build::{native_module_dir, wasm_module};
+use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
 use wasmesh_integration::echo::EchoServer;
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
 use wasmesh_integration::paths::TempDir;
-use wasmesh_integration::scenarios;
+use wasmesh_integration::scenarios::{self, global_ratelimit};
+use wasmesh_integration::rls;
 
 fn options() -> Options {
     Options::default().env(
@@ -162,6 +164,85 @@ fn ratelimit_holds_per_envoy_with_two_workers() {
         metric_sum(&envoy, "wasmesh_ratelimit_limited_total"),
         limited
     );
+}
+
+/// A native Envoy answering 200 behind the ratelimit stage with the global rule of
+/// `scenarios::global_ratelimit`, asking the service at `rls_port` (its gRPC calls go
+/// as HTTP/2 callouts, filters/native/src/grpc.rs).
+fn global_ratelimit_envoy(rls_port: u16, deny: bool) -> Envoy {
+    let filter = native_filter("ratelimit", global_ratelimit::filter_config(deny));
+    let mut config = bootstrap::direct_response_through(200, "ok", vec![filter]);
+    config["static_resources"]["clusters"] = json!([rls::cluster(rls_port)]);
+    Envoy::start_with(&metric_names(config), &options()).unwrap()
+}
+
+fn rls_dir(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("wasmesh-native-rlsg-{name}-{}", std::process::id()))
+}
+
+/// The global decisions `envoy` counted with label `decision`.
+fn global_decisions(envoy: &Envoy, decision: &str) -> u64 {
+    let text = envoy.admin().prometheus().unwrap();
+    let label = format!("decision=\"{decision}\"");
+    text.lines()
+        .filter(|l| l.starts_with("wasmesh_ratelimit_global_decisions_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+/// The Wasm filter's `a_limit_shared_by_two_envoys_is_exact_across_both`
+/// (integration/tests/ratelimit_global.rs): a limit of 5 held by the real service,
+/// asked by two native Envoys.
+#[test]
+fn ratelimit_global_limit_shared_by_two_envoys_is_exact_across_both() {
+    let server =
+        rls::Server::start(&rls_dir("shared"), &global_ratelimit::limit_yaml(5), 0).unwrap();
+    let (a, b) = (
+        global_ratelimit_envoy(server.port, false),
+        global_ratelimit_envoy(server.port, false),
+    );
+    global_ratelimit::check_shared_limit(&a, &b).unwrap();
+    let sum = |d: &str| global_decisions(&a, d) + global_decisions(&b, d);
+    assert_eq!(sum("ok"), 5, "{}", a.log_tail(30));
+    assert_eq!(sum("over_limit"), 7);
+}
+
+/// The Wasm filter's `the_service_going_away_gives_the_failure_mode_without_a_hang`.
+#[test]
+fn ratelimit_global_service_going_away_gives_the_failure_mode_without_a_hang() {
+    let server =
+        rls::Server::start(&rls_dir("down"), &global_ratelimit::limit_yaml(100), 0).unwrap();
+    let open = global_ratelimit_envoy(server.port, false);
+    let closed = global_ratelimit_envoy(server.port, true);
+    global_ratelimit::check_failure_modes(&open, &closed, server).unwrap();
+    assert_eq!(global_decisions(&open, "error"), 3);
+}
+
+/// The same exchange through the Wasm filter and the native stage, each against a
+/// service of its own: the same statuses and draft-03 headers, and the same 500
+/// without them once the service is gone (fail-closed).
+#[test]
+fn ratelimit_global_answers_as_the_wasm_filter_does() {
+    let wasm_server =
+        rls::Server::start(&rls_dir("conf-w"), &global_ratelimit::limit_yaml(3), 0).unwrap();
+    let filter = WasmFilter::new("wasmesh.ratelimit", wasm_module("wasmesh-ratelimit"))
+        .config(global_ratelimit::filter_config(true));
+    let mut config = bootstrap::direct_response(200, "ok", &[filter]);
+    config["static_resources"]["clusters"] = json!([rls::cluster(wasm_server.port)]);
+    let wasm = Envoy::start(&config).unwrap();
+    let native_server =
+        rls::Server::start(&rls_dir("conf-n"), &global_ratelimit::limit_yaml(3), 0).unwrap();
+    let native = global_ratelimit_envoy(native_server.port, true);
+    let mut in_wasm = global_ratelimit::through_envoy(&wasm, 5).unwrap();
+    let mut in_native = global_ratelimit::through_envoy(&native, 5).unwrap();
+    assert_eq!(in_wasm, global_ratelimit::five_against_three(), "wasm");
+    assert_eq!(in_native, in_wasm, "native");
+    wasm_server.stop();
+    native_server.stop();
+    in_wasm.extend(global_ratelimit::through_envoy(&wasm, 1).unwrap());
+    in_native.extend(global_ratelimit::through_envoy(&native, 1).unwrap());
+    assert_eq!(in_wasm.last(), Some(&(500, None, None)));
+    assert_eq!(in_native, in_wasm);
 }
 
 /// The Wasm filter's `remote_jwks_is_fetched_through_a_cluster_and_a_valid_token_passes`
