@@ -124,19 +124,25 @@ fn native_generation_of_a_global_rule_fills_the_service_and_keeps_its_cluster() 
         .expect("bookinfo's gateway has a ratelimit filter");
     filter.config["rules"] = serde_json::json!([{"name": "g", "global": true}]);
     let generate_for = |target| {
-        let opts = GenerateOptions::process("out", topology::DEFAULT_PORT_BASE)
-            .with_filter_target(target);
+        let opts =
+            GenerateOptions::process("out", topology::DEFAULT_PORT_BASE).with_filter_target(target);
         generate(&mesh, &opts).unwrap()
     };
-    let (wasm, native) = (generate_for(FilterTarget::Wasm), generate_for(FilterTarget::Native));
+    let (wasm, native) = (
+        generate_for(FilterTarget::Wasm),
+        generate_for(FilterTarget::Native),
+    );
     let n = http_filters(&native, "ingressgateway", "gateway");
     let ratelimit = n
         .iter()
         .find(|f| f["name"] == "wasmesh.ratelimit")
         .expect("the gateway's native ratelimit filter");
-    let config: Value =
-        serde_json::from_str(ratelimit["typed_config"]["filter_config"]["value"].as_str().unwrap())
-            .unwrap();
+    let config: Value = serde_json::from_str(
+        ratelimit["typed_config"]["filter_config"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     let service = &config["rate_limit_service"];
     assert_eq!(service["cluster"], "wasmesh_ratelimit_service", "{config}");
     assert_eq!(service["domain"], "mesh", "{config}");

@@ -14,6 +14,9 @@ pub const DEADLINE_EXCEEDED: u32 = 4;
 pub const INTERNAL: u32 = 13;
 pub const UNAVAILABLE: u32 = 14;
 
+/// The `grpc-message` of Envoy's router's local reply to an upstream timeout.
+const ENVOY_TIMEOUT: &str = "upstream request timeout";
+
 /// Bytes before each message: a compression flag and a big-endian length.
 const FRAME_HEADER: usize = 5;
 
@@ -96,14 +99,23 @@ pub fn result_of(result: CalloutResult) -> GrpcResult {
         body,
     } = result
     else {
-        // Reset, no healthy upstream, over-long reply. Envoy's router answers a
-        // timeout with a 504 response, so it is mapped below, not here.
+        // Reset, over-long reply. (A timeout or no healthy upstream is a reply from
+        // Envoy's router, read below.)
         return GrpcResult::Failed(UNAVAILABLE);
     };
-    let grpc_status = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("grpc-status"))
-        .map(|(_, v)| v.trim().parse::<u32>().unwrap_or(UNKNOWN));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let grpc_status = header("grpc-status").map(|v| v.parse::<u32>().unwrap_or(UNKNOWN));
+    // Envoy's router answers a callout past its timeout with its local 504, which it
+    // turns (the request being gRPC) into a trailers-only UNAVAILABLE carrying the
+    // 504's details: that one is the call's deadline, as Envoy's gRPC client says.
+    if grpc_status == Some(UNAVAILABLE) && header("grpc-message") == Some(ENVOY_TIMEOUT) {
+        return GrpcResult::Failed(DEADLINE_EXCEEDED);
+    }
     match grpc_status {
         Some(0) | None if status == 200 => match unframe(&body) {
             Some(message) => GrpcResult::Message(message.to_vec()),
@@ -141,7 +153,10 @@ mod tests {
         let callout = callout_for(&call);
         assert_eq!(callout.cluster, "rls");
         assert_eq!(callout.timeout, Duration::from_millis(250));
-        assert_eq!(callout.body.as_deref(), Some(&[0, 0, 0, 0, 3, b'a', b'b', b'c'][..]));
+        assert_eq!(
+            callout.body.as_deref(),
+            Some(&[0, 0, 0, 0, 3, b'a', b'b', b'c'][..])
+        );
         let header = |name: &str| {
             callout
                 .headers
@@ -206,6 +221,31 @@ mod tests {
     }
 
     #[test]
+    fn envoys_timeout_reply_is_deadline_exceeded() {
+        // What Envoy 1.40 hands the callout-done hook for a callout past its timeout.
+        let timeout = reply(
+            200,
+            &[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "14"),
+                ("grpc-message", "upstream request timeout"),
+            ],
+            b"",
+        );
+        assert_eq!(result_of(timeout), GrpcResult::Failed(DEADLINE_EXCEEDED));
+        let other = reply(
+            200,
+            &[
+                ("grpc-status", "14"),
+                ("grpc-message", "no healthy upstream"),
+            ],
+            b"",
+        );
+        assert_eq!(result_of(other), GrpcResult::Failed(UNAVAILABLE));
+    }
+
+    #[test]
     fn broken_replies_are_internal_errors() {
         let compressed = {
             let mut f = frame(b"m");
@@ -225,13 +265,19 @@ mod tests {
 
     #[test]
     fn http_errors_map_as_grpc_clients_map_them() {
-        assert_eq!(result_of(reply(503, &[], b"")), GrpcResult::Failed(UNAVAILABLE));
+        assert_eq!(
+            result_of(reply(503, &[], b"")),
+            GrpcResult::Failed(UNAVAILABLE)
+        );
         assert_eq!(
             result_of(reply(504, &[], b"upstream request timeout")),
             GrpcResult::Failed(DEADLINE_EXCEEDED)
         );
         assert_eq!(result_of(reply(404, &[], b"")), GrpcResult::Failed(12));
         assert_eq!(result_of(reply(500, &[], b"")), GrpcResult::Failed(UNKNOWN));
-        assert_eq!(result_of(CalloutResult::Failed), GrpcResult::Failed(UNAVAILABLE));
+        assert_eq!(
+            result_of(CalloutResult::Failed),
+            GrpcResult::Failed(UNAVAILABLE)
+        );
     }
 }

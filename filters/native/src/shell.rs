@@ -839,7 +839,10 @@ mod tests {
         let mut filter = Filter::new(&config).unwrap();
         let mut host = get_host();
         host.callouts_work = true;
-        assert!(!filter.on_request_headers(&host, true), "the request must wait");
+        assert!(
+            !filter.on_request_headers(&host, true),
+            "the request must wait"
+        );
         assert_eq!(*host.calls.borrow(), ["callout wasmesh_ratelimit_service"]);
         // ShouldRateLimitResponse { overall_code: OK }, framed, status 200.
         filter.on_callout_done(

@@ -18,8 +18,8 @@ use wasmesh_integration::echo::EchoServer;
 use wasmesh_integration::envoy::{Envoy, Options};
 use wasmesh_integration::http;
 use wasmesh_integration::paths::TempDir;
-use wasmesh_integration::scenarios::{self, global_ratelimit};
 use wasmesh_integration::rls;
+use wasmesh_integration::scenarios::{self, global_ratelimit};
 
 fn options() -> Options {
     Options::default().env(
@@ -185,7 +185,9 @@ fn global_decisions(envoy: &Envoy, decision: &str) -> u64 {
     let text = envoy.admin().prometheus().unwrap();
     let label = format!("decision=\"{decision}\"");
     text.lines()
-        .filter(|l| l.starts_with("wasmesh_ratelimit_global_decisions_total{") && l.contains(&label))
+        .filter(|l| {
+            l.starts_with("wasmesh_ratelimit_global_decisions_total{") && l.contains(&label)
+        })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
         .sum()
 }
@@ -216,6 +218,20 @@ fn ratelimit_global_service_going_away_gives_the_failure_mode_without_a_hang() {
     let closed = global_ratelimit_envoy(server.port, true);
     global_ratelimit::check_failure_modes(&open, &closed, server).unwrap();
     assert_eq!(global_decisions(&open, "error"), 3);
+}
+
+/// The Wasm filter's `a_service_that_never_answers_times_out_into_the_failure_mode`:
+/// the callout's timeout is the call's (DEADLINE_EXCEEDED, filters/native/src/grpc.rs),
+/// and it counts as an error.
+#[test]
+fn ratelimit_global_service_that_never_answers_times_out_into_the_failure_mode() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let open = global_ratelimit_envoy(port, false);
+    let closed = global_ratelimit_envoy(port, true);
+    global_ratelimit::check_timeouts(&open, &closed).unwrap();
+    assert_eq!(global_decisions(&open, "error"), 1);
+    assert_eq!(global_decisions(&closed, "error"), 1);
 }
 
 /// The same exchange through the Wasm filter and the native stage, each against a
