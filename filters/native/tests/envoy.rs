@@ -234,6 +234,37 @@ fn ratelimit_global_service_that_never_answers_times_out_into_the_failure_mode()
     assert_eq!(global_decisions(&closed, "error"), 1);
 }
 
+/// The Wasm filter's `a_rule_naming_a_cluster_envoy_lacks_fails_into_its_mode...`: the
+/// callout cannot be sent, which is UNAVAILABLE, request after request.
+#[test]
+fn ratelimit_global_rule_naming_a_cluster_envoy_lacks_fails_into_its_mode() {
+    let start = |deny: bool| {
+        let mut config = global_ratelimit::filter_config(deny);
+        config["rate_limit_service"]["cluster"] = json!("wasmesh_no_such_cluster");
+        let filter = native_filter("ratelimit", config);
+        let bootstrap = bootstrap::direct_response_through(200, "ok", vec![filter]);
+        Envoy::start_with(&metric_names(bootstrap), &options()).unwrap()
+    };
+    let (open, closed) = (start(false), start(true));
+    for _ in 0..3 {
+        let url = global_ratelimit::url(&open).unwrap();
+        assert_eq!(
+            http::get(&url).unwrap().status,
+            200,
+            "{}",
+            open.log_tail(20)
+        );
+        let url = global_ratelimit::url(&closed).unwrap();
+        assert_eq!(
+            http::get(&url).unwrap().status,
+            500,
+            "{}",
+            closed.log_tail(20)
+        );
+    }
+    assert_eq!(global_decisions(&open, "error"), 3);
+}
+
 /// The same exchange through the Wasm filter and the native stage, each against a
 /// service of its own: the same statuses and draft-03 headers, and the same 500
 /// without them once the service is gone (fail-closed).
