@@ -243,12 +243,6 @@ fn global_rate_limit_rows(
         "ratelimit-global-proxy",
         "envoy-ratelimit-proxy",
     ];
-    if !inputs.module("ratelimit").exists() {
-        missing.extend(names.iter().map(|n| n.to_string()));
-        return Ok(());
-    }
-    let ours = WasmFilter::new("wasmesh.ratelimit", inputs.module("ratelimit"))
-        .config(inputs.filter_config("ratelimit-global")?);
     let with_rls = |mut bootstrap: Value| {
         let mut clusters = bootstrap["static_resources"]["clusters"]
             .as_array()
@@ -258,6 +252,28 @@ fn global_rate_limit_rows(
         bootstrap["static_resources"]["clusters"] = Value::Array(clusters);
         bootstrap
     };
+    // The native stage makes the same call over the ABI's HTTP callout
+    // (filters/native/src/grpc.rs).
+    if inputs.native_module_built() {
+        let filter =
+            bootstrap::native_filter("ratelimit", &inputs.filter_config("ratelimit-global")?);
+        configs.push(BenchConfig {
+            name: "ratelimit-global-native".into(),
+            what: "ratelimit-global in the native dynamic module (the call as an HTTP/2 callout)"
+                .into(),
+            bootstrap: with_rls(bootstrap::with_native_metric_names(
+                bootstrap::direct_response_through(200, BODY, vec![filter]),
+            )),
+        });
+    } else {
+        missing.push("ratelimit-global-native".into());
+    }
+    if !inputs.module("ratelimit").exists() {
+        missing.extend(names.iter().map(|n| n.to_string()));
+        return Ok(());
+    }
+    let ours = WasmFilter::new("wasmesh.ratelimit", inputs.module("ratelimit"))
+        .config(inputs.filter_config("ratelimit-global")?);
     configs.push(BenchConfig {
         name: names[0].into(),
         what: "the ratelimit filter, one global rule: a ShouldRateLimit call per request".into(),

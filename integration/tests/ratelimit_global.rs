@@ -4,9 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use serde_json::{json, Value};
+use serde_json::json;
 use wasmesh_harness::build::wasm_module;
-use wasmesh_integration::bootstrap::{self, WasmFilter, INGRESS};
+use wasmesh_integration::bootstrap::{self, WasmFilter};
 use wasmesh_integration::envoy::Envoy;
 use wasmesh_integration::http;
 use wasmesh_integration::scenarios::global_ratelimit::{self, filter_config, limit_yaml, Seen};
