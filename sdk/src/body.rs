@@ -134,6 +134,27 @@ impl BodyCount {
         (new, self.received)
     }
 
+    /// Settles a body callback once the stage has answered, the same for every shell:
+    /// a `Buffer` on the last chunk becomes `Continue` (nothing more will come to
+    /// release a held body), header edits are dropped with a warning (the headers went
+    /// on before the body), and the count moves on. Returns the action, and the
+    /// replacement for the shell to write back to its host.
+    pub fn settle(
+        &mut self,
+        body: &mut Body<'_>,
+        mut action: BodyAction,
+    ) -> (BodyAction, Option<Vec<u8>>) {
+        if body.end_of_stream() && action == BodyAction::Buffer {
+            action = BodyAction::Continue;
+        }
+        let replacement = body.take_replacement();
+        if !body.headers.take_ops().is_empty() {
+            crate::warn!("header edits in a body phase dropped: the headers went on already");
+        }
+        self.after(&action, body.len());
+        (action, replacement)
+    }
+
     /// After the call: `held` bytes stay with the host (0 unless it buffered).
     pub fn after(&mut self, action: &BodyAction, len_now: usize) {
         self.held = if *action == BodyAction::Buffer {

@@ -442,27 +442,19 @@ impl<S: Stage> StreamShared<S> {
         };
         let (chunk, received) = self.state.borrow_mut().counts[dir].on_chunk(len);
         let mut body = Body::new(len, chunk, received, end_of_stream, &fetch, headers);
-        let mut action = {
+        let action = {
             let mut state = self.state.borrow_mut();
             match dir {
                 REQ => self.stage.on_request_body(&mut body, &mut state.stream),
                 _ => self.stage.on_response_body(&mut body, &mut state.stream),
             }
         };
-        if end_of_stream && action == BodyAction::Buffer {
-            // Nothing more will come to release a held body.
-            action = BodyAction::Continue;
-        }
-        if let Some(bytes) = body.take_replacement() {
+        let (action, replacement) = self.state.borrow_mut().counts[dir].settle(&mut body, action);
+        if let Some(bytes) = replacement {
             if let Err(e) = host::set_buffer(kind, len, &bytes) {
                 crate::warn!("body replacement failed: {e}");
             }
         }
-        if !body.headers.take_ops().is_empty() {
-            crate::warn!("header edits in a body phase dropped: the headers went on already");
-        }
-        let len_now = body.len();
-        self.state.borrow_mut().counts[dir].after(&action, len_now);
         match action {
             BodyAction::Continue => {
                 // Continuing the data continues the held headers with it.

@@ -392,15 +392,12 @@ impl Filter {
             &fetch,
             host.lazy_headers(kind),
         );
-        let mut action = match kind {
+        let action = match kind {
             HeaderKind::Request => self.stage.on_request_body(&mut body, self.stream.as_mut()),
             HeaderKind::Response => self.stage.on_response_body(&mut body, self.stream.as_mut()),
         };
-        if end_of_stream && action == BodyAction::Buffer {
-            // Nothing more will come to release a held body.
-            action = BodyAction::Continue;
-        }
-        if let Some(bytes) = body.take_replacement() {
+        let (action, replacement) = self.counts[dir].settle(&mut body, action);
+        if let Some(bytes) = replacement {
             if !host.replace_body(kind, &bytes) {
                 eprintln!(
                     "wasmesh-native: {}: body replacement failed",
@@ -408,13 +405,6 @@ impl Filter {
                 );
             }
         }
-        if !body.headers.take_ops().is_empty() {
-            eprintln!(
-                "wasmesh-native: {}: header edits in a body phase dropped: the headers went on already",
-                self.stage.name()
-            );
-        }
-        self.counts[dir].after(&action, body.len());
         match action {
             BodyAction::Continue => {
                 // Continuing the data continues the held headers with it.
